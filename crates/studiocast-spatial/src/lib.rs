@@ -1,0 +1,13 @@
+//! studiocast-spatial: pure-Rust spatial audio DSP.
+//!
+//! Ambisonics (AmbiX/N3D/FuMa, orders 1–7), objects and loudspeaker beds are
+//! rendered to binaural stereo through SH-domain filters designed from any
+//! SOFA HRTF set (MagLS with a diffuse-field covariance constraint, plain
+//! least squares, or virtual loudspeakers), and to a loudspeaker-stereo
+//! downmix. No GStreamer, tokio or axum here.
+
+pub mod error;
+pub mod rotation;
+pub mod sh;
+
+pub use error::{Result, SpatialError};
