@@ -7,6 +7,10 @@
 //! downmix. No GStreamer, tokio or axum here.
 
 pub mod error;
+pub mod design;
+pub mod hrtf;
+pub mod linalg;
+pub mod metrics;
 pub mod rotation;
 pub mod sh;
 

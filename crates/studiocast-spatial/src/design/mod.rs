@@ -1,0 +1,355 @@
+//! Binaural decoder design: SH-domain FIR filters from an HRTF set.
+//!
+//! * `MagLs` (Schörkhuber, Zaunschirm & Höldrich 2018; Zotter & Frank,
+//!   *Ambisonics*, §4.11): least squares below an order-dependent cutoff,
+//!   magnitude-only fit with phase continuation above it, then the
+//!   diffuse-field covariance constraint (a 2×2 Procrustes step per bin) that
+//!   restores diffuse-field level and interaural coherence.
+//! * `Ls`: plain weighted least squares, for comparison.
+//! * `Vls`: virtual loudspeakers (mode-matching decoder to a quasi-uniform
+//!   set of measured directions), folded into SH filters, for comparison.
+//!
+//! Filters come out in the AmbiX (ACN/SN3D) input convention, time-aligned
+//! with the HRIRs: no delay is added.
+
+mod magls;
+
+use realfft::num_complex::Complex64;
+use realfft::RealFftPlanner;
+
+use crate::error::{Result, SpatialError};
+use crate::hrtf::HrtfSet;
+use crate::linalg::weighted_pinv;
+use crate::sh::{check_order, degree_order, max_re_weights, Normalisation, ShEvaluator};
+
+/// Speed of sound, m/s.
+pub const SPEED_OF_SOUND: f64 = 343.0;
+/// Head radius used for the MagLS cutoff, m.
+pub const HEAD_RADIUS: f64 = 0.0875;
+/// Longest SH filter we will design.
+pub const MAX_FILTER_LEN: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderMethod {
+    MagLs,
+    Ls,
+    Vls,
+}
+
+impl std::str::FromStr for DecoderMethod {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "magls" => Ok(Self::MagLs),
+            "ls" => Ok(Self::Ls),
+            "vls" => Ok(Self::Vls),
+            other => Err(format!("unknown method '{other}' (magls, ls, vls)")),
+        }
+    }
+}
+
+impl std::fmt::Display for DecoderMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::MagLs => "magls",
+            Self::Ls => "ls",
+            Self::Vls => "vls",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DesignOptions {
+    pub method: DecoderMethod,
+    pub order: usize,
+    /// FIR length of each SH filter, samples. `None`: the HRIR length rounded
+    /// up to a multiple of 64, at most 512 at 48 kHz-equivalent.
+    pub filter_len: Option<usize>,
+    /// MagLS cutoff, Hz. `None`: N·c / (2π·r).
+    pub cutoff_hz: Option<f64>,
+    /// Diffuse-field covariance constraint (MagLS only by default).
+    pub covariance_constraint: bool,
+    /// max-rE weighting above the cutoff.
+    pub max_re: bool,
+    /// Tikhonov regularisation, relative to the mean Gram diagonal.
+    pub regularisation: f64,
+    /// MagLS keeps the measured interaural phase difference up to here, Hz.
+    pub ipd_limit_hz: f64,
+}
+
+impl DesignOptions {
+    pub fn new(method: DecoderMethod, order: usize) -> Self {
+        DesignOptions {
+            method,
+            order,
+            filter_len: None,
+            cutoff_hz: None,
+            covariance_constraint: method == DecoderMethod::MagLs,
+            max_re: false,
+            regularisation: 1e-4,
+            ipd_limit_hz: 0.0,
+        }
+    }
+
+    pub fn cutoff(&self) -> f64 {
+        self.cutoff_hz.unwrap_or(
+            self.order as f64 * SPEED_OF_SOUND / (2.0 * std::f64::consts::PI * HEAD_RADIUS),
+        )
+    }
+}
+
+/// SH-domain binaural filters: `left[k]`, `right[k]` for ACN channel k,
+/// applied to AmbiX (SN3D) signals and summed.
+#[derive(Debug, Clone)]
+pub struct ShFilters {
+    pub order: usize,
+    pub sample_rate: u32,
+    pub taps: usize,
+    /// True when right[k] = ±left[k] (mirror-symmetric HRTF set): the
+    /// renderer then needs only the left set.
+    pub symmetric: bool,
+    pub left: Vec<Vec<f32>>,
+    pub right: Vec<Vec<f32>>,
+    pub method: DecoderMethod,
+}
+
+impl ShFilters {
+    pub fn channels(&self) -> usize {
+        self.left.len()
+    }
+
+    /// Sign relating the right-ear filter of ACN channel `k` to the left one
+    /// for mirror-symmetric sets: sin(mφ) terms (m < 0) flip.
+    pub fn mirror_sign(k: usize) -> f32 {
+        if degree_order(k).1 < 0 {
+            -1.0
+        } else {
+            1.0
+        }
+    }
+}
+
+/// Per-bin spectra of both ears for every grid direction.
+pub(crate) struct Spectra {
+    pub nfft: usize,
+    pub bins: usize,
+    /// [ear][q * bins + bin]
+    pub h: [Vec<Complex64>; 2],
+}
+
+pub(crate) fn spectra(hrtf: &HrtfSet, nfft: usize) -> Spectra {
+    let bins = nfft / 2 + 1;
+    let mut planner = RealFftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(nfft);
+    let mut buf = fft.make_input_vec();
+    let mut out = fft.make_output_vec();
+    let mut h = [
+        vec![Complex64::new(0.0, 0.0); hrtf.len() * bins],
+        vec![Complex64::new(0.0, 0.0); hrtf.len() * bins],
+    ];
+    for (ear, irs) in [&hrtf.left, &hrtf.right].into_iter().enumerate() {
+        for (q, ir) in irs.iter().enumerate() {
+            buf.iter_mut().for_each(|v| *v = 0.0);
+            for (b, s) in buf.iter_mut().zip(ir.iter()) {
+                *b = *s as f64;
+            }
+            // Lengths always match the plan; an error here is unreachable.
+            let _ = fft.process(&mut buf, &mut out);
+            h[ear][q * bins..(q + 1) * bins].copy_from_slice(&out);
+        }
+    }
+    Spectra { nfft, bins, h }
+}
+
+/// SH matrix (Q×K, row-major) in N3D for the grid.
+pub(crate) fn sh_matrix(dirs: &[[f64; 3]], order: usize) -> Vec<f64> {
+    let k = (order + 1) * (order + 1);
+    let mut ev = ShEvaluator::new(order);
+    let mut y = vec![0.0; dirs.len() * k];
+    for (q, d) in dirs.iter().enumerate() {
+        ev.eval(*d, Normalisation::N3d, &mut y[q * k..(q + 1) * k]);
+    }
+    y
+}
+
+/// Design SH-domain binaural filters.
+pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
+    let k = check_order(opts.order)?;
+    let rate_scale = hrtf.sample_rate as f64 / 48_000.0;
+    let default_len = ((512.0 * rate_scale).round() as usize).max(64);
+    let taps = opts
+        .filter_len
+        .unwrap_or_else(|| hrtf.taps().div_ceil(64).saturating_mul(64).min(default_len));
+    if taps == 0 || taps > MAX_FILTER_LEN {
+        return Err(SpatialError::Limit {
+            what: "SH filter length",
+            value: taps,
+            limit: MAX_FILTER_LEN,
+        });
+    }
+    let nfft = (2 * hrtf.taps().max(taps)).next_power_of_two().max(1024);
+    let spec = spectra(hrtf, nfft);
+    let y = sh_matrix(&hrtf.dirs, opts.order);
+    let q = hrtf.len();
+
+    // coeffs[ear][bin * k + c], N3D.
+    let coeffs = match opts.method {
+        DecoderMethod::Vls => vls_coeffs(hrtf, &spec, opts.order)?,
+        DecoderMethod::Ls | DecoderMethod::MagLs => {
+            let p = weighted_pinv(&y, q, k, &hrtf.weights, opts.regularisation).ok_or_else(
+                || SpatialError::Design("SH matrix is singular on this grid".into()),
+            )?;
+            let cutoff_bin =
+                (opts.cutoff() * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
+            let ipd_bin = (opts.ipd_limit_hz * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
+            let mut out = if opts.method == DecoderMethod::Ls {
+                [magls::ls_fit(&p, &spec, 0, q, k), magls::ls_fit(&p, &spec, 1, q, k)]
+            } else {
+                magls::magls_fit(&p, &y, &spec, q, k, cutoff_bin, ipd_bin, bulk_delay(hrtf))
+            };
+            if hrtf.symmetric {
+                symmetrise(&mut out, k);
+            }
+            if opts.max_re {
+                let cutoff_bin =
+                    (opts.cutoff() * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
+                let a = max_re_weights(opts.order);
+                for ear in &mut out {
+                    for (i, c) in ear.iter_mut().enumerate() {
+                        if i / k > cutoff_bin {
+                            *c *= a[degree_order(i % k).0];
+                        }
+                    }
+                }
+            }
+            let [l, r] = out;
+            [l, r]
+        }
+    };
+    let mut coeffs = coeffs;
+    if opts.covariance_constraint {
+        magls::covariance_constraint(&y, &hrtf.weights, &spec, &mut coeffs, k);
+        if hrtf.symmetric {
+            symmetrise(&mut coeffs, k);
+        }
+    }
+    let (left, right) = to_time_domain(&coeffs, spec.bins, nfft, k, taps)?;
+    Ok(ShFilters {
+        order: opts.order,
+        sample_rate: hrtf.sample_rate,
+        taps,
+        symmetric: hrtf.symmetric,
+        left,
+        right,
+        method: opts.method,
+    })
+}
+
+/// Arrival time at the centre of the head, in samples: the median over
+/// directions of the mean leading-edge onset of both ears (first sample
+/// within 20 dB of the peak).
+pub fn bulk_delay(hrtf: &HrtfSet) -> f64 {
+    let onset = |v: &[f32]| -> f64 {
+        let peak = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        v.iter().position(|x| x.abs() >= 0.1 * peak).unwrap_or(0) as f64
+    };
+    let mut d: Vec<f64> = hrtf
+        .left
+        .iter()
+        .zip(&hrtf.right)
+        .map(|(l, r)| 0.5 * (onset(l) + onset(r)))
+        .collect();
+    d.sort_by(|a, b| a.total_cmp(b));
+    d.get(d.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Enforce right = mirror(left) exactly for a mirror-symmetric set, so the
+/// renderer can use the two-IFFT symmetric path.
+fn symmetrise(c: &mut [Vec<Complex64>; 2], k: usize) {
+    for i in 0..c[0].len() {
+        let s = ShFilters::mirror_sign(i % k) as f64;
+        let l = 0.5 * (c[0][i] + c[1][i] * s);
+        c[0][i] = l;
+        c[1][i] = l * s;
+    }
+}
+
+/// Virtual loudspeakers: a quasi-uniform (Fibonacci) set snapped to the
+/// nearest measured directions, a mode-matching decoder to them, and their
+/// HRTFs summed per SH channel.
+fn vls_coeffs(hrtf: &HrtfSet, spec: &Spectra, order: usize) -> Result<[Vec<Complex64>; 2]> {
+    let k = (order + 1) * (order + 1);
+    let want = (2 * k).max(12);
+    let golden = std::f64::consts::PI * (3.0 - 5f64.sqrt());
+    let mut idx: Vec<usize> = (0..want)
+        .map(|i| {
+            let z = 1.0 - 2.0 * (i as f64 + 0.5) / want as f64;
+            let r = (1.0 - z * z).sqrt();
+            let phi = golden * i as f64;
+            hrtf.nearest([r * phi.cos(), r * phi.sin(), z])
+        })
+        .collect();
+    idx.sort_unstable();
+    idx.dedup();
+    let dirs: Vec<[f64; 3]> = idx.iter().map(|&i| hrtf.dirs[i]).collect();
+    let ys = sh_matrix(&dirs, order);
+    let ones = vec![1.0; dirs.len()];
+    let p = weighted_pinv(&ys, dirs.len(), k, &ones, 1e-3)
+        .ok_or_else(|| SpatialError::Design("virtual loudspeaker set is degenerate".into()))?;
+    let bins = spec.bins;
+    let mut out = [vec![Complex64::new(0.0, 0.0); bins * k], vec![Complex64::new(0.0, 0.0); bins * k]];
+    for (ear, o) in out.iter_mut().enumerate() {
+        for (l, &gi) in idx.iter().enumerate() {
+            for c in 0..k {
+                // Mode matching: speaker gains g = Ys (YsᵀYs)⁻¹ a, i.e. Pᵀ.
+                let d = p[c * dirs.len() + l];
+                for b in 0..bins {
+                    o[b * k + c] += spec.h[ear][gi * bins + b] * d;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+type Taps = Vec<Vec<f32>>;
+
+fn to_time_domain(
+    coeffs: &[Vec<Complex64>; 2],
+    bins: usize,
+    nfft: usize,
+    k: usize,
+    taps: usize,
+) -> Result<(Taps, Taps)> {
+    let mut planner = RealFftPlanner::<f64>::new();
+    let ifft = planner.plan_fft_inverse(nfft);
+    let mut spec = ifft.make_input_vec();
+    let mut time = ifft.make_output_vec();
+    let fade = (taps / 8).clamp(1, 64);
+    let mut ears: [Taps; 2] = [Vec::new(), Vec::new()];
+    for (ear, out) in ears.iter_mut().enumerate() {
+        for c in 0..k {
+            for b in 0..bins {
+                spec[b] = coeffs[ear][b * k + c];
+            }
+            // A real signal needs real DC and Nyquist bins.
+            spec[0].im = 0.0;
+            spec[bins - 1].im = 0.0;
+            ifft.process(&mut spec, &mut time)
+                .map_err(|e| SpatialError::Design(e.to_string()))?;
+            let (n, _) = degree_order(c);
+            let g = ((2 * n + 1) as f64).sqrt() / nfft as f64;
+            let mut f: Vec<f32> = time[..taps].iter().map(|v| (v * g) as f32).collect();
+            for i in 0..fade {
+                let w = 0.5 * (1.0 + (std::f64::consts::PI * (i + 1) as f64 / fade as f64).cos());
+                f[taps - fade + i] *= w as f32;
+            }
+            if f.iter().any(|v| !v.is_finite()) {
+                return Err(SpatialError::Design("non-finite filter coefficients".into()));
+            }
+            out.push(f);
+        }
+    }
+    let [l, r] = ears;
+    Ok((l, r))
+}
