@@ -1,9 +1,65 @@
+//! Accuracy of the binaural decoder designs on the default HRTF set.
+//!
+//! `accuracy_probe [orders] [methods]`, e.g. `accuracy_probe 1,3,5 magls`.
+//! Environment overrides of the design options: LEN, FC, COV, MAXRE, REG,
+//! IPD, IPDF, PERC, SMOOTH, WEXP, WFLOOR, ITER, LEQ. DIAG=1 also prints the
+//! per-band diffuse-field error and median level error.
+use realfft::RealFftPlanner;
 use studiocast_spatial::design::{design, DecoderMethod, DesignOptions};
 use studiocast_spatial::hrtf::{HrtfSet, DEFAULT_SOFA};
-use studiocast_spatial::metrics::evaluate;
+use studiocast_spatial::metrics::{erb_bands, evaluate, rendered_irs};
 
 fn env<T: std::str::FromStr>(k: &str) -> Option<T> {
     std::env::var(k).ok().and_then(|v| v.parse().ok())
+}
+
+/// Per ERB band: diffuse-field error (dB, left ear) and the median over
+/// directions of the left-ear level error (dB, signed).
+fn diagnose(h: &HrtfSet, f: &studiocast_spatial::design::ShFilters) {
+    let (rl, _) = rendered_irs(f, &h.dirs);
+    let nfft = 4096;
+    let rate = h.sample_rate as f64;
+    let bands = erb_bands(200.0, 16000.0, nfft, rate);
+    let mut planner = RealFftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(nfft);
+    let energies = |ir: &[f32]| -> Vec<f64> {
+        let mut buf = vec![0.0; nfft];
+        for (b, s) in buf.iter_mut().zip(ir) {
+            *b = *s as f64;
+        }
+        let mut out = fft.make_output_vec();
+        let _ = fft.process(&mut buf, &mut out);
+        bands.iter().map(|&(lo, hi)| out[lo..hi].iter().map(|c| c.norm_sqr()).sum::<f64>().max(1e-30)).collect()
+    };
+    let nb = bands.len();
+    let mut df = [vec![0.0; nb], vec![0.0; nb]];
+    let mut err: Vec<Vec<f64>> = vec![Vec::new(); nb];
+    for q in 0..h.len() {
+        let (a, b) = (energies(&h.left[q]), energies(&rl[q]));
+        for i in 0..nb {
+            df[0][i] += h.weights[q] * a[i];
+            df[1][i] += h.weights[q] * b[i];
+            err[i].push(10.0 * (b[i] / a[i]).log10());
+        }
+    }
+    for i in 0..nb {
+        err[i].sort_by(|a, b| a.total_cmp(b));
+        let med_abs = {
+            let mut v: Vec<f64> = err[i].iter().map(|x| x.abs()).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let f0 = bands[i].0 as f64 * rate / nfft as f64;
+        println!(
+            "  {:6.0} Hz  DF {:+5.2}  med err {:+5.2}  med|err| {:4.2}  p10 {:+5.2} p90 {:+5.2}",
+            f0,
+            10.0 * (df[1][i] / df[0][i]).log10(),
+            err[i][err[i].len() / 2],
+            med_abs,
+            err[i][err[i].len() / 10],
+            err[i][err[i].len() * 9 / 10]
+        );
+    }
 }
 
 fn main() {
@@ -21,11 +77,28 @@ fn main() {
             if let Some(c) = env::<u8>("MAXRE") { o.max_re = c == 1; }
             if let Some(c) = env("REG") { o.regularisation = c; }
             if let Some(c) = env("IPD") { o.ipd_limit_hz = c; }
+            if let Some(c) = env("IPDF") { o.ipd_full_hz = c; }
+            if let Some(c) = env::<u8>("PERC") { o.perceptual = c == 1; }
+            if let Some(c) = env("SMOOTH") { o.smoothing_erb = c; }
+            if let Some(c) = env("WEXP") { o.weight_exponent = c; }
+            if let Some(c) = env("WFLOOR") { o.weight_floor_db = c; }
+            if let Some(c) = env("ITER") { o.iterations = c; }
+            if let Some(c) = env::<u8>("LEQ") { o.diffuse_level_eq = c == 1; }
             let f = design(&h, &o).unwrap();
             let dt = t.elapsed();
             let a = evaluate(&h, &f);
             println!("{method:5} N={order} ILD {:.2}/{:.2} ITD {:.1}/{:.1} SD {:.2}/{:.2} DF {:.2} IC {:.3}  ({:.2}s)",
                 a.ild.median, a.ild.p95, a.itd.median, a.itd.p95, a.spectral.median, a.spectral.p95, a.diffuse_magnitude, a.diffuse_coherence, dt.as_secs_f64());
+            if env::<u8>("TDIAG") == Some(1) {
+                println!("  bulk delay {:.1}", studiocast_spatial::design::bulk_delay(&h));
+                for c in 0..f.channels().min(4) {
+                    let e: Vec<String> = f.left[c].chunks(32).map(|b| format!("{:.0}", 10.0 * b.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().max(1e-20).log10())).collect();
+                    println!("  ch{c}: {}", e.join(" "));
+                }
+            }
+            if env::<u8>("DIAG") == Some(1) {
+                diagnose(&h, &f);
+            }
         }
     }
 }

@@ -9,9 +9,11 @@
 pub mod error;
 pub mod design;
 pub mod hrtf;
+pub mod convolver;
 pub mod linalg;
 pub mod metrics;
 pub mod rotation;
 pub mod sh;
+pub mod simd;
 
 pub use error::{Result, SpatialError};

@@ -12,6 +12,7 @@
 //! Filters come out in the AmbiX (ACN/SN3D) input convention, time-aligned
 //! with the HRIRs: no delay is added.
 
+mod fit;
 mod magls;
 
 use realfft::num_complex::Complex64;
@@ -75,6 +76,16 @@ pub struct DesignOptions {
     pub regularisation: f64,
     /// MagLS keeps the measured interaural phase difference up to here, Hz.
     pub ipd_limit_hz: f64,
+    /// Full IPD weight up to here, Hz (taper to `ipd_limit_hz`).
+    pub ipd_full_hz: f64,
+    /// Perceptually weighted MagLS (see `fit.rs`); false: textbook MagLS.
+    pub perceptual: bool,
+    pub smoothing_erb: f64,
+    pub weight_exponent: f64,
+    pub weight_floor_db: f64,
+    pub iterations: usize,
+    /// Level-only diffuse-field equalisation (instead of / after covariance).
+    pub diffuse_level_eq: bool,
 }
 
 impl DesignOptions {
@@ -88,6 +99,13 @@ impl DesignOptions {
             max_re: false,
             regularisation: 1e-4,
             ipd_limit_hz: 0.0,
+            ipd_full_hz: 0.0,
+            perceptual: true,
+            smoothing_erb: 1.0,
+            weight_exponent: 1.0,
+            weight_floor_db: -20.0,
+            iterations: 4,
+            diffuse_level_eq: false,
         }
     }
 
@@ -204,6 +222,25 @@ pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
             let ipd_bin = (opts.ipd_limit_hz * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
             let mut out = if opts.method == DecoderMethod::Ls {
                 [magls::ls_fit(&p, &spec, 0, q, k), magls::ls_fit(&p, &spec, 1, q, k)]
+            } else if opts.perceptual {
+                let hz = |f: f64| (f * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
+                let signs: Vec<f64> = (0..k).map(|c| ShFilters::mirror_sign(c) as f64).collect();
+                let fp = fit::FitParams {
+                    cutoff_bin,
+                    ipd_full_bin: hz(opts.ipd_full_hz.min(opts.ipd_limit_hz)),
+                    ipd_zero_bin: hz(opts.ipd_limit_hz),
+                    bulk_delay: bulk_delay(hrtf),
+                    iterations: opts.iterations,
+                    smoothing_erb: opts.smoothing_erb,
+                    weight_exponent: opts.weight_exponent,
+                    weight_floor: 10f64.powf(opts.weight_floor_db / 10.0),
+                    regularisation: opts.regularisation,
+                    sample_rate: hrtf.sample_rate as f64,
+                    symmetric: hrtf.symmetric,
+                };
+                fit::perceptual_magls(&y, &hrtf.weights, &spec, k, &signs, &fp).ok_or_else(
+                    || SpatialError::Design("weighted SH matrix is singular on this grid".into()),
+                )?
             } else {
                 magls::magls_fit(&p, &y, &spec, q, k, cutoff_bin, ipd_bin, bulk_delay(hrtf))
             };
@@ -233,7 +270,22 @@ pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
             symmetrise(&mut coeffs, k);
         }
     }
+    if opts.diffuse_level_eq {
+        fit::diffuse_level_eq(&y, &hrtf.weights, &spec, &mut coeffs, k, hrtf.sample_rate as f64);
+    }
     let (left, right) = to_time_domain(&coeffs, spec.bins, nfft, k, taps)?;
+    if std::env::var("DBG").is_ok() {
+        for b in [4usize, 9, 17, 21, 30, 43, 60, 80, 100, 150, 300] {
+            for c in [0usize, 1, 2, 3] {
+                let w = -2.0 * std::f64::consts::PI * b as f64 / nfft as f64;
+                let d: Complex64 = left[c].iter().enumerate().map(|(n, v)| Complex64::from_polar(*v as f64, w * n as f64)).sum();
+                let g = ((2 * degree_order(c).0 + 1) as f64).sqrt();
+                let want = coeffs[0][b * k + c] * g;
+                eprint!("b{b} c{c} {:.3}/{:.3} ", d.norm(), want.norm());
+            }
+            eprintln!();
+        }
+    }
     Ok(ShFilters {
         order: opts.order,
         sample_rate: hrtf.sample_rate,
@@ -339,6 +391,10 @@ fn to_time_domain(
                 .map_err(|e| SpatialError::Design(e.to_string()))?;
             let (n, _) = degree_order(c);
             let g = ((2 * n + 1) as f64).sqrt() / nfft as f64;
+            if std::env::var("DBG").is_ok() && ear == 0 && c < 2 {
+                let e: Vec<String> = time.chunks(128).map(|b| format!("{:.0}", 10.0 * (b.iter().map(|v| (v * g).powi(2)).sum::<f64>().max(1e-20)).log10())).collect();
+                eprintln!("full c{c}: {}", e.join(" "));
+            }
             let mut f: Vec<f32> = time[..taps].iter().map(|v| (v * g) as f32).collect();
             for i in 0..fade {
                 let w = 0.5 * (1.0 + (std::f64::consts::PI * (i + 1) as f64 / fade as f64).cos());
