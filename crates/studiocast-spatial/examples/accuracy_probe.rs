@@ -83,6 +83,10 @@ fn main() {
             if let Some(c) = env("WEXP") { o.weight_exponent = c; }
             if let Some(c) = env("WFLOOR") { o.weight_floor_db = c; }
             if let Some(c) = env("ITER") { o.iterations = c; }
+            if let Some(c) = env("REFINE") { o.refinements = c; }
+            if let Some(c) = env("TRANS") { o.transition = c; }
+            if let Some(c) = env("MOM") { o.momentum = c; }
+            if let Some(c) = env("XD") { o.hf_extra_delay = c; }
             if let Some(c) = env::<u8>("LEQ") { o.diffuse_level_eq = c == 1; }
             let f = design(&h, &o).unwrap();
             let dt = t.elapsed();

@@ -8,12 +8,18 @@
 
 pub mod error;
 pub mod design;
+pub mod encoder;
 pub mod hrtf;
 pub mod convolver;
 pub mod linalg;
 pub mod metrics;
+pub mod renderer;
 pub mod rotation;
 pub mod sh;
 pub mod simd;
 
+pub use design::{design, DecoderMethod, DesignOptions, ShFilters};
 pub use error::{Result, SpatialError};
+pub use hrtf::{HrtfSet, DEFAULT_SOFA};
+pub use renderer::BinauralRenderer;
+pub use rotation::Quat;

@@ -363,11 +363,11 @@ impl SceneRotator {
         self.current.angle_to(Quat::IDENTITY) < 1e-9 && self.target.angle_to(Quat::IDENTITY) < 1e-9
     }
 
-    /// Rotate `channels` (planar, (order+1)² channels of `frames` samples)
-    /// in place.
-    pub fn process(&mut self, channels: &mut [&mut [f32]], frames: usize) {
-        let k = channels_for_order(self.order).min(channels.len());
-        if self.is_identity() || frames == 0 {
+    /// Rotate a planar buffer in place: channel c occupies
+    /// `data[c * frames..(c + 1) * frames]`, (order+1)² channels.
+    pub fn process(&mut self, data: &mut [f32], frames: usize) {
+        let k = channels_for_order(self.order);
+        if self.is_identity() || frames == 0 || data.len() < k * frames {
             return;
         }
         let moving = self.current.angle_to(self.target) > 1e-9;
@@ -389,15 +389,13 @@ impl SceneRotator {
             }
             for s in start..start + len {
                 let step = (s - start + 1) as f32;
-                for (c, ch) in channels.iter().enumerate().take(k) {
-                    self.frame_in[c] = ch[s];
+                for c in 0..k {
+                    self.frame_in[c] = data[c * frames + s];
                 }
-                for n in 0..=self.order {
+                // Degree 0 is invariant; start at degree 1.
+                for n in 1..=self.order {
                     let d = 2 * n + 1;
                     let base = n * n;
-                    if base + d > k {
-                        break;
-                    }
                     let off = block_offset(n);
                     for i in 0..d {
                         let mut acc = 0.0f32;
@@ -405,7 +403,7 @@ impl SceneRotator {
                             let e = off + i * d + j;
                             acc += (self.m0f[e] + self.dmf[e] * step) * self.frame_in[base + j];
                         }
-                        channels[base + i][s] = acc;
+                        data[(base + i) * frames + s] = acc;
                     }
                 }
             }

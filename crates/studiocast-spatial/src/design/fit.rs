@@ -30,6 +30,9 @@ use crate::linalg::{cholesky, cholesky_solve};
 /// Parameters of [`perceptual_magls`], already converted to bins.
 pub(super) struct FitParams {
     pub cutoff_bin: usize,
+    /// Crossover from LS to MagLS: complex targets up to `cutoff_bin`, then a
+    /// raised-cosine blend of complex and magnitude targets up to here.
+    pub transition_bin: usize,
     /// IPD weight is 1 up to here...
     pub ipd_full_bin: usize,
     /// ...and falls (raised cosine) to 0 here.
@@ -43,6 +46,11 @@ pub(super) struct FitParams {
     /// Weight floor relative to the band's diffuse-field power.
     pub weight_floor: f64,
     pub regularisation: f64,
+    /// Time-limit / refit refinement passes.
+    pub refinements: usize,
+    pub momentum: f64,
+    /// Final FIR length.
+    pub taps: usize,
     pub sample_rate: f64,
     /// Mirror map for exact left/right symmetry inside the iterations.
     pub symmetric: bool,
@@ -217,6 +225,100 @@ fn symmetrise_bin(l: &mut [Complex64], r: &mut [Complex64], signs: &[f64]) {
     }
 }
 
+/// Per-bin solvers shared by the forward pass and the refinement passes.
+struct Fitter<'a> {
+    y: &'a [f64],
+    spec: &'a Spectra,
+    mag: [Vec<f64>; 2],
+    bd: Bands,
+    k: usize,
+    q: usize,
+    signs: &'a [f64],
+    fp: &'a FitParams,
+}
+
+impl Fitter<'_> {
+    /// Share of the magnitude-only target in bin `b` (0 below the cutoff, 1
+    /// above the transition band). A hard switch leaves a step in both
+    /// magnitude and phase at the cutoff, which rings symmetrically in time
+    /// and, once the FIR is truncated, spreads error across the band.
+    fn magnitude_share(&self, b: usize) -> f64 {
+        let (lo, hi) = (self.fp.cutoff_bin, self.fp.transition_bin);
+        if b <= lo {
+            0.0
+        } else if b >= hi {
+            1.0
+        } else {
+            let x = (b - lo) as f64 / (hi - lo) as f64;
+            0.5 * (1.0 - (std::f64::consts::PI * x).cos())
+        }
+    }
+
+    fn solve(&self, band: usize, target: &[Vec<Complex64>; 2], cur: &mut [Vec<Complex64>; 2]) {
+        for ear in 0..2 {
+            apply(&self.bd.p[ear][band], &target[ear], self.q, &mut cur[ear]);
+        }
+        if self.fp.symmetric {
+            let [l, r] = cur;
+            symmetrise_bin(l, r, self.signs);
+        }
+    }
+
+    /// Complex (phase-preserving) weighted LS fit of bin `b`.
+    fn ls_bin(&self, b: usize, target: &mut [Vec<Complex64>; 2], cur: &mut [Vec<Complex64>; 2]) {
+        let bins = self.spec.bins;
+        for (ear, t) in target.iter_mut().enumerate() {
+            for (i, v) in t.iter_mut().enumerate() {
+                *v = self.spec.h[ear][i * bins + b];
+            }
+        }
+        self.solve(self.bd.of_bin[b], target, cur);
+    }
+
+    /// Magnitude fit of bin `b` by alternating projections, starting from
+    /// the rendered responses `rend` (overwritten).
+    fn magnitude_bin(
+        &self,
+        b: usize,
+        iterations: usize,
+        rend: &mut [Vec<Complex64>; 2],
+        target: &mut [Vec<Complex64>; 2],
+        cur: &mut [Vec<Complex64>; 2],
+    ) {
+        let bins = self.spec.bins;
+        let band = self.bd.of_bin[b];
+        let mu = ipd_weight(b, self.fp);
+        let alpha = self.magnitude_share(b);
+        for it in 0..iterations.max(1) {
+            if it > 0 {
+                for ear in 0..2 {
+                    render_all(self.y, &cur[ear], self.k, &mut rend[ear]);
+                }
+            }
+            for i in 0..self.q {
+                let m = [self.mag[0][i * bins + b], self.mag[1][i * bins + b]];
+                let (pl, pr) = if mu > 0.0 {
+                    let hl = self.spec.h[0][i * bins + b];
+                    let hr = self.spec.h[1][i * bins + b];
+                    let wl = self.bd.w[0][band][i] * m[0];
+                    let wr = self.bd.w[1][band][i] * m[1];
+                    ipd_projection(rend[0][i], rend[1][i], hl * hr.conj(), wl, wr, mu)
+                } else {
+                    (unit(rend[0][i]), unit(rend[1][i]))
+                };
+                target[0][i] = pl * m[0];
+                target[1][i] = pr * m[1];
+                if alpha < 1.0 {
+                    for (ear, t) in target.iter_mut().enumerate() {
+                        t[i] = t[i] * alpha + self.spec.h[ear][i * bins + b] * (1.0 - alpha);
+                    }
+                }
+            }
+            self.solve(band, target, cur);
+        }
+    }
+}
+
 /// The fit: coefficients [ear][bin * k + c] in N3D.
 pub(super) fn perceptual_magls(
     y: &[f64],
@@ -230,6 +332,7 @@ pub(super) fn perceptual_magls(
     let q = quad.len();
     let mag = smoothed_magnitudes(spec, fp.sample_rate, fp.smoothing_erb);
     let bd = bands(y, quad, &mag, bins, k, fp)?;
+    let ft = Fitter { y, spec, mag, bd, k, q, signs, fp };
     let step = Complex64::from_polar(
         1.0,
         -2.0 * std::f64::consts::PI * fp.bulk_delay / (2 * (bins - 1)) as f64,
@@ -239,59 +342,99 @@ pub(super) fn perceptual_magls(
     let mut target = [vec![z; q], vec![z; q]];
     let mut rend = [vec![z; q], vec![z; q]];
     let mut cur = [vec![z; k], vec![z; k]];
+    let is_ls = |b: usize| b <= fp.cutoff_bin || b == 0;
+    // Forward pass: MagLS with phase continued from the previous bin's
+    // rendering, advanced by the bulk delay.
     for b in 0..bins {
-        let band = bd.of_bin[b];
-        let solve = |target: &[Vec<Complex64>; 2], cur: &mut [Vec<Complex64>; 2]| {
-            for ear in 0..2 {
-                apply(&bd.p[ear][band], &target[ear], q, &mut cur[ear]);
-            }
-            if fp.symmetric {
-                let [l, r] = cur;
-                symmetrise_bin(l, r, signs);
-            }
-        };
-        if b <= fp.cutoff_bin || b == 0 {
-            for (ear, t) in target.iter_mut().enumerate() {
-                for (i, v) in t.iter_mut().enumerate() {
-                    *v = spec.h[ear][i * bins + b];
-                }
-            }
-            solve(&target, &mut cur);
+        if is_ls(b) {
+            ft.ls_bin(b, &mut target, &mut cur);
         } else {
-            // Start from the previous bin's rendering, advanced by the bulk delay.
             for ear in 0..2 {
                 render_all(y, &out[ear][(b - 1) * k..b * k], k, &mut rend[ear]);
                 rend[ear].iter_mut().for_each(|v| *v *= step);
             }
-            let mu = ipd_weight(b, fp);
-            for it in 0..fp.iterations.max(1) {
-                if it > 0 {
-                    for ear in 0..2 {
-                        render_all(y, &cur[ear], k, &mut rend[ear]);
-                    }
-                }
-                for i in 0..q {
-                    let m = [mag[0][i * bins + b], mag[1][i * bins + b]];
-                    let (pl, pr) = if mu > 0.0 {
-                        let hl = spec.h[0][i * bins + b];
-                        let hr = spec.h[1][i * bins + b];
-                        let wl = bd.w[0][band][i] * m[0];
-                        let wr = bd.w[1][band][i] * m[1];
-                        ipd_projection(rend[0][i], rend[1][i], hl * hr.conj(), wl, wr, mu)
-                    } else {
-                        (unit(rend[0][i]), unit(rend[1][i]))
-                    };
-                    target[0][i] = pl * m[0];
-                    target[1][i] = pr * m[1];
-                }
-                solve(&target, &mut cur);
-            }
+            ft.magnitude_bin(b, fp.iterations, &mut rend, &mut target, &mut cur);
         }
         for ear in 0..2 {
             out[ear][b * k..(b + 1) * k].copy_from_slice(&cur[ear]);
         }
     }
+    // Refinement (Griffin–Lim style): the forward pass leaves the phase free
+    // above the cutoff, and a linear-phase continuation of sharp magnitude
+    // features rings symmetrically around the bulk delay. The pre-ringing
+    // wraps to the end of the FFT frame and the FIR truncation removes it,
+    // which spreads error over the whole band (±1 dB ripple even far below
+    // the cutoff). Alternate between the set of FIRs of the final length and
+    // the set of magnitude fits, so the free phases settle on values that
+    // make the filters short and causal.
+    let ls_keep: Vec<[Vec<Complex64>; 2]> = (0..=fp.cutoff_bin.min(bins - 1))
+        .map(|b| [out[0][b * k..(b + 1) * k].to_vec(), out[1][b * k..(b + 1) * k].to_vec()])
+        .collect();
+    // Fast Griffin–Lim (Perraudin, Balazs & Søndergaard 2013): extrapolate
+    // before each time-limiting step, which converges far faster.
+    let mut prev = out.clone();
+    for pass in 0..fp.refinements {
+        let mut t = out.clone();
+        if pass > 0 {
+            for ear in 0..2 {
+                for (v, (c, p)) in t[ear].iter_mut().zip(out[ear].iter().zip(&prev[ear])) {
+                    *v = c + (c - p) * fp.momentum;
+                }
+            }
+        }
+        prev = out.clone();
+        time_limit(&mut t, bins, k, fp.taps);
+        for b in 0..bins {
+            if is_ls(b) {
+                for ear in 0..2 {
+                    out[ear][b * k..(b + 1) * k].copy_from_slice(&ls_keep[b][ear]);
+                }
+                continue;
+            }
+            for ear in 0..2 {
+                render_all(y, &t[ear][b * k..(b + 1) * k], k, &mut rend[ear]);
+            }
+            ft.magnitude_bin(b, 1, &mut rend, &mut target, &mut cur);
+            for ear in 0..2 {
+                out[ear][b * k..(b + 1) * k].copy_from_slice(&cur[ear]);
+            }
+        }
+    }
     Some(out)
+}
+
+/// Project every channel onto FIRs of `taps` samples with the same fade-out
+/// as the final conversion, in place.
+fn time_limit(c: &mut [Vec<Complex64>; 2], bins: usize, k: usize, taps: usize) {
+    let nfft = 2 * (bins - 1);
+    let mut planner = realfft::RealFftPlanner::<f64>::new();
+    let fwd = planner.plan_fft_forward(nfft);
+    let inv = planner.plan_fft_inverse(nfft);
+    let mut spec = inv.make_input_vec();
+    let mut time = inv.make_output_vec();
+    let taps = taps.min(nfft);
+    let win = super::fir_window(taps);
+    for ear in c.iter_mut() {
+        for ch in 0..k {
+            for b in 0..bins {
+                spec[b] = ear[b * k + ch];
+            }
+            spec[0].im = 0.0;
+            spec[bins - 1].im = 0.0;
+            if inv.process(&mut spec, &mut time).is_err() {
+                return;
+            }
+            for (n, t) in time.iter_mut().enumerate() {
+                *t = if n < taps { *t * win[n] / nfft as f64 } else { 0.0 };
+            }
+            if fwd.process(&mut time, &mut spec).is_err() {
+                return;
+            }
+            for b in 0..bins {
+                ear[b * k + ch] = spec[b];
+            }
+        }
+    }
 }
 
 fn ipd_weight(b: usize, fp: &FitParams) -> f64 {

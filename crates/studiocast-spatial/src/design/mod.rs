@@ -84,6 +84,12 @@ pub struct DesignOptions {
     pub weight_exponent: f64,
     pub weight_floor_db: f64,
     pub iterations: usize,
+    pub refinements: usize,
+    pub momentum: f64,
+    /// Extra group delay of the magnitude-fitted band, samples at 48 kHz.
+    pub hf_extra_delay: f64,
+    /// Width of the LS→MagLS crossover (ratio of its edges, centred on the cutoff).
+    pub transition: f64,
     /// Level-only diffuse-field equalisation (instead of / after covariance).
     pub diffuse_level_eq: bool,
 }
@@ -105,6 +111,10 @@ impl DesignOptions {
             weight_exponent: 1.0,
             weight_floor_db: -20.0,
             iterations: 4,
+            refinements: 8,
+            momentum: 0.99,
+            hf_extra_delay: 0.0,
+            transition: 1.0,
             diffuse_level_eq: false,
         }
     }
@@ -225,16 +235,22 @@ pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
             } else if opts.perceptual {
                 let hz = |f: f64| (f * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
                 let signs: Vec<f64> = (0..k).map(|c| ShFilters::mirror_sign(c) as f64).collect();
+                let fc = opts.cutoff();
+                let tr = opts.transition.max(1.0).sqrt();
                 let fp = fit::FitParams {
-                    cutoff_bin,
+                    cutoff_bin: hz(fc / tr),
+                    transition_bin: hz(fc * tr),
                     ipd_full_bin: hz(opts.ipd_full_hz.min(opts.ipd_limit_hz)),
                     ipd_zero_bin: hz(opts.ipd_limit_hz),
-                    bulk_delay: bulk_delay(hrtf),
+                    bulk_delay: bulk_delay(hrtf) + opts.hf_extra_delay * rate_scale,
                     iterations: opts.iterations,
                     smoothing_erb: opts.smoothing_erb,
                     weight_exponent: opts.weight_exponent,
                     weight_floor: 10f64.powf(opts.weight_floor_db / 10.0),
                     regularisation: opts.regularisation,
+                    refinements: opts.refinements,
+                    momentum: opts.momentum,
+                    taps,
                     sample_rate: hrtf.sample_rate as f64,
                     symmetric: hrtf.symmetric,
                 };
@@ -366,6 +382,18 @@ fn vls_coeffs(hrtf: &HrtfSet, spec: &Spectra, order: usize) -> Result<[Vec<Compl
 
 type Taps = Vec<Vec<f32>>;
 
+/// Window applied when cutting the designed responses to `taps` samples:
+/// flat, with a raised-cosine fade over the last taps/8 (at most 64).
+pub(crate) fn fir_window(taps: usize) -> Vec<f64> {
+    let fade = (taps / 8).clamp(1, 64);
+    let mut w = vec![1.0; taps];
+    for i in 0..fade.min(taps) {
+        w[taps - fade + i] =
+            0.5 * (1.0 + (std::f64::consts::PI * (i + 1) as f64 / fade as f64).cos());
+    }
+    w
+}
+
 fn to_time_domain(
     coeffs: &[Vec<Complex64>; 2],
     bins: usize,
@@ -377,7 +405,7 @@ fn to_time_domain(
     let ifft = planner.plan_fft_inverse(nfft);
     let mut spec = ifft.make_input_vec();
     let mut time = ifft.make_output_vec();
-    let fade = (taps / 8).clamp(1, 64);
+    let win = fir_window(taps);
     let mut ears: [Taps; 2] = [Vec::new(), Vec::new()];
     for (ear, out) in ears.iter_mut().enumerate() {
         for c in 0..k {
@@ -394,12 +422,17 @@ fn to_time_domain(
             if std::env::var("DBG").is_ok() && ear == 0 && c < 2 {
                 let e: Vec<String> = time.chunks(128).map(|b| format!("{:.0}", 10.0 * (b.iter().map(|v| (v * g).powi(2)).sum::<f64>().max(1e-20)).log10())).collect();
                 eprintln!("full c{c}: {}", e.join(" "));
+                // DFT of the wrapped (acausal) last 256 samples, per 500 Hz.
+                let tail = &time[nfft - 256..];
+                let mut bands = vec![0.0f64; 16];
+                for b in 0..(8000 * nfft / 48000) {
+                    let w = -2.0 * std::f64::consts::PI * b as f64 / nfft as f64;
+                    let d: Complex64 = tail.iter().enumerate().map(|(n, v)| Complex64::from_polar(*v * g, w * n as f64)).sum();
+                    bands[(b * 48000 / nfft) / 500] += d.norm_sqr();
+                }
+                eprintln!("  tail spectrum /500Hz: {}", bands.iter().map(|v| format!("{:.0}", 10.0 * v.max(1e-20).log10())).collect::<Vec<_>>().join(" "));
             }
-            let mut f: Vec<f32> = time[..taps].iter().map(|v| (v * g) as f32).collect();
-            for i in 0..fade {
-                let w = 0.5 * (1.0 + (std::f64::consts::PI * (i + 1) as f64 / fade as f64).cos());
-                f[taps - fade + i] *= w as f32;
-            }
+            let f: Vec<f32> = time[..taps].iter().zip(&win).map(|(v, w)| (v * g * w) as f32).collect();
             if f.iter().any(|v| !v.is_finite()) {
                 return Err(SpatialError::Design("non-finite filter coefficients".into()));
             }
