@@ -59,17 +59,34 @@ pub fn impulse_from(order: usize, az_deg: f64, el_deg: f64, len: usize) -> Vec<V
         .collect()
 }
 
+fn xcorr_at(a: &[f32], b: &[f32], lag: isize) -> f64 {
+    let mut s = 0.0f64;
+    for (t, x) in a.iter().enumerate() {
+        let j = t as isize + lag;
+        if j >= 0 && (j as usize) < b.len() {
+            s += *x as f64 * b[j as usize] as f64;
+        }
+    }
+    s
+}
+
+/// Lag maximising the summed cross-correlation of two pairs.
+pub fn xcorr_lag2(a: [&[f32]; 2], b: [&[f32]; 2], max_lag: isize) -> isize {
+    let mut best = (0isize, f64::NEG_INFINITY);
+    for lag in -max_lag..=max_lag {
+        let s = xcorr_at(a[0], b[0], lag) + xcorr_at(a[1], b[1], lag);
+        if s > best.1 {
+            best = (lag, s);
+        }
+    }
+    best.0
+}
+
 /// Lag (samples) maximising Σ a[t]·b[t+lag]: positive when `b` lags `a`.
 pub fn xcorr_lag(a: &[f32], b: &[f32], max_lag: isize) -> isize {
     let mut best = (0isize, f64::NEG_INFINITY);
     for lag in -max_lag..=max_lag {
-        let mut s = 0.0f64;
-        for (t, x) in a.iter().enumerate() {
-            let j = t as isize + lag;
-            if j >= 0 && (j as usize) < b.len() {
-                s += *x as f64 * b[j as usize] as f64;
-            }
-        }
+        let s = xcorr_at(a, b, lag);
         if s > best.1 {
             best = (lag, s);
         }

@@ -35,12 +35,13 @@ fn impulse_response_onset_equals_hrir_onset() {
         let q = h.nearest(dir);
         let input = impulse_from(5, az, el, 2048);
         let (l, r) = render(&f, &input, 128, |_, _| {});
-        for (rend, reference) in [(&l, &h.left[q]), (&r, &h.right[q])] {
-            // The best alignment of rendered and measured responses is at
-            // zero lag: the renderer adds no delay of its own.
-            let lag = xcorr_lag(reference, rend, 64);
-            assert!(lag.abs() <= 1, "az {az} el {el}: rendered response is shifted by {lag} samples");
-        }
+        // The best joint alignment of rendered and measured responses (both
+        // ears, low-passed to the band where MagLS is phase-exact) is at zero
+        // lag: the renderer adds no delay. Above the cutoff MagLS deliberately
+        // trades phase for magnitude, so broadband peaks may move a little.
+        let (hl, hr) = (lowpass(&h.left[q]), lowpass(&h.right[q]));
+        let lag = xcorr_lag2([&hl, &hr], [&lowpass(&l), &lowpass(&r)], 64);
+        assert!(lag.abs() <= 1, "az {az} el {el}: rendered response is shifted by {lag} samples");
     }
 }
 
