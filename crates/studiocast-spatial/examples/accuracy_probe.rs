@@ -2,7 +2,8 @@
 //!
 //! `accuracy_probe [orders] [methods]`, e.g. `accuracy_probe 1,3,5 magls`.
 //! Environment overrides of the design options: LEN, FC, COV, MAXRE, REG,
-//! IPD, IPDF, PERC, SMOOTH, WEXP, WFLOOR, ITER, LEQ. DIAG=1 also prints the
+//! IPD, IPDF, PERC, SMOOTH, WEXP, WFLOOR, ITER, LEQ, REFINE, MOM, XD, TRANS.
+//! TDIAG=1 prints the bulk delay and the energy envelope of the first filters. DIAG=1 also prints the
 //! per-band diffuse-field error and median level error.
 use realfft::RealFftPlanner;
 use studiocast_spatial::design::{design, DecoderMethod, DesignOptions};
@@ -29,16 +30,25 @@ fn diagnose(h: &HrtfSet, f: &studiocast_spatial::design::ShFilters) {
         }
         let mut out = fft.make_output_vec();
         let _ = fft.process(&mut buf, &mut out);
-        bands.iter().map(|&(lo, hi)| out[lo..hi].iter().map(|c| c.norm_sqr()).sum::<f64>().max(1e-30)).collect()
+        bands
+            .iter()
+            .map(|&(lo, hi)| {
+                out[lo..hi]
+                    .iter()
+                    .map(|c| c.norm_sqr())
+                    .sum::<f64>()
+                    .max(1e-30)
+            })
+            .collect()
     };
     let nb = bands.len();
     let mut df = [vec![0.0; nb], vec![0.0; nb]];
     let mut err: Vec<Vec<f64>> = vec![Vec::new(); nb];
-    for q in 0..h.len() {
-        let (a, b) = (energies(&h.left[q]), energies(&rl[q]));
+    for ((ir, r), w) in h.left.iter().zip(&rl).zip(&h.weights) {
+        let (a, b) = (energies(ir), energies(r));
         for i in 0..nb {
-            df[0][i] += h.weights[q] * a[i];
-            df[1][i] += h.weights[q] * b[i];
+            df[0][i] += w * a[i];
+            df[1][i] += w * b[i];
             err[i].push(10.0 * (b[i] / a[i]).log10());
         }
     }
@@ -65,38 +75,94 @@ fn diagnose(h: &HrtfSet, f: &studiocast_spatial::design::ShFilters) {
 fn main() {
     let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
     let args: Vec<String> = std::env::args().collect();
-    let orders: Vec<usize> = args.get(1).map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![1, 3, 5]);
-    let methods: Vec<DecoderMethod> = args.get(2).map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![DecoderMethod::MagLs, DecoderMethod::Ls, DecoderMethod::Vls]);
+    let orders: Vec<usize> = args
+        .get(1)
+        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
+        .unwrap_or(vec![1, 3, 5]);
+    let methods: Vec<DecoderMethod> = args
+        .get(2)
+        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
+        .unwrap_or(vec![
+            DecoderMethod::MagLs,
+            DecoderMethod::Ls,
+            DecoderMethod::Vls,
+        ]);
     for &method in &methods {
         for &order in &orders {
             let t = std::time::Instant::now();
             let mut o = DesignOptions::new(method, order);
             o.filter_len = env("LEN");
             o.cutoff_hz = env("FC");
-            if let Some(c) = env::<u8>("COV") { o.covariance_constraint = c == 1; }
-            if let Some(c) = env::<u8>("MAXRE") { o.max_re = c == 1; }
-            if let Some(c) = env("REG") { o.regularisation = c; }
-            if let Some(c) = env("IPD") { o.ipd_limit_hz = c; }
-            if let Some(c) = env("IPDF") { o.ipd_full_hz = c; }
-            if let Some(c) = env::<u8>("PERC") { o.perceptual = c == 1; }
-            if let Some(c) = env("SMOOTH") { o.smoothing_erb = c; }
-            if let Some(c) = env("WEXP") { o.weight_exponent = c; }
-            if let Some(c) = env("WFLOOR") { o.weight_floor_db = c; }
-            if let Some(c) = env("ITER") { o.iterations = c; }
-            if let Some(c) = env("REFINE") { o.refinements = c; }
-            if let Some(c) = env("TRANS") { o.transition = c; }
-            if let Some(c) = env("MOM") { o.momentum = c; }
-            if let Some(c) = env("XD") { o.hf_extra_delay = c; }
-            if let Some(c) = env::<u8>("LEQ") { o.diffuse_level_eq = c == 1; }
+            if let Some(c) = env::<u8>("COV") {
+                o.covariance_constraint = c == 1;
+            }
+            if let Some(c) = env::<u8>("MAXRE") {
+                o.max_re = c == 1;
+            }
+            if let Some(c) = env("REG") {
+                o.regularisation = c;
+            }
+            if let Some(c) = env("IPD") {
+                o.ipd_limit_hz = c;
+            }
+            if let Some(c) = env("IPDF") {
+                o.ipd_full_hz = c;
+            }
+            if let Some(c) = env::<u8>("PERC") {
+                o.perceptual = c == 1;
+            }
+            if let Some(c) = env("SMOOTH") {
+                o.smoothing_erb = c;
+            }
+            if let Some(c) = env("WEXP") {
+                o.weight_exponent = c;
+            }
+            if let Some(c) = env("WFLOOR") {
+                o.weight_floor_db = c;
+            }
+            if let Some(c) = env("ITER") {
+                o.iterations = c;
+            }
+            if let Some(c) = env("REFINE") {
+                o.refinements = c;
+            }
+            if let Some(c) = env("TRANS") {
+                o.transition = c;
+            }
+            if let Some(c) = env("MOM") {
+                o.momentum = c;
+            }
+            if let Some(c) = env("XD") {
+                o.hf_extra_delay = c;
+            }
+            if let Some(c) = env::<u8>("LEQ") {
+                o.diffuse_level_eq = c == 1;
+            }
             let f = design(&h, &o).unwrap();
             let dt = t.elapsed();
             let a = evaluate(&h, &f);
             println!("{method:5} N={order} ILD {:.2}/{:.2} ITD {:.1}/{:.1} SD {:.2}/{:.2} DF {:.2} IC {:.3}  ({:.2}s)",
                 a.ild.median, a.ild.p95, a.itd.median, a.itd.p95, a.spectral.median, a.spectral.p95, a.diffuse_magnitude, a.diffuse_coherence, dt.as_secs_f64());
             if env::<u8>("TDIAG") == Some(1) {
-                println!("  bulk delay {:.1}", studiocast_spatial::design::bulk_delay(&h));
+                println!(
+                    "  bulk delay {:.1}",
+                    studiocast_spatial::design::bulk_delay(&h)
+                );
                 for c in 0..f.channels().min(4) {
-                    let e: Vec<String> = f.left[c].chunks(32).map(|b| format!("{:.0}", 10.0 * b.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().max(1e-20).log10())).collect();
+                    let e: Vec<String> = f.left[c]
+                        .chunks(32)
+                        .map(|b| {
+                            format!(
+                                "{:.0}",
+                                10.0 * b
+                                    .iter()
+                                    .map(|v| (*v as f64).powi(2))
+                                    .sum::<f64>()
+                                    .max(1e-20)
+                                    .log10()
+                            )
+                        })
+                        .collect();
                     println!("  ch{c}: {}", e.join(" "));
                 }
             }

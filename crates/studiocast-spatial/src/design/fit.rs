@@ -90,7 +90,9 @@ pub(super) fn smoothed_magnitudes(spec: &Spectra, rate: f64, width: f64) -> [Vec
             for b in 0..bins {
                 let lo = b.saturating_sub(half[b]);
                 let hi = (b + half[b] + 1).min(bins);
-                o[i * bins + b] = ((prefix[hi] - prefix[lo]) / (hi - lo) as f64).max(0.0).sqrt();
+                o[i * bins + b] = ((prefix[hi] - prefix[lo]) / (hi - lo) as f64)
+                    .max(0.0)
+                    .sqrt();
             }
         }
     }
@@ -194,19 +196,22 @@ fn bands(
     let mut w = vec![0.0; q];
     for band in 0..nb {
         let members: Vec<usize> = (0..bins).filter(|&b| out.of_bin[b] == band).collect();
-        for ear in 0..2 {
+        for (ear, mag) in mag.iter().enumerate() {
             if members.is_empty() || fp.weight_exponent == 0.0 {
                 w.copy_from_slice(quad);
             } else {
                 for (i, p) in pow.iter_mut().enumerate() {
-                    *p = members.iter().map(|&b| mag[ear][i * bins + b].powi(2)).sum::<f64>()
+                    *p = members
+                        .iter()
+                        .map(|&b| mag[i * bins + b].powi(2))
+                        .sum::<f64>()
                         / members.len() as f64;
                 }
                 let mean: f64 = pow.iter().zip(quad).map(|(p, w)| p * w).sum::<f64>()
                     / quad.iter().sum::<f64>();
                 let floor = (fp.weight_floor * mean).max(1e-30);
-                for i in 0..q {
-                    w[i] = quad[i] * (floor / (pow[i] + floor)).powf(fp.weight_exponent);
+                for ((w, qw), p) in w.iter_mut().zip(quad).zip(&pow) {
+                    *w = qw * (floor / (p + floor)).powf(fp.weight_exponent);
                 }
             }
             out.p[ear].push(pinv(y, q, k, &w, fp.regularisation)?);
@@ -332,7 +337,16 @@ pub(super) fn perceptual_magls(
     let q = quad.len();
     let mag = smoothed_magnitudes(spec, fp.sample_rate, fp.smoothing_erb);
     let bd = bands(y, quad, &mag, bins, k, fp)?;
-    let ft = Fitter { y, spec, mag, bd, k, q, signs, fp };
+    let ft = Fitter {
+        y,
+        spec,
+        mag,
+        bd,
+        k,
+        q,
+        signs,
+        fp,
+    };
     let step = Complex64::from_polar(
         1.0,
         -2.0 * std::f64::consts::PI * fp.bulk_delay / (2 * (bins - 1)) as f64,
@@ -368,7 +382,12 @@ pub(super) fn perceptual_magls(
     // the set of magnitude fits, so the free phases settle on values that
     // make the filters short and causal.
     let ls_keep: Vec<[Vec<Complex64>; 2]> = (0..=fp.cutoff_bin.min(bins - 1))
-        .map(|b| [out[0][b * k..(b + 1) * k].to_vec(), out[1][b * k..(b + 1) * k].to_vec()])
+        .map(|b| {
+            [
+                out[0][b * k..(b + 1) * k].to_vec(),
+                out[1][b * k..(b + 1) * k].to_vec(),
+            ]
+        })
         .collect();
     // Fast Griffin–Lim (Perraudin, Balazs & Søndergaard 2013): extrapolate
     // before each time-limiting step, which converges far faster.
@@ -425,7 +444,11 @@ fn time_limit(c: &mut [Vec<Complex64>; 2], bins: usize, k: usize, taps: usize) {
                 return;
             }
             for (n, t) in time.iter_mut().enumerate() {
-                *t = if n < taps { *t * win[n] / nfft as f64 } else { 0.0 };
+                *t = if n < taps {
+                    *t * win[n] / nfft as f64
+                } else {
+                    0.0
+                };
             }
             if fwd.process(&mut time, &mut spec).is_err() {
                 return;
@@ -496,12 +519,12 @@ pub(super) fn diffuse_level_eq(
         }
     }
     let df = rate / spec.nfft as f64;
-    for ear in 0..2 {
+    for (h, coeffs) in spec.h.iter().zip(coeffs.iter_mut()) {
         let mut want = vec![0.0; bins];
         let mut have = vec![0.0; bins];
         for b in 0..bins {
-            want[b] = (0..q).map(|i| quad[i] * spec.h[ear][i * bins + b].norm_sqr()).sum();
-            let c = &coeffs[ear][b * k..(b + 1) * k];
+            want[b] = (0..q).map(|i| quad[i] * h[i * bins + b].norm_sqr()).sum();
+            let c = &coeffs[b * k..(b + 1) * k];
             let mut acc = 0.0;
             for i in 0..k {
                 let gc: Complex64 = (0..k).map(|j| c[j] * g[i * k + j]).sum();
@@ -526,8 +549,14 @@ pub(super) fn diffuse_level_eq(
         for b in 0..bins {
             let gain = (want[b] / have[b].max(1e-30)).sqrt();
             // Bounded so a near-silent rendering can never blow up.
-            let gain = if gain.is_finite() { gain.clamp(0.1, 10.0) } else { 1.0 };
-            coeffs[ear][b * k..(b + 1) * k].iter_mut().for_each(|c| *c *= gain);
+            let gain = if gain.is_finite() {
+                gain.clamp(0.1, 10.0)
+            } else {
+                1.0
+            };
+            coeffs[b * k..(b + 1) * k]
+                .iter_mut()
+                .for_each(|c| *c *= gain);
         }
     }
 }

@@ -57,7 +57,10 @@ pub(super) fn magls_fit(
         vec![Complex64::new(0.0, 0.0); bins * k],
         vec![Complex64::new(0.0, 0.0); bins * k],
     ];
-    let mut target = [vec![Complex64::new(0.0, 0.0); q], vec![Complex64::new(0.0, 0.0); q]];
+    let mut target = [
+        vec![Complex64::new(0.0, 0.0); q],
+        vec![Complex64::new(0.0, 0.0); q],
+    ];
     let unit = |c: Complex64| {
         let n = c.norm();
         if n > 0.0 && n.is_finite() {
@@ -74,7 +77,8 @@ pub(super) fn magls_fit(
                 }
             }
         } else {
-            for i in 0..q {
+            let [t0, t1] = &mut target;
+            for (i, (t0, t1)) in t0.iter_mut().zip(t1.iter_mut()).enumerate() {
                 let prev = [
                     unit(render(y, &out[0][(b - 1) * k..b * k], i, k)),
                     unit(render(y, &out[1][(b - 1) * k..b * k], i, k)),
@@ -89,8 +93,8 @@ pub(super) fn magls_fit(
                     let half = unit(want * have.conj()).sqrt();
                     rot = [half, half.conj()];
                 }
-                target[0][i] = prev[0] * rot[0] * step * hl.norm();
-                target[1][i] = prev[1] * rot[1] * step * hr.norm();
+                *t0 = prev[0] * rot[0] * step * hl.norm();
+                *t1 = prev[1] * rot[1] * step * hr.norm();
             }
         }
         for ear in 0..2 {
@@ -117,12 +121,11 @@ pub(super) fn covariance_constraint(
     k: usize,
 ) {
     let bins = spec.bins;
-    let nq = w.len();
     let z = Complex64::new(0.0, 0.0);
     for b in 1..bins {
         let mut r: C2 = [[z; 2]; 2];
         let mut rh: C2 = [[z; 2]; 2];
-        for q in 0..nq {
+        for (q, wq) in w.iter().enumerate() {
             let h = [spec.h[0][q * bins + b], spec.h[1][q * bins + b]];
             let hh = [
                 render(y, &coeffs[0][b * k..(b + 1) * k], q, k),
@@ -130,8 +133,8 @@ pub(super) fn covariance_constraint(
             ];
             for i in 0..2 {
                 for j in 0..2 {
-                    r[i][j] += h[i].conj() * h[j] * w[q];
-                    rh[i][j] += hh[i].conj() * hh[j] * w[q];
+                    r[i][j] += h[i].conj() * h[j] * *wq;
+                    rh[i][j] += hh[i].conj() * hh[j] * *wq;
                 }
             }
         }

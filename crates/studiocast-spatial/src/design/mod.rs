@@ -5,6 +5,10 @@
 //!   magnitude-only fit with phase continuation above it, then the
 //!   diffuse-field covariance constraint (a 2×2 Procrustes step per bin) that
 //!   restores diffuse-field level and interaural coherence.
+//!   By default the perceptually weighted variant in `fit.rs` is used
+//!   (relative weighting, ERB-smoothed targets, IPD-constrained phase
+//!   retrieval at low orders, refinement towards the final FIR length) with a
+//!   level-only diffuse-field equalisation instead of the covariance step.
 //! * `Ls`: plain weighted least squares, for comparison.
 //! * `Vls`: virtual loudspeakers (mode-matching decoder to a quasi-uniform
 //!   set of measured directions), folded into SH filters, for comparison.
@@ -68,54 +72,81 @@ pub struct DesignOptions {
     pub filter_len: Option<usize>,
     /// MagLS cutoff, Hz. `None`: N·c / (2π·r).
     pub cutoff_hz: Option<f64>,
-    /// Diffuse-field covariance constraint (MagLS only by default).
+    /// Diffuse-field covariance constraint (off by default; see `new`).
     pub covariance_constraint: bool,
     /// max-rE weighting above the cutoff.
     pub max_re: bool,
     /// Tikhonov regularisation, relative to the mean Gram diagonal.
     pub regularisation: f64,
-    /// MagLS keeps the measured interaural phase difference up to here, Hz.
+    /// MagLS keeps the measured interaural phase difference up to here, Hz
+    /// (0: off). Perceptual MagLS: the IPD weight reaches zero here.
     pub ipd_limit_hz: f64,
-    /// Full IPD weight up to here, Hz (taper to `ipd_limit_hz`).
+    /// Perceptual MagLS: full IPD weight up to here, Hz, then a raised-cosine
+    /// taper to `ipd_limit_hz`.
     pub ipd_full_hz: f64,
-    /// Perceptually weighted MagLS (see `fit.rs`); false: textbook MagLS.
+    /// MagLS variant: `true` for the perceptually weighted fit in `fit.rs`
+    /// (relative weighting, ERB-smoothed targets, iterated IPD-constrained
+    /// phase retrieval, FIR-length refinement); `false` for textbook MagLS.
     pub perceptual: bool,
+    /// Perceptual MagLS: width of the magnitude-target smoothing, ERBs (0: raw bins).
     pub smoothing_erb: f64,
+    /// Perceptual MagLS: exponent γ of the fit weights 1/(|H|² + floor)^γ
+    /// (0: plain linear LS, 1: relative error ≈ dB error).
     pub weight_exponent: f64,
+    /// Perceptual MagLS: weight floor, dB relative to the band's diffuse-field power.
     pub weight_floor_db: f64,
+    /// Perceptual MagLS: alternating projections per bin in the forward pass.
     pub iterations: usize,
+    /// Perceptual MagLS: FIR-length / magnitude-fit refinement passes.
     pub refinements: usize,
+    /// Perceptual MagLS: extrapolation factor of the refinement (fast Griffin–Lim).
     pub momentum: f64,
-    /// Extra group delay of the magnitude-fitted band, samples at 48 kHz.
+    /// Perceptual MagLS: extra group delay of the magnitude-fitted band,
+    /// samples at 48 kHz. Keeps its symmetric ringing inside the FIR.
     pub hf_extra_delay: f64,
-    /// Width of the LS→MagLS crossover (ratio of its edges, centred on the cutoff).
+    /// Perceptual MagLS: width of the LS→MagLS crossover (ratio of its edges,
+    /// geometrically centred on the cutoff; 1: hard switch).
     pub transition: f64,
-    /// Level-only diffuse-field equalisation (instead of / after covariance).
+    /// Level-only diffuse-field equalisation (per-ear real gain, ERB-smoothed),
+    /// applied after the covariance constraint if both are on.
     pub diffuse_level_eq: bool,
 }
 
 impl DesignOptions {
     pub fn new(method: DecoderMethod, order: usize) -> Self {
+        let magls = method == DecoderMethod::MagLs;
+        // Orders 1–2: the magnitude band starts below 1.3 kHz, where the
+        // interaural phase carries the ITD; constraining it there halves the
+        // ITD error for a small level cost. From order 3 the LS band already
+        // covers most of it and the constraint costs more ILD than it gains.
+        let (ipd_full_hz, ipd_limit_hz) = if magls && order <= 2 {
+            (1000.0, 2000.0)
+        } else {
+            (0.0, 0.0)
+        };
         DesignOptions {
             method,
             order,
             filter_len: None,
             cutoff_hz: None,
-            covariance_constraint: method == DecoderMethod::MagLs,
+            // The 2×2 covariance constraint mixes the ears, which costs up to
+            // 1.7 dB of ILD at order 1; the level-only equalisation meets the
+            // diffuse-field target without touching interaural cues.
+            covariance_constraint: false,
             max_re: false,
             regularisation: 1e-4,
-            ipd_limit_hz: 0.0,
-            ipd_full_hz: 0.0,
+            ipd_limit_hz,
+            ipd_full_hz,
             perceptual: true,
             smoothing_erb: 1.0,
             weight_exponent: 1.0,
             weight_floor_db: -20.0,
             iterations: 4,
             refinements: 8,
-            momentum: 0.99,
-            hf_extra_delay: 0.0,
+            momentum: 0.9,
+            hf_extra_delay: 32.0,
             transition: 1.0,
-            diffuse_level_eq: false,
+            diffuse_level_eq: magls,
         }
     }
 
@@ -224,14 +255,17 @@ pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
     let coeffs = match opts.method {
         DecoderMethod::Vls => vls_coeffs(hrtf, &spec, opts.order)?,
         DecoderMethod::Ls | DecoderMethod::MagLs => {
-            let p = weighted_pinv(&y, q, k, &hrtf.weights, opts.regularisation).ok_or_else(
-                || SpatialError::Design("SH matrix is singular on this grid".into()),
-            )?;
+            let p = weighted_pinv(&y, q, k, &hrtf.weights, opts.regularisation)
+                .ok_or_else(|| SpatialError::Design("SH matrix is singular on this grid".into()))?;
             let cutoff_bin =
                 (opts.cutoff() * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
-            let ipd_bin = (opts.ipd_limit_hz * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
+            let ipd_bin =
+                (opts.ipd_limit_hz * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
             let mut out = if opts.method == DecoderMethod::Ls {
-                [magls::ls_fit(&p, &spec, 0, q, k), magls::ls_fit(&p, &spec, 1, q, k)]
+                [
+                    magls::ls_fit(&p, &spec, 0, q, k),
+                    magls::ls_fit(&p, &spec, 1, q, k),
+                ]
             } else if opts.perceptual {
                 let hz = |f: f64| (f * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
                 let signs: Vec<f64> = (0..k).map(|c| ShFilters::mirror_sign(c) as f64).collect();
@@ -287,21 +321,16 @@ pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
         }
     }
     if opts.diffuse_level_eq {
-        fit::diffuse_level_eq(&y, &hrtf.weights, &spec, &mut coeffs, k, hrtf.sample_rate as f64);
+        fit::diffuse_level_eq(
+            &y,
+            &hrtf.weights,
+            &spec,
+            &mut coeffs,
+            k,
+            hrtf.sample_rate as f64,
+        );
     }
     let (left, right) = to_time_domain(&coeffs, spec.bins, nfft, k, taps)?;
-    if std::env::var("DBG").is_ok() {
-        for b in [4usize, 9, 17, 21, 30, 43, 60, 80, 100, 150, 300] {
-            for c in [0usize, 1, 2, 3] {
-                let w = -2.0 * std::f64::consts::PI * b as f64 / nfft as f64;
-                let d: Complex64 = left[c].iter().enumerate().map(|(n, v)| Complex64::from_polar(*v as f64, w * n as f64)).sum();
-                let g = ((2 * degree_order(c).0 + 1) as f64).sqrt();
-                let want = coeffs[0][b * k + c] * g;
-                eprint!("b{b} c{c} {:.3}/{:.3} ", d.norm(), want.norm());
-            }
-            eprintln!();
-        }
-    }
     Ok(ShFilters {
         order: opts.order,
         sample_rate: hrtf.sample_rate,
@@ -365,7 +394,10 @@ fn vls_coeffs(hrtf: &HrtfSet, spec: &Spectra, order: usize) -> Result<[Vec<Compl
     let p = weighted_pinv(&ys, dirs.len(), k, &ones, 1e-3)
         .ok_or_else(|| SpatialError::Design("virtual loudspeaker set is degenerate".into()))?;
     let bins = spec.bins;
-    let mut out = [vec![Complex64::new(0.0, 0.0); bins * k], vec![Complex64::new(0.0, 0.0); bins * k]];
+    let mut out = [
+        vec![Complex64::new(0.0, 0.0); bins * k],
+        vec![Complex64::new(0.0, 0.0); bins * k],
+    ];
     for (ear, o) in out.iter_mut().enumerate() {
         for (l, &gi) in idx.iter().enumerate() {
             for c in 0..k {
@@ -419,22 +451,15 @@ fn to_time_domain(
                 .map_err(|e| SpatialError::Design(e.to_string()))?;
             let (n, _) = degree_order(c);
             let g = ((2 * n + 1) as f64).sqrt() / nfft as f64;
-            if std::env::var("DBG").is_ok() && ear == 0 && c < 2 {
-                let e: Vec<String> = time.chunks(128).map(|b| format!("{:.0}", 10.0 * (b.iter().map(|v| (v * g).powi(2)).sum::<f64>().max(1e-20)).log10())).collect();
-                eprintln!("full c{c}: {}", e.join(" "));
-                // DFT of the wrapped (acausal) last 256 samples, per 500 Hz.
-                let tail = &time[nfft - 256..];
-                let mut bands = vec![0.0f64; 16];
-                for b in 0..(8000 * nfft / 48000) {
-                    let w = -2.0 * std::f64::consts::PI * b as f64 / nfft as f64;
-                    let d: Complex64 = tail.iter().enumerate().map(|(n, v)| Complex64::from_polar(*v * g, w * n as f64)).sum();
-                    bands[(b * 48000 / nfft) / 500] += d.norm_sqr();
-                }
-                eprintln!("  tail spectrum /500Hz: {}", bands.iter().map(|v| format!("{:.0}", 10.0 * v.max(1e-20).log10())).collect::<Vec<_>>().join(" "));
-            }
-            let f: Vec<f32> = time[..taps].iter().zip(&win).map(|(v, w)| (v * g * w) as f32).collect();
+            let f: Vec<f32> = time[..taps]
+                .iter()
+                .zip(&win)
+                .map(|(v, w)| (v * g * w) as f32)
+                .collect();
             if f.iter().any(|v| !v.is_finite()) {
-                return Err(SpatialError::Design("non-finite filter coefficients".into()));
+                return Err(SpatialError::Design(
+                    "non-finite filter coefficients".into(),
+                ));
             }
             out.push(f);
         }
