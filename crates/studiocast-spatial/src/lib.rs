@@ -15,6 +15,7 @@ pub mod linalg;
 pub mod metrics;
 pub mod renderer;
 pub mod rotation;
+pub mod scene;
 pub mod sh;
 pub mod simd;
 
