@@ -17,14 +17,20 @@ fn bench_orders(c: &mut Criterion) {
             for kernel in Kernel::available() {
                 let mut conv = ShConvolver::with_kernel(&filters, block, kernel).unwrap();
                 let input: Vec<Vec<f32>> = (0..k)
-                    .map(|ch| (0..block).map(|i| ((i * 31 + ch * 7) % 97) as f32 / 97.0 - 0.5).collect())
+                    .map(|ch| {
+                        (0..block)
+                            .map(|i| ((i * 31 + ch * 7) % 97) as f32 / 97.0 - 0.5)
+                            .collect()
+                    })
                     .collect();
                 let ins: Vec<&[f32]> = input.iter().map(|v| v.as_slice()).collect();
                 let (mut l, mut r) = (vec![0.0; block], vec![0.0; block]);
                 g.throughput(Throughput::Elements(block as u64));
-                g.bench_with_input(BenchmarkId::new(format!("{kernel:?}"), block), &block, |b, _| {
-                    b.iter(|| conv.process_into_buffer(&ins, &mut l, &mut r).unwrap())
-                });
+                g.bench_with_input(
+                    BenchmarkId::new(format!("{kernel:?}"), block),
+                    &block,
+                    |b, _| b.iter(|| conv.process_into_buffer(&ins, &mut l, &mut r).unwrap()),
+                );
             }
         }
         g.finish();

@@ -12,23 +12,47 @@ fn cpu_ns() -> u64 {
 }
 
 fn main() {
-    let order: usize = std::env::args().nth(1).and_then(|v| v.parse().ok()).unwrap_or(3);
-    let taps: usize = std::env::args().nth(2).and_then(|v| v.parse().ok()).unwrap_or(512);
+    let order: usize = std::env::args()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let taps: usize = std::env::args()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
     let f = synthetic_filters(order, taps);
-    for block in std::env::args().nth(3).map(|b| vec![b.parse::<usize>().unwrap()]).unwrap_or(vec![64usize, 128, 256, 512, 1024]) {
+    for block in std::env::args()
+        .nth(3)
+        .map(|b| vec![b.parse::<usize>().unwrap()])
+        .unwrap_or(vec![64usize, 128, 256, 512, 1024])
+    {
         for kernel in Kernel::available() {
             let mut c = ShConvolver::with_kernel(&f, block, kernel).unwrap();
-            let input: Vec<Vec<f32>> = (0..f.channels()).map(|ch| (0..block).map(|i| ((i * 31 + ch * 7) % 97) as f32 / 97.0 - 0.5).collect()).collect();
+            let input: Vec<Vec<f32>> = (0..f.channels())
+                .map(|ch| {
+                    (0..block)
+                        .map(|i| ((i * 31 + ch * 7) % 97) as f32 / 97.0 - 0.5)
+                        .collect()
+                })
+                .collect();
             let ins: Vec<&[f32]> = input.iter().map(|v| v.as_slice()).collect();
             let (mut l, mut r) = (vec![0.0; block], vec![0.0; block]);
             let frames = 48_000 * 20;
             let blocks = frames / block;
-            for _ in 0..100 { c.process_into_buffer(&ins, &mut l, &mut r).unwrap(); }
+            for _ in 0..100 {
+                c.process_into_buffer(&ins, &mut l, &mut r).unwrap();
+            }
             let t0 = cpu_ns();
-            for _ in 0..blocks { c.process_into_buffer(&ins, &mut l, &mut r).unwrap(); }
+            for _ in 0..blocks {
+                c.process_into_buffer(&ins, &mut l, &mut r).unwrap();
+            }
             let dt = (cpu_ns() - t0) as f64 * 1e-9;
             let audio = (blocks * block) as f64 / 48_000.0;
-            println!("order {order} block {block:5} {kernel:?}: {:.2} us/block, {:.0}x real time", dt * 1e6 / blocks as f64, audio / dt);
+            println!(
+                "order {order} block {block:5} {kernel:?}: {:.2} us/block, {:.0}x real time",
+                dt * 1e6 / blocks as f64,
+                audio / dt
+            );
         }
     }
 }

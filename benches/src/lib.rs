@@ -16,7 +16,11 @@ pub fn synthetic_filters(order: usize, taps: usize) -> ShFilters {
         ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     };
     let left: Vec<Vec<f32>> = (0..k)
-        .map(|_| (0..taps).map(|t| next() * (-(t as f32) / 80.0).exp()).collect())
+        .map(|_| {
+            (0..taps)
+                .map(|t| next() * (-(t as f32) / 80.0).exp())
+                .collect()
+        })
         .collect();
     let right = left
         .iter()

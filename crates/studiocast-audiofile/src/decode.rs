@@ -41,7 +41,12 @@ impl SymphoniaSource {
             hint.with_extension(ext);
         }
         let format = symphonia::default::get_probe()
-            .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+            .probe(
+                &hint,
+                mss,
+                FormatOptions::default(),
+                MetadataOptions::default(),
+            )
             .map_err(|e| err(e.to_string()))?;
         let track = format
             .default_track(TrackType::Audio)
@@ -79,7 +84,9 @@ impl SymphoniaSource {
             let packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
                 Ok(None) => return Ok(false),
-                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(false)
+                }
                 Err(e) => {
                     return Err(AudioFileError::Format {
                         path: self.path.clone(),

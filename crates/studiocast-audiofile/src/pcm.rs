@@ -67,10 +67,30 @@ impl PcmInfo {
     }
 }
 
-const W64_RIFF: [u8; 16] = guid(*b"riff", [0x2E, 0x91, 0xCF, 0x11, 0xA5, 0xD6, 0x28, 0xDB, 0x04, 0xC1, 0x00, 0x00]);
-const W64_WAVE: [u8; 16] = guid(*b"wave", [0xF3, 0xAC, 0xD3, 0x11, 0x8C, 0xD1, 0x00, 0xC0, 0x4F, 0x8E, 0xDB, 0x8A]);
-const W64_FMT: [u8; 16] = guid(*b"fmt ", [0xF3, 0xAC, 0xD3, 0x11, 0x8C, 0xD1, 0x00, 0xC0, 0x4F, 0x8E, 0xDB, 0x8A]);
-const W64_DATA: [u8; 16] = guid(*b"data", [0xF3, 0xAC, 0xD3, 0x11, 0x8C, 0xD1, 0x00, 0xC0, 0x4F, 0x8E, 0xDB, 0x8A]);
+const W64_RIFF: [u8; 16] = guid(
+    *b"riff",
+    [
+        0x2E, 0x91, 0xCF, 0x11, 0xA5, 0xD6, 0x28, 0xDB, 0x04, 0xC1, 0x00, 0x00,
+    ],
+);
+const W64_WAVE: [u8; 16] = guid(
+    *b"wave",
+    [
+        0xF3, 0xAC, 0xD3, 0x11, 0x8C, 0xD1, 0x00, 0xC0, 0x4F, 0x8E, 0xDB, 0x8A,
+    ],
+);
+const W64_FMT: [u8; 16] = guid(
+    *b"fmt ",
+    [
+        0xF3, 0xAC, 0xD3, 0x11, 0x8C, 0xD1, 0x00, 0xC0, 0x4F, 0x8E, 0xDB, 0x8A,
+    ],
+);
+const W64_DATA: [u8; 16] = guid(
+    *b"data",
+    [
+        0xF3, 0xAC, 0xD3, 0x11, 0x8C, 0xD1, 0x00, 0xC0, 0x4F, 0x8E, 0xDB, 0x8A,
+    ],
+);
 /// KSDATAFORMAT_SUBTYPE_PCM / _IEEE_FLOAT tail after the 2-byte tag.
 const SUBTYPE_TAIL: [u8; 14] = [0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xAA, 0, 0x38, 0x9B, 0x71];
 
@@ -135,13 +155,17 @@ fn parse_fmt(path: &Path, b: &[u8]) -> Result<(u16, u32, SampleFormat)> {
         (t, b) => return Err(unsupported(format!("format tag {t} with {b} bits"))),
     };
     if channels == 0 || channels > MAX_CHANNELS {
-        return Err(unsupported(format!("{channels} channels (1..={MAX_CHANNELS})")));
+        return Err(unsupported(format!(
+            "{channels} channels (1..={MAX_CHANNELS})"
+        )));
     }
     if rate == 0 || rate > MAX_RATE {
         return Err(unsupported(format!("sample rate {rate}")));
     }
     if block_align as usize != channels as usize * format.bytes() {
-        return Err(unsupported(format!("block align {block_align} does not match {channels} × {bits} bits")));
+        return Err(unsupported(format!(
+            "block align {block_align} does not match {channels} × {bits} bits"
+        )));
     }
     Ok((channels, rate, format))
 }
@@ -156,8 +180,15 @@ pub fn probe(path: &Path, f: &mut File) -> Result<PcmInfo> {
     let mut head = [0u8; 40];
     f.seek(SeekFrom::Start(0))?;
     let n = read_up_to(f, &mut head)?;
-    if n >= 12 && (&head[0..4] == b"RIFF" || &head[0..4] == b"RF64" || &head[0..4] == b"BW64") && &head[8..12] == b"WAVE" {
-        let container = if &head[0..4] == b"RIFF" { Container::Riff } else { Container::Rf64 };
+    if n >= 12
+        && (&head[0..4] == b"RIFF" || &head[0..4] == b"RF64" || &head[0..4] == b"BW64")
+        && &head[8..12] == b"WAVE"
+    {
+        let container = if &head[0..4] == b"RIFF" {
+            Container::Riff
+        } else {
+            Container::Rf64
+        };
         let mut pos = 12u64;
         let mut fmt = None;
         let mut ds64_data: Option<u64> = None;
@@ -185,14 +216,23 @@ pub fn probe(path: &Path, f: &mut File) -> Result<PcmInfo> {
                     fmt = Some(parse_fmt(path, &b)?);
                 }
                 b"data" => {
-                    let (channels, sample_rate, format) = fmt.ok_or_else(|| not("data chunk before fmt chunk"))?;
+                    let (channels, sample_rate, format) =
+                        fmt.ok_or_else(|| not("data chunk before fmt chunk"))?;
                     let declared = if container == Container::Rf64 && size == 0xFFFF_FFFF {
                         ds64_data.unwrap_or(0)
                     } else {
                         size
                     };
                     let declared = trust_declared(f, body, declared, file_len, 8)?;
-                    return Ok(finish(container, channels, sample_rate, format, body, declared, file_len));
+                    return Ok(finish(
+                        container,
+                        channels,
+                        sample_rate,
+                        format,
+                        body,
+                        declared,
+                        file_len,
+                    ));
                 }
                 _ => {}
             }
@@ -223,9 +263,18 @@ pub fn probe(path: &Path, f: &mut File) -> Result<PcmInfo> {
                 f.read_exact(&mut b)?;
                 fmt = Some(parse_fmt(path, &b)?);
             } else if ch[0..16] == W64_DATA {
-                let (channels, sample_rate, format) = fmt.ok_or_else(|| not("data chunk before fmt chunk"))?;
+                let (channels, sample_rate, format) =
+                    fmt.ok_or_else(|| not("data chunk before fmt chunk"))?;
                 let declared = trust_declared(f, body, size - 24, file_len, 24)?;
-                return Ok(finish(Container::Wave64, channels, sample_rate, format, body, declared, file_len));
+                return Ok(finish(
+                    Container::Wave64,
+                    channels,
+                    sample_rate,
+                    format,
+                    body,
+                    declared,
+                    file_len,
+                ));
             }
             pos = (body + size - 24).div_ceil(8) * 8;
         }
@@ -358,14 +407,32 @@ impl AudioSource for PcmReader {
         self.bytes.resize(frames * fb, 0);
         let got = read_fill(&mut self.reader, &mut self.bytes)?;
         let frames = got / fb;
-        self.remaining = if got < self.bytes.len() { 0 } else { self.remaining - (frames * fb) as u64 };
+        self.remaining = if got < self.bytes.len() {
+            0
+        } else {
+            self.remaining - (frames * fb) as u64
+        };
         for o in out.iter_mut() {
-            o.reserve(frames);
+            o.resize(frames, 0.0);
         }
-        let sb = self.info.format.bytes();
-        for fr in self.bytes[..frames * fb].chunks_exact(fb) {
-            for (c, s) in fr.chunks_exact(sb).enumerate() {
-                out[c].push(decode_sample(self.info.format, s));
+        let fmt = self.info.format;
+        let sb = fmt.bytes();
+        let data = &self.bytes[..frames * fb];
+        // One pass per channel keeps each output slice hot and lets the
+        // compiler drop bounds checks; a per-sample match would not.
+        for (c, o) in out.iter_mut().enumerate() {
+            let col = data.chunks_exact(fb).map(|fr| &fr[c * sb..(c + 1) * sb]);
+            match fmt {
+                SampleFormat::F32 => {
+                    for (d, s) in o.iter_mut().zip(col) {
+                        *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                    }
+                }
+                _ => {
+                    for (d, s) in o.iter_mut().zip(col) {
+                        *d = decode_sample(fmt, s);
+                    }
+                }
             }
         }
         Ok(frames)
@@ -419,7 +486,12 @@ const DATA_HEADER: u64 = FMT_OFFSET + 8 + 40;
 const DATA_OFFSET: u64 = DATA_HEADER + 8;
 
 impl PcmWriter {
-    pub fn create(path: &Path, channels: u16, sample_rate: u32, format: SampleFormat) -> Result<Self> {
+    pub fn create(
+        path: &Path,
+        channels: u16,
+        sample_rate: u32,
+        format: SampleFormat,
+    ) -> Result<Self> {
         if channels == 0 || channels > MAX_CHANNELS {
             return Err(AudioFileError::Limit {
                 what: "channels",
@@ -521,7 +593,11 @@ impl PcmWriter {
         } else {
             // Past 4 GiB mid-recording the RIFF sizes cannot be right; they
             // are left at 0 so readers recover the length from the file.
-            let (r, d) = if riff > u32::MAX as u64 { (0, 0) } else { (riff as u32, self.data_bytes as u32) };
+            let (r, d) = if riff > u32::MAX as u64 {
+                (0, 0)
+            } else {
+                (riff as u32, self.data_bytes as u32)
+            };
             f.seek(SeekFrom::Start(4))?;
             f.write_all(&r.to_le_bytes())?;
             f.seek(SeekFrom::Start(DATA_HEADER + 4))?;
@@ -583,7 +659,13 @@ mod tests {
 
     #[test]
     fn round_trip_all_writable_formats() {
-        for fmt in [SampleFormat::I16, SampleFormat::I24, SampleFormat::I32, SampleFormat::F32, SampleFormat::F64] {
+        for fmt in [
+            SampleFormat::I16,
+            SampleFormat::I24,
+            SampleFormat::I32,
+            SampleFormat::F32,
+            SampleFormat::F64,
+        ] {
             let p = tmp(&format!("rt-{fmt:?}.wav"));
             let mut w = PcmWriter::create(&p, 3, 48_000, fmt).unwrap();
             let a: Vec<f32> = (0..1000).map(|i| ((i as f32) * 0.01).sin() * 0.9).collect();

@@ -3,6 +3,7 @@
 //! `accuracy_probe [orders] [methods]`, e.g. `accuracy_probe 1,3,5 magls`.
 //! Environment overrides of the design options: LEN, FC, COV, MAXRE, REG,
 //! IPD, IPDF, PERC, SMOOTH, WEXP, WFLOOR, ITER, LEQ, REFINE, MOM, XD, TRANS.
+//! ITDDIAG=1 prints the ITD per lateral angle.
 //! TDIAG=1 prints the bulk delay and the energy envelope of the first filters. DIAG=1 also prints the
 //! per-band diffuse-field error and median level error.
 use realfft::RealFftPlanner;
@@ -68,6 +69,85 @@ fn diagnose(h: &HrtfSet, f: &studiocast_spatial::design::ShFilters) {
             med_abs,
             err[i][err[i].len() / 10],
             err[i][err[i].len() * 9 / 10]
+        );
+    }
+}
+
+/// ITD (µs, ideal 1.5 kHz low-pass cross-correlation peak, integer lag
+/// plus parabolic interpolation) of one response pair.
+fn itd_us(l: &[f32], r: &[f32], rate: f64) -> f64 {
+    let nfft = 4096;
+    let mut planner = RealFftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(nfft);
+    let ifft = planner.plan_fft_inverse(nfft);
+    let spec = |ir: &[f32]| {
+        let mut buf = vec![0.0; nfft];
+        for (b, s) in buf.iter_mut().zip(ir) {
+            *b = *s as f64;
+        }
+        let mut out = fft.make_output_vec();
+        let _ = fft.process(&mut buf, &mut out);
+        out
+    };
+    let (a, b) = (spec(l), spec(r));
+    let mut x: Vec<_> = a
+        .iter()
+        .zip(&b)
+        .enumerate()
+        .map(|(i, (a, c))| {
+            a.conj() * c * f64::from(u8::from(i as f64 * rate / nfft as f64 <= 1500.0))
+        })
+        .collect();
+    x[0].im = 0.0;
+    let last = x.len() - 1;
+    x[last].im = 0.0;
+    let mut cc = vec![0.0; nfft];
+    let _ = ifft.process(&mut x, &mut cc);
+    let max_lag = (0.0015 * rate) as isize;
+    let at = |lag: isize| cc[lag.rem_euclid(nfft as isize) as usize];
+    let best = (-max_lag..=max_lag)
+        .max_by(|p, q| at(*p).total_cmp(&at(*q)))
+        .unwrap_or(0);
+    let (a, b, c) = (at(best - 1), at(best), at(best + 1));
+    let den = a - 2.0 * b + c;
+    let frac = if den.abs() > 1e-30 {
+        0.5 * (a - c) / den
+    } else {
+        0.0
+    };
+    (best as f64 + frac.clamp(-0.5, 0.5)) / rate * 1e6
+}
+
+/// Reference vs rendered ITD per 10° lateral-angle bin (median over directions).
+fn itd_diag(h: &HrtfSet, f: &studiocast_spatial::design::ShFilters) {
+    let (rl, rr) = rendered_irs(f, &h.dirs);
+    let rate = h.sample_rate as f64;
+    let mut bins: Vec<Vec<(f64, f64)>> = vec![Vec::new(); 19];
+    for q in 0..h.len() {
+        let lat = h.dirs[q][1].clamp(-1.0, 1.0).asin().to_degrees();
+        let i = ((lat + 90.0) / 10.0).round() as usize;
+        bins[i].push((
+            itd_us(&h.left[q], &h.right[q], rate),
+            itd_us(&rl[q], &rr[q], rate),
+        ));
+    }
+    for (i, v) in bins.iter().enumerate() {
+        if v.is_empty() {
+            continue;
+        }
+        let mut r: Vec<f64> = v.iter().map(|p| p.0).collect();
+        let mut d: Vec<f64> = v.iter().map(|p| p.1).collect();
+        let mut e: Vec<f64> = v.iter().map(|p| (p.1 - p.0).abs()).collect();
+        for x in [&mut r, &mut d, &mut e] {
+            x.sort_by(|a, b| a.total_cmp(b));
+        }
+        println!(
+            "  lat {:+4}°  n {:3}  ref {:+7.1}  rend {:+7.1}  med|err| {:6.1}",
+            i as i32 * 10 - 90,
+            v.len(),
+            r[r.len() / 2],
+            d[d.len() / 2],
+            e[e.len() / 2]
         );
     }
 }
@@ -165,6 +245,9 @@ fn main() {
                         .collect();
                     println!("  ch{c}: {}", e.join(" "));
                 }
+            }
+            if env::<u8>("ITDDIAG") == Some(1) {
+                itd_diag(&h, &f);
             }
             if env::<u8>("DIAG") == Some(1) {
                 diagnose(&h, &f);

@@ -90,7 +90,11 @@ impl ShConvolver {
         // 1/n for the unnormalised inverse FFT, 1/2 for the pair separation.
         let scale = 0.5 / n as f32;
         for ear in 0..ears {
-            let set = if ear == 0 { &filters.left } else { &filters.right };
+            let set = if ear == 0 {
+                &filters.left
+            } else {
+                &filters.right
+            };
             for p in 0..partitions {
                 for (c, f) in set.iter().enumerate() {
                     buf.iter_mut().for_each(|v| *v = 0.0);
@@ -108,7 +112,8 @@ impl ShConvolver {
             }
         }
         let x_off = |slot: usize, c: usize| (slot * channels + c) * bins_pad;
-        let h_off = |ear: usize, p: usize, c: usize| ((ear * partitions + p) * channels + c) * bins_pad;
+        let h_off =
+            |ear: usize, p: usize, c: usize| ((ear * partitions + p) * channels + c) * bins_pad;
         let mut terms: [Vec<Vec<(usize, usize)>>; 2] = [Vec::new(), Vec::new()];
         for cur in 0..partitions {
             let mut t = [Vec::new(), Vec::new()];
@@ -175,7 +180,9 @@ impl ShConvolver {
 
     /// Clear all state (for a flush or seek).
     pub fn reset(&mut self) {
-        self.hist.iter_mut().for_each(|v| *v = Complex32::new(0.0, 0.0));
+        self.hist
+            .iter_mut()
+            .for_each(|v| *v = Complex32::new(0.0, 0.0));
         self.x_re.iter_mut().for_each(|v| *v = 0.0);
         self.x_im.iter_mut().for_each(|v| *v = 0.0);
         self.slot = 0;
@@ -197,7 +204,11 @@ impl ShConvolver {
                 actual: input.len(),
             });
         }
-        for s in input.iter().map(|s| s.len()).chain([left.len(), right.len()]) {
+        for s in input
+            .iter()
+            .map(|s| s.len())
+            .chain([left.len(), right.len()])
+        {
             if s != b {
                 return Err(SpatialError::BlockMismatch {
                     expected: b,
@@ -252,8 +263,10 @@ impl ShConvolver {
         let mut c = 0;
         while c < self.channels {
             let pair = c + 1 < self.channels;
-            self.buf.copy_from_slice(&self.hist[(c / 2) * n..(c / 2 + 1) * n]);
-            self.fft.process_with_scratch(&mut self.buf, &mut self.scratch);
+            self.buf
+                .copy_from_slice(&self.hist[(c / 2) * n..(c / 2 + 1) * n]);
+            self.fft
+                .process_with_scratch(&mut self.buf, &mut self.scratch);
             // X₀[k] = Z[k] + Z*[n−k], X₁[k] = −i (Z[k] − Z*[n−k]); the 1/2
             // is folded into the filters.
             let o0 = (self.slot * self.channels + c) * self.bins_pad;
@@ -312,7 +325,8 @@ impl ShConvolver {
                 terms: &self.terms[g][self.slot],
                 len: self.bins_pad,
             };
-            self.kernel.mac(&job, &mut self.acc_re[g], &mut self.acc_im[g]);
+            self.kernel
+                .mac(&job, &mut self.acc_re[g], &mut self.acc_im[g]);
         }
         // Z = A + iB over the full circle, so one inverse FFT yields a + i·b.
         let [ar, br] = &self.acc_re;
@@ -336,7 +350,8 @@ impl ShConvolver {
         {
             *z = Complex32::new(r + ib, rb - i);
         }
-        self.ifft.process_with_scratch(&mut self.buf, &mut self.scratch);
+        self.ifft
+            .process_with_scratch(&mut self.buf, &mut self.scratch);
         let out = &self.buf[b..];
         if self.symmetric {
             for i in 0..b {
@@ -367,14 +382,18 @@ mod tests {
     fn random_filters(order: usize, taps: usize, symmetric: bool) -> ShFilters {
         let k = (order + 1) * (order + 1);
         let mut s = 42u64;
-        let left: Vec<Vec<f32>> = (0..k).map(|_| (0..taps).map(|_| rng(&mut s)).collect()).collect();
+        let left: Vec<Vec<f32>> = (0..k)
+            .map(|_| (0..taps).map(|_| rng(&mut s)).collect())
+            .collect();
         let right = if symmetric {
             left.iter()
                 .enumerate()
                 .map(|(c, f)| f.iter().map(|v| v * ShFilters::mirror_sign(c)).collect())
                 .collect()
         } else {
-            (0..k).map(|_| (0..taps).map(|_| rng(&mut s)).collect()).collect()
+            (0..k)
+                .map(|_| (0..taps).map(|_| rng(&mut s)).collect())
+                .collect()
         };
         ShFilters {
             order,
@@ -402,16 +421,25 @@ mod tests {
                 }
             }
         }
-        (l.into_iter().map(|v| v as f32).collect(), r.into_iter().map(|v| v as f32).collect())
+        (
+            l.into_iter().map(|v| v as f32).collect(),
+            r.into_iter().map(|v| v as f32).collect(),
+        )
     }
 
-    fn run(f: &ShFilters, input: &[Vec<f32>], block: usize, kernel: Kernel) -> (Vec<f32>, Vec<f32>) {
+    fn run(
+        f: &ShFilters,
+        input: &[Vec<f32>],
+        block: usize,
+        kernel: Kernel,
+    ) -> (Vec<f32>, Vec<f32>) {
         let mut c = ShConvolver::with_kernel(f, block, kernel).unwrap();
         let n = input[0].len();
         let (mut l, mut r) = (vec![0.0; n], vec![0.0; n]);
         for s in (0..n).step_by(block) {
             let ins: Vec<&[f32]> = input.iter().map(|x| &x[s..s + block]).collect();
-            c.process_into_buffer(&ins, &mut l[s..s + block], &mut r[s..s + block]).unwrap();
+            c.process_into_buffer(&ins, &mut l[s..s + block], &mut r[s..s + block])
+                .unwrap();
         }
         (l, r)
     }
@@ -421,12 +449,17 @@ mod tests {
         for symmetric in [true, false] {
             let f = random_filters(2, 150, symmetric);
             let mut s = 7u64;
-            let input: Vec<Vec<f32>> = (0..9).map(|_| (0..1024).map(|_| rng(&mut s)).collect()).collect();
+            let input: Vec<Vec<f32>> = (0..9)
+                .map(|_| (0..1024).map(|_| rng(&mut s)).collect())
+                .collect();
             let (el, er) = direct(&f, &input);
             for block in [16, 64, 128, 256, 512] {
                 for k in Kernel::available() {
                     let (l, r) = run(&f, &input, block, k);
-                    let err = l.iter().zip(&el).chain(r.iter().zip(&er))
+                    let err = l
+                        .iter()
+                        .zip(&el)
+                        .chain(r.iter().zip(&er))
                         .map(|(a, b)| (a - b).abs())
                         .fold(0.0f32, f32::max);
                     assert!(err < 2e-3, "block {block} {k:?} sym {symmetric}: {err}");
@@ -444,7 +477,10 @@ mod tests {
         let three: Vec<&[f32]> = vec![&x, &x, &x];
         assert!(matches!(
             c.process_into_buffer(&three, &mut l, &mut r),
-            Err(SpatialError::ChannelMismatch { expected: 4, actual: 3 })
+            Err(SpatialError::ChannelMismatch {
+                expected: 4,
+                actual: 3
+            })
         ));
         let short = vec![0.0f32; 32];
         let bad: Vec<&[f32]> = vec![&short, &x, &x, &x];

@@ -27,14 +27,25 @@ impl Position {
             name: name.to_string(),
             reason,
         };
-        if !self.azimuth_deg.is_finite() || !self.elevation_deg.is_finite() || !self.distance_m.is_finite() {
-            return Err(bad("azimuth, elevation and distance must be finite numbers".into()));
+        if !self.azimuth_deg.is_finite()
+            || !self.elevation_deg.is_finite()
+            || !self.distance_m.is_finite()
+        {
+            return Err(bad(
+                "azimuth, elevation and distance must be finite numbers".into(),
+            ));
         }
         if !(-90.0..=90.0).contains(&self.elevation_deg) {
-            return Err(bad(format!("elevation {} is outside -90..90 degrees", self.elevation_deg)));
+            return Err(bad(format!(
+                "elevation {} is outside -90..90 degrees",
+                self.elevation_deg
+            )));
         }
         if !(self.distance_m > 0.0 && self.distance_m <= MAX_DISTANCE_M) {
-            return Err(bad(format!("distance {} m is outside (0, {MAX_DISTANCE_M}]", self.distance_m)));
+            return Err(bad(format!(
+                "distance {} m is outside (0, {MAX_DISTANCE_M}]",
+                self.distance_m
+            )));
         }
         Ok(())
     }
@@ -194,7 +205,11 @@ impl BedEncoder {
         for (_, dir) in layout.speakers() {
             match dir {
                 Some((az, el)) => {
-                    ev.eval(unit_vector(az.to_radians(), el.to_radians()), Normalisation::Sn3d, &mut y);
+                    ev.eval(
+                        unit_vector(az.to_radians(), el.to_radians()),
+                        Normalisation::Sn3d,
+                        &mut y,
+                    );
                     gains.extend(y.iter().map(|v| *v as f32));
                 }
                 None => {
@@ -278,7 +293,13 @@ impl StereoDownmix {
             });
         }
         let (w, y, x) = (input[0], input[1], input[3]);
-        for i in 0..left.len().min(right.len()).min(w.len()).min(y.len()).min(x.len()) {
+        for i in 0..left
+            .len()
+            .min(right.len())
+            .min(w.len())
+            .min(y.len())
+            .min(x.len())
+        {
             let (wi, yi, xi) = (w[i], y[i], x[i]);
             let common = self.g[0] * wi + self.g[2] * xi;
             let side = self.g[1] * yi;

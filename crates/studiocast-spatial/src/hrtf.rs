@@ -44,14 +44,17 @@ impl HrtfSet {
         };
         let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
         if meta.len() > MAX_FILE_BYTES {
-            return Err(err(format!("file is {} bytes, limit {MAX_FILE_BYTES}", meta.len())));
+            return Err(err(format!(
+                "file is {} bytes, limit {MAX_FILE_BYTES}",
+                meta.len()
+            )));
         }
         let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        Self::from_sofa_bytes(&bytes, sample_rate, &path.display().to_string())
-            .map_err(|e| match e {
-                SpatialError::Sofa { reason, .. } => err(reason),
-                other => other,
-            })
+        Self::from_sofa_bytes(&bytes, sample_rate, &path.display().to_string()).map_err(|e| match e
+        {
+            SpatialError::Sofa { reason, .. } => err(reason),
+            other => other,
+        })
     }
 
     /// Parse SOFA bytes. The parser is third-party code fed with untrusted
@@ -87,7 +90,9 @@ impl HrtfSet {
             return Err(err(format!("expected 2 receivers (ears), found {r}")));
         }
         if m < MIN_DIRECTIONS || m > MAX_DIRECTIONS {
-            return Err(err(format!("{m} measurements (allowed {MIN_DIRECTIONS}..={MAX_DIRECTIONS})")));
+            return Err(err(format!(
+                "{m} measurements (allowed {MIN_DIRECTIONS}..={MAX_DIRECTIONS})"
+            )));
         }
         if n == 0 || n > MAX_TAPS {
             return Err(err(format!("{n} taps per filter (allowed 1..={MAX_TAPS})")));
@@ -109,7 +114,11 @@ impl HrtfSet {
         let mut left = Vec::with_capacity(m);
         let mut right = Vec::with_capacity(m);
         for i in 0..m {
-            let p = [pos[i * 3] as f64, pos[i * 3 + 1] as f64, pos[i * 3 + 2] as f64];
+            let p = [
+                pos[i * 3] as f64,
+                pos[i * 3 + 1] as f64,
+                pos[i * 3 + 2] as f64,
+            ];
             let norm = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
             let base = i * r * n;
             let l = &ir[base..base + n];
@@ -141,7 +150,9 @@ impl HrtfSet {
             )));
         }
         if left.len() != dirs.len() || right.len() != dirs.len() {
-            return Err(SpatialError::BadHrtf("ear and direction counts differ".into()));
+            return Err(SpatialError::BadHrtf(
+                "ear and direction counts differ".into(),
+            ));
         }
         let taps = left
             .iter()
@@ -162,7 +173,9 @@ impl HrtfSet {
             .map(|&s| (s as f64) * (s as f64))
             .sum();
         if energy <= 1e-20 {
-            return Err(SpatialError::BadHrtf("all impulse responses are silent".into()));
+            return Err(SpatialError::BadHrtf(
+                "all impulse responses are silent".into(),
+            ));
         }
         let weights = quadrature_weights(&dirs);
         let mirror = mirror_map(&dirs);
@@ -308,7 +321,10 @@ mod tests {
         let peak = |v: &[f32]| {
             v.iter()
                 .enumerate()
-                .fold((0, 0.0f32), |b, (k, x)| if x.abs() > b.1 { (k, x.abs()) } else { b })
+                .fold(
+                    (0, 0.0f32),
+                    |b, (k, x)| if x.abs() > b.1 { (k, x.abs()) } else { b },
+                )
                 .0
         };
         let lead = peak(&h.right[i]) as isize - peak(&h.left[i]) as isize;

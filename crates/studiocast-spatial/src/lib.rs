@@ -6,11 +6,12 @@
 //! least squares, or virtual loudspeakers), and to a loudspeaker-stereo
 //! downmix. No GStreamer, tokio or axum here.
 
-pub mod error;
+pub mod cache;
+pub mod convolver;
 pub mod design;
 pub mod encoder;
+pub mod error;
 pub mod hrtf;
-pub mod convolver;
 pub mod linalg;
 pub mod metrics;
 pub mod renderer;

@@ -128,7 +128,10 @@ pub fn c2_chol_upper(r: &C2) -> Option<C2> {
         return None;
     }
     let z = Complex64::new(0.0, 0.0);
-    Some([[Complex64::new(x00, 0.0), x01], [z, Complex64::new(d.sqrt(), 0.0)]])
+    Some([
+        [Complex64::new(x00, 0.0), x01],
+        [z, Complex64::new(d.sqrt(), 0.0)],
+    ])
 }
 
 /// Unitary polar factor U of A = U·P (the Procrustes solution), via

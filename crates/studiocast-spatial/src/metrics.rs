@@ -168,7 +168,11 @@ impl Analyser {
         }
         let (a, b, c) = (at(best - 1), at(best), at(best + 1));
         let den = a - 2.0 * b + c;
-        let frac = if den.abs() > 1e-30 { 0.5 * (a - c) / den } else { 0.0 };
+        let frac = if den.abs() > 1e-30 {
+            0.5 * (a - c) / den
+        } else {
+            0.0
+        };
         // cc[lag] = Σ l[n] r[n+lag]: a positive lag means the right ear lags.
         (best as f64 + frac.clamp(-0.5, 0.5)) / self.rate
     }
@@ -177,7 +181,13 @@ impl Analyser {
 fn band_energy(spec: &[Complex64], bands: &[(usize, usize)]) -> Vec<f64> {
     bands
         .iter()
-        .map(|&(lo, hi)| spec[lo..hi].iter().map(|c| c.norm_sqr()).sum::<f64>().max(1e-30))
+        .map(|&(lo, hi)| {
+            spec[lo..hi]
+                .iter()
+                .map(|c| c.norm_sqr())
+                .sum::<f64>()
+                .max(1e-30)
+        })
         .collect()
 }
 
@@ -203,10 +213,7 @@ pub fn evaluate_irs(
     itd_filter: ItdLowpass,
 ) -> Accuracy {
     let rate = hrtf.sample_rate as f64;
-    let len = hrtf
-        .taps()
-        .max(rend_l.first().map_or(0, Vec::len))
-        .max(1);
+    let len = hrtf.taps().max(rend_l.first().map_or(0, Vec::len)).max(1);
     let nfft = (2 * len).next_power_of_two().max(4096);
     let mut planner = RealFftPlanner::<f64>::new();
     let an = Analyser {
@@ -222,8 +229,14 @@ pub fn evaluate_irs(
     let mut ild = Vec::new();
     let mut itd = Vec::new();
     let mut spectral = Vec::new();
-    let mut df = [[vec![0.0; nb], vec![0.0; nb]], [vec![0.0; nb], vec![0.0; nb]]];
-    let mut cross = [vec![Complex64::new(0.0, 0.0); nb], vec![Complex64::new(0.0, 0.0); nb]];
+    let mut df = [
+        [vec![0.0; nb], vec![0.0; nb]],
+        [vec![0.0; nb], vec![0.0; nb]],
+    ];
+    let mut cross = [
+        vec![Complex64::new(0.0, 0.0); nb],
+        vec![Complex64::new(0.0, 0.0); nb],
+    ];
     for q in 0..hrtf.len() {
         let w = hrtf.weights[q];
         let s = [
@@ -242,7 +255,12 @@ pub fn evaluate_irs(
         for ear in 0..2 {
             let e0 = band_energy(&s[0][ear], &spec_bands);
             let e1 = band_energy(&s[1][ear], &spec_bands);
-            sd += e0.iter().zip(&e1).map(|(a, b)| db(b / a).abs()).sum::<f64>() / nb as f64;
+            sd += e0
+                .iter()
+                .zip(&e1)
+                .map(|(a, b)| db(b / a).abs())
+                .sum::<f64>()
+                / nb as f64;
             for (which, e) in [e0, e1].into_iter().enumerate() {
                 for (acc, v) in df[which][ear].iter_mut().zip(e) {
                     *acc += w * v;
@@ -252,7 +270,9 @@ pub fn evaluate_irs(
         spectral.push(sd / 2.0);
         for which in 0..2 {
             for (bi, &(lo, hi)) in spec_bands.iter().enumerate() {
-                let c: Complex64 = (lo..hi).map(|b| s[which][0][b] * s[which][1][b].conj()).sum();
+                let c: Complex64 = (lo..hi)
+                    .map(|b| s[which][0][b] * s[which][1][b].conj())
+                    .sum();
                 cross[which][bi] += c * w;
             }
         }

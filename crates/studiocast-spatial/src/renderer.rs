@@ -94,7 +94,11 @@ impl BinauralRenderer {
 
 /// Fold a headphone-equalisation FIR pair into SH filters, so it costs
 /// nothing at run time. Different left/right EQ makes the set asymmetric.
-pub fn fold_headphone_eq(filters: &ShFilters, eq_left: &[f32], eq_right: &[f32]) -> Result<ShFilters> {
+pub fn fold_headphone_eq(
+    filters: &ShFilters,
+    eq_left: &[f32],
+    eq_right: &[f32],
+) -> Result<ShFilters> {
     if eq_left.is_empty() || eq_right.is_empty() {
         return Err(SpatialError::Design("empty headphone EQ".into()));
     }

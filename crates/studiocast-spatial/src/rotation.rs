@@ -373,7 +373,11 @@ impl SceneRotator {
         let moving = self.current.angle_to(self.target) > 1e-9;
         let mut start = 0;
         while start < frames {
-            let len = if moving { SUBSTEP.min(frames - start) } else { frames - start };
+            let len = if moving {
+                SUBSTEP.min(frames - start)
+            } else {
+                frames - start
+            };
             let t0 = start as f64 / frames as f64;
             let t1 = (start + len) as f64 / frames as f64;
             self.m0.set_from_quat(self.current.slerp(self.target, t0));

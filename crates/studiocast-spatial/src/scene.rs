@@ -86,7 +86,10 @@ impl Scene {
                 )));
             }
             if !o.gain_db.is_finite() || o.gain_db > 40.0 {
-                return Err(bad(format!("gain_db {} is not a finite value ≤ 40", o.gain_db)));
+                return Err(bad(format!(
+                    "gain_db {} is not a finite value ≤ 40",
+                    o.gain_db
+                )));
             }
             o.position_at(0.0).validate(&o.name)?;
             let mut last = 0.0;
@@ -118,7 +121,11 @@ impl SceneObject {
         for k in &self.keyframes {
             if t < k.time {
                 let span = k.time - prev.0;
-                let a = if span > 0.0 { ((t - prev.0) / span).clamp(0.0, 1.0) } else { 1.0 };
+                let a = if span > 0.0 {
+                    ((t - prev.0) / span).clamp(0.0, 1.0)
+                } else {
+                    1.0
+                };
                 let mut daz = k.azimuth - prev.1;
                 daz = (daz + 180.0).rem_euclid(360.0) - 180.0;
                 return Position {

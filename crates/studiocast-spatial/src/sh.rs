@@ -188,12 +188,7 @@ impl AmbisonicFormat {
                     return Err(SpatialError::UnsupportedOrder { order, max: 1 });
                 }
                 // FuMa W X Y Z -> ACN W Y Z X; FuMa W carries 1/√2.
-                vec![
-                    (0, std::f32::consts::SQRT_2),
-                    (2, 1.0),
-                    (3, 1.0),
-                    (1, 1.0),
-                ]
+                vec![(0, std::f32::consts::SQRT_2), (2, 1.0), (3, 1.0), (1, 1.0)]
             }
         })
     }

@@ -7,8 +7,9 @@ use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet, ShFilter
 pub fn kemar() -> &'static HrtfSet {
     static H: OnceLock<HrtfSet> = OnceLock::new();
     H.get_or_init(|| {
-        HrtfSet::from_sofa(Path::new(DEFAULT_SOFA), 48_000)
-            .expect("MIT KEMAR SOFA from Debian's libmysofa1 is required (apt-get install libmysofa1)")
+        HrtfSet::from_sofa(Path::new(DEFAULT_SOFA), 48_000).expect(
+            "MIT KEMAR SOFA from Debian's libmysofa1 is required (apt-get install libmysofa1)",
+        )
     })
 }
 
@@ -38,7 +39,8 @@ pub fn render(
     for (i, s) in (0..n).step_by(block).enumerate() {
         each_block(i, &mut r);
         let ins: Vec<&[f32]> = input.iter().map(|x| &x[s..s + block]).collect();
-        r.process_into_buffer(&ins, &mut l[s..s + block], &mut rr[s..s + block]).unwrap();
+        r.process_into_buffer(&ins, &mut l[s..s + block], &mut rr[s..s + block])
+            .unwrap();
     }
     (l, rr)
 }

@@ -22,7 +22,11 @@ fn source_on_the_left_reaches_left_ear_earlier_and_louder() {
     let input = impulse_from(3, -90.0, 0.0, 2048);
     let (l, r) = render(&f, &input, 256, |_, _| {});
     let lag = xcorr_lag(&lowpass(&l), &lowpass(&r), 60);
-    assert!((-50..=-25).contains(&lag), "left ear lags by {} samples", -lag);
+    assert!(
+        (-50..=-25).contains(&lag),
+        "left ear lags by {} samples",
+        -lag
+    );
     assert!(energy(&r) > 4.0 * energy(&l));
 }
 
@@ -41,7 +45,10 @@ fn impulse_response_onset_equals_hrir_onset() {
         // trades phase for magnitude, so broadband peaks may move a little.
         let (hl, hr) = (lowpass(&h.left[q]), lowpass(&h.right[q]));
         let lag = xcorr_lag2([&hl, &hr], [&lowpass(&l), &lowpass(&r)], 64);
-        assert!(lag.abs() <= 1, "az {az} el {el}: rendered response is shifted by {lag} samples");
+        assert!(
+            lag.abs() <= 1,
+            "az {az} el {el}: rendered response is shifted by {lag} samples"
+        );
     }
 }
 
@@ -53,7 +60,9 @@ fn output_is_identical_for_any_block_size() {
         .map(|_| {
             (0..4096)
                 .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
                 })
                 .collect()
@@ -62,7 +71,12 @@ fn output_is_identical_for_any_block_size() {
     let (l0, r0) = render(&f, &input, 64, |_, _| {});
     for block in [128, 256, 512, 1024] {
         let (l, r) = render(&f, &input, block, |_, _| {});
-        let err = l.iter().zip(&l0).chain(r.iter().zip(&r0)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let err = l
+            .iter()
+            .zip(&l0)
+            .chain(r.iter().zip(&r0))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err < 1e-4, "block {block}: max difference {err}");
     }
 }
@@ -100,17 +114,34 @@ fn fast_head_rotation_has_no_zipper_noise() {
     let block = 512;
     let n = 48_000 * 3;
     let mut enc = ObjectEncoder::new(3).unwrap();
-    enc.set_position(Position { azimuth_deg: 30.0, elevation_deg: 0.0, distance_m: 1.0 }, 1.0).unwrap();
+    enc.set_position(
+        Position {
+            azimuth_deg: 30.0,
+            elevation_deg: 0.0,
+            distance_m: 1.0,
+        },
+        1.0,
+    )
+    .unwrap();
     enc.snap();
-    let tone: Vec<f32> = (0..n).map(|i| (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / rate).sin() as f32).collect();
+    let tone: Vec<f32> = (0..n)
+        .map(|i| (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / rate).sin() as f32)
+        .collect();
     let mut bus = vec![0.0f32; 16 * n];
     enc.encode_add(&tone, &mut bus);
     let input: Vec<Vec<f32>> = (0..16).map(|c| bus[c * n..(c + 1) * n].to_vec()).collect();
     let yaw_at = |b: usize| 360.0 * ((b + 1) * block) as f64 / rate;
-    let smooth = render(&f, &input, block, |b, r| r.set_rotation(Quat::from_ypr_degrees(yaw_at(b), 0.0, 0.0)));
-    let stepped = render(&f, &input, block, |b, r| r.reset_rotation(Quat::from_ypr_degrees(yaw_at(b), 0.0, 0.0)));
+    let smooth = render(&f, &input, block, |b, r| {
+        r.set_rotation(Quat::from_ypr_degrees(yaw_at(b), 0.0, 0.0))
+    });
+    let stepped = render(&f, &input, block, |b, r| {
+        r.reset_rotation(Quat::from_ypr_degrees(yaw_at(b), 0.0, 0.0))
+    });
     // Analyse the second second (steady state), both ears.
-    for (name, (l, r), limit) in [("interpolated", smooth, -60.0), ("stepped", stepped, f64::INFINITY)] {
+    for (name, (l, r), limit) in [
+        ("interpolated", smooth, -60.0),
+        ("stepped", stepped, f64::INFINITY),
+    ] {
         for ear in [&l, &r] {
             let seg = &ear[48_000..96_000];
             let sb = sideband_db(seg, rate, 1000.0, 40.0);
@@ -118,7 +149,10 @@ fn fast_head_rotation_has_no_zipper_noise() {
                 assert!(sb <= limit, "{name}: sidebands at {sb:.1} dB");
             } else {
                 // The stepped control proves this measurement can fail.
-                assert!(sb > -60.0, "stepped rotation should produce audible sidebands, got {sb:.1} dB");
+                assert!(
+                    sb > -60.0,
+                    "stepped rotation should produce audible sidebands, got {sb:.1} dB"
+                );
             }
         }
     }
@@ -139,14 +173,21 @@ fn diffuse_field_energy_is_preserved() {
     let db = 10.0 * (e_ren / e_ref).log10();
     assert!(db.abs() < 0.5, "diffuse-field energy changed by {db:.2} dB");
     let acc = evaluate(h, &f);
-    assert!(acc.diffuse_magnitude < 0.5, "diffuse-field magnitude error {}", acc.diffuse_magnitude);
+    assert!(
+        acc.diffuse_magnitude < 0.5,
+        "diffuse-field magnitude error {}",
+        acc.diffuse_magnitude
+    );
 }
 
 #[test]
 fn magls_beats_plain_least_squares() {
     let h = kemar();
     let m = evaluate(h, &magls(3));
-    let ls = evaluate(h, &design(h, &DesignOptions::new(DecoderMethod::Ls, 3)).unwrap());
+    let ls = evaluate(
+        h,
+        &design(h, &DesignOptions::new(DecoderMethod::Ls, 3)).unwrap(),
+    );
     assert!(m.spectral.median < ls.spectral.median);
     assert!(m.diffuse_magnitude < ls.diffuse_magnitude);
 }
@@ -158,7 +199,10 @@ fn every_method_and_order_is_finite_and_audible() {
         for order in 1..=7 {
             let f = design(h, &DesignOptions::new(method, order)).unwrap();
             let e: f64 = f.left.iter().map(|v| energy(v)).sum();
-            assert!(e.is_finite() && e > 1e-6, "{method} order {order}: energy {e}");
+            assert!(
+                e.is_finite() && e > 1e-6,
+                "{method} order {order}: energy {e}"
+            );
         }
     }
 }
@@ -168,7 +212,9 @@ fn partial_grid_still_renders() {
     // Keep only the upper hemisphere and every third direction: an irregular,
     // partial grid must neither go silent nor produce NaN anywhere.
     let h = kemar();
-    let keep: Vec<usize> = (0..h.len()).filter(|&i| h.dirs[i][2] > 0.2 && i % 3 == 0).collect();
+    let keep: Vec<usize> = (0..h.len())
+        .filter(|&i| h.dirs[i][2] > 0.2 && i % 3 == 0)
+        .collect();
     let part = studiocast_spatial::HrtfSet::from_parts(
         48_000,
         keep.iter().map(|&i| h.dirs[i]).collect(),
@@ -183,14 +229,20 @@ fn partial_grid_still_renders() {
             let input = impulse_from(5, dir.0, dir.1, 1024);
             let (l, r) = render(&f, &input, 256, |_, _| {});
             assert!(l.iter().chain(&r).all(|v| v.is_finite()));
-            assert!(energy(&l) + energy(&r) > 1e-8, "{method}: silent for {dir:?}");
+            assert!(
+                energy(&l) + energy(&r) > 1e-8,
+                "{method}: silent for {dir:?}"
+            );
         }
     }
 }
 
 #[test]
 fn bed_and_objects_and_downmix() {
-    assert!(matches!("9.1".parse::<Layout>(), Err(SpatialError::UnknownLayout(_))));
+    assert!(matches!(
+        "9.1".parse::<Layout>(),
+        Err(SpatialError::UnknownLayout(_))
+    ));
     let bed = BedEncoder::new(Layout::Surround51, 3).unwrap();
     let n = 256;
     let mut ch = vec![vec![0.0f32; n]; 6];
@@ -205,11 +257,26 @@ fn bed_and_objects_and_downmix() {
 
     let mut o = ObjectEncoder::new(3).unwrap();
     for bad in [
-        Position { azimuth_deg: f64::NAN, elevation_deg: 0.0, distance_m: 1.0 },
-        Position { azimuth_deg: 0.0, elevation_deg: 95.0, distance_m: 1.0 },
-        Position { azimuth_deg: 0.0, elevation_deg: 0.0, distance_m: -2.0 },
+        Position {
+            azimuth_deg: f64::NAN,
+            elevation_deg: 0.0,
+            distance_m: 1.0,
+        },
+        Position {
+            azimuth_deg: 0.0,
+            elevation_deg: 95.0,
+            distance_m: 1.0,
+        },
+        Position {
+            azimuth_deg: 0.0,
+            elevation_deg: 0.0,
+            distance_m: -2.0,
+        },
     ] {
-        assert!(matches!(o.set_position(bad, 1.0), Err(SpatialError::BadPosition { .. })));
+        assert!(matches!(
+            o.set_position(bad, 1.0),
+            Err(SpatialError::BadPosition { .. })
+        ));
     }
 
     // Downmix: a source at the left is louder on the left loudspeaker.
@@ -218,7 +285,9 @@ fn bed_and_objects_and_downmix() {
     let z = [0.0f32];
     let x = [0.0f32];
     let (mut dl, mut dr) = ([0.0f32], [0.0f32]);
-    StereoDownmix::default().process(&[&w, &y, &z, &x], &mut dl, &mut dr).unwrap();
+    StereoDownmix::default()
+        .process(&[&w, &y, &z, &x], &mut dl, &mut dr)
+        .unwrap();
     assert!(dl[0] > 0.8 && dr[0] < 0.2, "{} {}", dl[0], dr[0]);
 }
 
@@ -240,7 +309,9 @@ fn nan_and_inf_do_not_poison_output() {
     input[0][100] = f32::NAN;
     input[1][200] = f32::INFINITY;
     input[3][300] = f32::NEG_INFINITY;
-    let (l, r) = render(&f, &input, 256, |b, r| r.set_rotation(Quat::from_ypr_degrees(b as f64 * 10.0, 0.0, 0.0)));
+    let (l, r) = render(&f, &input, 256, |b, r| {
+        r.set_rotation(Quat::from_ypr_degrees(b as f64 * 10.0, 0.0, 0.0))
+    });
     assert!(l.iter().chain(&r).all(|v| v.is_finite()));
     assert!(energy(&l) > 0.0);
 }

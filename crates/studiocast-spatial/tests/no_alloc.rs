@@ -30,9 +30,27 @@ use studiocast_spatial::{BinauralRenderer, DecoderMethod, ShFilters};
 
 fn filters(order: usize, taps: usize) -> ShFilters {
     let k = (order + 1) * (order + 1);
-    let left: Vec<Vec<f32>> = (0..k).map(|c| (0..taps).map(|t| ((c * 7 + t) % 13) as f32 * 0.01).collect()).collect();
-    let right = left.iter().enumerate().map(|(c, f)| f.iter().map(|v| v * ShFilters::mirror_sign(c)).collect()).collect();
-    ShFilters { order, sample_rate: 48_000, taps, symmetric: true, left, right, method: DecoderMethod::MagLs }
+    let left: Vec<Vec<f32>> = (0..k)
+        .map(|c| {
+            (0..taps)
+                .map(|t| ((c * 7 + t) % 13) as f32 * 0.01)
+                .collect()
+        })
+        .collect();
+    let right = left
+        .iter()
+        .enumerate()
+        .map(|(c, f)| f.iter().map(|v| v * ShFilters::mirror_sign(c)).collect())
+        .collect();
+    ShFilters {
+        order,
+        sample_rate: 48_000,
+        taps,
+        symmetric: true,
+        left,
+        right,
+        method: DecoderMethod::MagLs,
+    }
 }
 
 #[test]
@@ -48,7 +66,15 @@ fn steady_state_rendering_does_not_allocate() {
             let (mut l, mut rr) = (vec![0.0; block], vec![0.0; block]);
             let mut run = |i: usize, r: &mut BinauralRenderer, enc: &mut ObjectEncoder| {
                 bus.iter_mut().for_each(|v| *v = 0.0);
-                enc.set_position(Position { azimuth_deg: i as f64 * 7.0, elevation_deg: 10.0, distance_m: 2.0 }, 1.0).unwrap();
+                enc.set_position(
+                    Position {
+                        azimuth_deg: i as f64 * 7.0,
+                        elevation_deg: 10.0,
+                        distance_m: 2.0,
+                    },
+                    1.0,
+                )
+                .unwrap();
                 enc.encode_add(&mono, &mut bus);
                 r.set_rotation(Quat::from_ypr_degrees(i as f64 * 3.0, 5.0, 0.0));
                 let mut refs: [&[f32]; 64] = [&[]; 64];
@@ -56,7 +82,9 @@ fn steady_state_rendering_does_not_allocate() {
                     *x = &bus[c * block..(c + 1) * block];
                 }
                 r.process_into_buffer(&refs[..k], &mut l, &mut rr).unwrap();
-                StereoDownmix::default().process(&refs[..k], &mut l, &mut rr).unwrap();
+                StereoDownmix::default()
+                    .process(&refs[..k], &mut l, &mut rr)
+                    .unwrap();
             };
             for i in 0..4 {
                 run(i, &mut r, &mut enc);
@@ -66,7 +94,12 @@ fn steady_state_rendering_does_not_allocate() {
                 run(i, &mut r, &mut enc);
             }
             let after = ALLOCS.load(Ordering::SeqCst);
-            assert_eq!(after - before, 0, "{kernel:?} order {order} block {block}: {} allocations", after - before);
+            assert_eq!(
+                after - before,
+                0,
+                "{kernel:?} order {order} block {block}: {} allocations",
+                after - before
+            );
         }
     }
 }

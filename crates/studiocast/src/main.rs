@@ -1,1 +1,47 @@
-fn main(){}
+//! studiocast: the conservatoire studio's media engine.
+
+mod accuracy;
+mod config;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "studiocast",
+    version,
+    about = "Spatial audio capture, binaural rendering and streaming"
+)]
+struct Cli {
+    /// Config file (TOML). Default: config/studiocast.toml when present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render an ambisonic, bed or object file to binaural stereo (32-bit float WAV).
+    Render(render::RenderArgs),
+    /// Measure decoder accuracy against direct HRIR convolution on the HRTF grid.
+    Accuracy(accuracy::AccuracyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = config::Config::load(cli.config.as_deref()).and_then(|cfg| match cli.command {
+        Command::Render(a) => render::run(&cfg, a),
+        Command::Accuracy(a) => accuracy::run(&cfg, a),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("studiocast: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

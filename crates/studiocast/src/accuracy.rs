@@ -1,0 +1,70 @@
+//! `studiocast accuracy`: the decoder accuracy report, regenerable by anyone.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use studiocast_spatial::metrics::{evaluate_with, ItdLowpass};
+use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet};
+
+use crate::config::Config;
+
+#[derive(Debug, Args)]
+pub struct AccuracyArgs {
+    /// SOFA file (default: config, then Debian's MIT KEMAR).
+    #[arg(long)]
+    pub hrtf: Option<PathBuf>,
+    /// Sample rate to resample the HRTFs to.
+    #[arg(long, default_value_t = 48_000)]
+    pub rate: u32,
+    /// Orders, comma separated.
+    #[arg(long, default_value = "1,3,5", value_delimiter = ',')]
+    pub orders: Vec<usize>,
+    /// Methods, comma separated: magls, ls, vls.
+    #[arg(long, default_value = "magls,ls,vls", value_delimiter = ',')]
+    pub methods: Vec<String>,
+}
+
+pub fn run(cfg: &Config, a: AccuracyArgs) -> Result<()> {
+    let path = a.hrtf.clone().unwrap_or_else(|| cfg.spatial.hrtf.clone());
+    let hrtf = HrtfSet::from_sofa(&path, a.rate)?;
+    println!(
+        "HRTF {} ({} directions, {} Hz, {}). Medians (P95) over all grid directions.\n",
+        path.display(),
+        hrtf.len(),
+        a.rate,
+        if hrtf.symmetric {
+            "mirror-symmetric"
+        } else {
+            "asymmetric"
+        }
+    );
+    println!("| method | order | ΔILD dB | ΔITD µs | ΔITD µs (BW8) | spectral dB | diffuse magnitude dB | diffuse coherence | design s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for m in &a.methods {
+        let method: DecoderMethod = m.parse().map_err(anyhow::Error::msg)?;
+        for &order in &a.orders {
+            let t = Instant::now();
+            let f = design(&hrtf, &DesignOptions::new(method, order))?;
+            let dt = t.elapsed().as_secs_f64();
+            let acc = evaluate_with(&hrtf, &f, ItdLowpass::Ideal);
+            let bw = evaluate_with(&hrtf, &f, ItdLowpass::Butterworth8);
+            println!(
+                "| {method} | {order} | {:.2} ({:.2}) | {:.1} ({:.1}) | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.2} | {:.3} | {:.2} |",
+                acc.ild.median,
+                acc.ild.p95,
+                acc.itd.median,
+                acc.itd.p95,
+                bw.itd.median,
+                bw.itd.p95,
+                acc.spectral.median,
+                acc.spectral.p95,
+                acc.diffuse_magnitude,
+                acc.diffuse_coherence,
+                dt
+            );
+        }
+    }
+    Ok(())
+}

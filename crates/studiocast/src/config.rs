@@ -1,0 +1,90 @@
+//! Daemon and CLI configuration: one TOML file (unknown keys rejected),
+//! overlaid by `STUDIOCAST_*` environment variables and then CLI flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// Where `serve` and `render` look when no `--config` is given.
+pub const DEFAULT_CONFIG: &str = "config/studiocast.toml";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub spatial: SpatialConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpatialConfig {
+    /// SOFA file for binaural rendering.
+    #[serde(default = "default_hrtf")]
+    pub hrtf: PathBuf,
+    /// Decoder design: "magls", "ls" or "vls".
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Processing block, frames.
+    #[serde(default = "default_block")]
+    pub block: usize,
+    /// max-rE weighting above the MagLS cutoff.
+    #[serde(default)]
+    pub max_re: bool,
+    /// Optional headphone-EQ FIR, a mono or stereo WAV at the stream rate.
+    #[serde(default)]
+    pub headphone_eq: Option<PathBuf>,
+}
+
+fn default_hrtf() -> PathBuf {
+    PathBuf::from(studiocast_spatial::DEFAULT_SOFA)
+}
+fn default_method() -> String {
+    "magls".into()
+}
+fn default_block() -> usize {
+    512
+}
+
+impl Default for SpatialConfig {
+    fn default() -> Self {
+        SpatialConfig {
+            hrtf: default_hrtf(),
+            method: default_method(),
+            block: default_block(),
+            max_re: false,
+            headphone_eq: None,
+        }
+    }
+}
+
+impl Config {
+    /// Load `path`, or the default file when it exists, or built-in defaults;
+    /// then apply environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut cfg = match path {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new(DEFAULT_CONFIG).exists() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG))?
+            }
+            None => Config::default(),
+        };
+        if let Ok(v) = std::env::var("STUDIOCAST_HRTF") {
+            cfg.spatial.hrtf = PathBuf::from(v);
+        }
+        if let Ok(v) = std::env::var("STUDIOCAST_METHOD") {
+            cfg.spatial.method = v;
+        }
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+}

@@ -1,0 +1,328 @@
+//! `studiocast render`: offline rendering of a file to binaural stereo.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use studiocast_audiofile::pcm::{PcmWriter, SampleFormat};
+use studiocast_audiofile::AudioSource;
+use studiocast_spatial::cache;
+use studiocast_spatial::encoder::{BedEncoder, Layout, ObjectEncoder};
+use studiocast_spatial::renderer::fold_headphone_eq;
+use studiocast_spatial::scene::Scene;
+use studiocast_spatial::sh::{channels_for_order, check_order, AmbisonicFormat};
+use studiocast_spatial::{
+    design, BinauralRenderer, DecoderMethod, DesignOptions, HrtfSet, Quat, ShFilters,
+};
+
+use crate::config::{Config, SpatialConfig};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InputFormat {
+    /// ACN/SN3D ambisonics, (order+1)² channels.
+    Ambix,
+    /// ACN/N3D ambisonics.
+    N3d,
+    /// Furse–Malham first order (W X Y Z).
+    Fuma,
+    /// Loudspeaker bed (--layout).
+    Bed,
+    /// Mono objects placed by a scene file (--scene).
+    Objects,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Input audio file (WAV/RF64/W64, FLAC, CAF, MKV, … anything symphonia reads).
+    pub input: PathBuf,
+    /// Output WAV (stereo, 32-bit float, input sample rate).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[arg(long, value_enum)]
+    pub input_format: InputFormat,
+    /// Ambisonic order of the input, or the internal order for beds and objects.
+    #[arg(long, default_value_t = 3)]
+    pub order: usize,
+    /// SOFA HRTF file (default: config, then Debian's MIT KEMAR).
+    #[arg(long)]
+    pub hrtf: Option<PathBuf>,
+    /// Decoder design method: magls, ls or vls.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Scene rotation in degrees (yaw to the left, pitch up, roll left side up).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub yaw: f64,
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub pitch: f64,
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub roll: f64,
+    /// Processing block in frames.
+    #[arg(long)]
+    pub block: Option<usize>,
+    /// Loudspeaker layout for --input-format bed: stereo, 5.1, 7.1, 7.1.4.
+    #[arg(long)]
+    pub layout: Option<String>,
+    /// Scene file for --input-format objects.
+    #[arg(long)]
+    pub scene: Option<PathBuf>,
+    /// Apply max-rE weighting above the MagLS cutoff.
+    #[arg(long)]
+    pub max_re: bool,
+    /// Headphone-EQ FIR (mono or stereo WAV at the input rate).
+    #[arg(long)]
+    pub headphone_eq: Option<PathBuf>,
+}
+
+/// How input channels become the AmbiX bus.
+enum Router {
+    Ambisonic(Vec<(usize, f32)>),
+    Bed(BedEncoder),
+    Objects(Scene, Vec<ObjectEncoder>),
+}
+
+pub fn run(cfg: &Config, a: RenderArgs) -> Result<()> {
+    let spatial = &cfg.spatial;
+    let t0 = Instant::now();
+    let mut src = studiocast_audiofile::open(&a.input)
+        .with_context(|| format!("cannot read input {}", a.input.display()))?;
+    let rate = src.sample_rate();
+    let in_ch = src.channels();
+    check_order(a.order)?;
+    let k = channels_for_order(a.order);
+    let router = make_router(&a, in_ch, k)?;
+    let filters = make_filters(spatial, &a, rate)?;
+    let block = a.block.unwrap_or(spatial.block);
+    let mut renderer = BinauralRenderer::new(&filters, block)?;
+    renderer.reset_rotation(Quat::from_ypr_degrees(a.yaw, a.pitch, a.roll));
+    let setup = t0.elapsed();
+    let mut out = PcmWriter::create(&a.output, 2, rate, SampleFormat::F32)
+        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    let t1 = Instant::now();
+    let frames = process(
+        src.as_mut(),
+        router,
+        &mut renderer,
+        k,
+        block,
+        filters.taps,
+        rate,
+        &mut out,
+    )?;
+    let written = out.finalize()?;
+    let dt = t1.elapsed().as_secs_f64();
+    let secs = frames as f64 / rate as f64;
+    eprintln!(
+        "rendered {:.2} s of {} channels at {} Hz ({} order {}, {} filters of {} taps, block {}) in {:.3} s: {:.0}x real time; set-up {:.2} s; wrote {} frames to {}",
+        secs,
+        in_ch,
+        rate,
+        filters.method,
+        a.order,
+        if filters.symmetric { "symmetric" } else { "two-ear" },
+        filters.taps,
+        block,
+        dt,
+        secs / dt.max(1e-9),
+        setup.as_secs_f64(),
+        written,
+        a.output.display()
+    );
+    Ok(())
+}
+
+fn make_router(a: &RenderArgs, in_ch: usize, k: usize) -> Result<Router> {
+    Ok(match a.input_format {
+        InputFormat::Ambix | InputFormat::N3d | InputFormat::Fuma => {
+            let fmt = match a.input_format {
+                InputFormat::Ambix => AmbisonicFormat::AmbiX,
+                InputFormat::N3d => AmbisonicFormat::AcnN3d,
+                _ => AmbisonicFormat::FuMa,
+            };
+            let map = fmt.to_ambix_map(a.order)?;
+            if in_ch != k {
+                bail!(
+                    "the input has {in_ch} channels but order {} ambisonics needs (N+1)² = {k}",
+                    a.order
+                );
+            }
+            Router::Ambisonic(map)
+        }
+        InputFormat::Bed => {
+            let name = a
+                .layout
+                .as_deref()
+                .context("--input-format bed needs --layout (stereo, 5.1, 7.1, 7.1.4)")?;
+            let layout: Layout = name.parse()?;
+            if in_ch != layout.channels() {
+                bail!(
+                    "layout {name} has {} channels but the input has {in_ch}",
+                    layout.channels()
+                );
+            }
+            Router::Bed(BedEncoder::new(layout, a.order)?)
+        }
+        InputFormat::Objects => {
+            let path = a
+                .scene
+                .as_deref()
+                .context("--input-format objects needs --scene FILE")?;
+            let scene = load_scene(path)?;
+            scene
+                .validate(in_ch)
+                .with_context(|| format!("invalid scene {}", path.display()))?;
+            let encs = scene
+                .objects
+                .iter()
+                .map(|_| ObjectEncoder::new(a.order))
+                .collect::<Result<Vec<_>, _>>()?;
+            Router::Objects(scene, encs)
+        }
+    })
+}
+
+fn load_scene(path: &Path) -> Result<Scene> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read scene {}", path.display()))?;
+    if meta.len() > 16 << 20 {
+        bail!("scene file {} is larger than 16 MiB", path.display());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read scene {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid scene {}", path.display()))
+}
+
+fn make_filters(spatial: &SpatialConfig, a: &RenderArgs, rate: u32) -> Result<ShFilters> {
+    let hrtf_path = a.hrtf.clone().unwrap_or_else(|| spatial.hrtf.clone());
+    let method: DecoderMethod = a
+        .method
+        .as_deref()
+        .unwrap_or(&spatial.method)
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let mut opts = DesignOptions::new(method, a.order);
+    opts.max_re = a.max_re || spatial.max_re;
+    let filters = designed_filters(&hrtf_path, rate, &opts)?;
+    let eq = a
+        .headphone_eq
+        .clone()
+        .or_else(|| spatial.headphone_eq.clone());
+    match eq {
+        None => Ok(filters),
+        Some(p) => {
+            let mut s = studiocast_audiofile::open(&p)
+                .with_context(|| format!("cannot read headphone EQ {}", p.display()))?;
+            if s.sample_rate() != rate {
+                bail!(
+                    "headphone EQ {} is at {} Hz, the input at {rate} Hz",
+                    p.display(),
+                    s.sample_rate()
+                );
+            }
+            if s.channels() > 2 {
+                bail!("headphone EQ {} must be mono or stereo", p.display());
+            }
+            let mut planes = vec![Vec::new(); s.channels()];
+            s.read_planar(16_384, &mut planes)?;
+            let right = planes.last().cloned().unwrap_or_default();
+            Ok(fold_headphone_eq(&filters, &planes[0], &right)?)
+        }
+    }
+}
+
+/// Design filters, or take them from the on-disk cache when the same SOFA
+/// bytes, rate and options were designed before.
+pub fn designed_filters(hrtf_path: &Path, rate: u32, opts: &DesignOptions) -> Result<ShFilters> {
+    let bytes = std::fs::read(hrtf_path).map_err(|e| studiocast_spatial::SpatialError::Sofa {
+        path: hrtf_path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let key = cache::cache_key(&bytes, rate, opts);
+    let dir = cache::default_dir();
+    if let Some(f) = dir.as_deref().and_then(|d| cache::load(d, &key)) {
+        return Ok(f);
+    }
+    let hrtf = HrtfSet::from_sofa_bytes(&bytes, rate, &hrtf_path.display().to_string())?;
+    let filters = design(&hrtf, opts)?;
+    if let Some(d) = dir.as_deref() {
+        // A read-only home is not an error: the next run designs again.
+        if let Err(e) = cache::store(d, &key, &filters) {
+            eprintln!(
+                "studiocast: note: filter cache not written to {}: {e}",
+                d.display()
+            );
+        }
+    }
+    Ok(filters)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process(
+    src: &mut dyn AudioSource,
+    mut router: Router,
+    renderer: &mut BinauralRenderer,
+    k: usize,
+    block: usize,
+    taps: usize,
+    rate: u32,
+    out: &mut PcmWriter,
+) -> Result<u64> {
+    let in_ch = src.channels();
+    let mut planes = vec![Vec::with_capacity(block); in_ch];
+    let mut bus = vec![0.0f32; k * block];
+    let (mut l, mut r) = (vec![0.0f32; block], vec![0.0f32; block]);
+    let mut total = 0u64;
+    let mut tail_left = taps;
+    let mut first = true;
+    loop {
+        let n = src.read_planar(block, &mut planes)?;
+        if n == 0 {
+            if tail_left == 0 {
+                break;
+            }
+            for p in planes.iter_mut() {
+                p.clear();
+            }
+        }
+        for p in planes.iter_mut() {
+            p.resize(block, 0.0);
+        }
+        bus.iter_mut().for_each(|v| *v = 0.0);
+        match &mut router {
+            Router::Ambisonic(map) => {
+                for (c, &(s, g)) in map.iter().enumerate() {
+                    for (d, x) in bus[c * block..(c + 1) * block].iter_mut().zip(&planes[s]) {
+                        *d = x * g;
+                    }
+                }
+            }
+            Router::Bed(enc) => {
+                let ins: Vec<&[f32]> = planes.iter().map(|p| p.as_slice()).collect();
+                enc.encode_add(&ins, &mut bus)?;
+            }
+            Router::Objects(scene, encs) => {
+                let t_end = (total + block as u64) as f64 / rate as f64;
+                for (o, enc) in scene.objects.iter().zip(encs.iter_mut()) {
+                    enc.set_position(o.position_at(t_end), o.gain())?;
+                    if first {
+                        enc.snap();
+                    }
+                    enc.encode_add(&planes[o.channel - 1], &mut bus);
+                }
+            }
+        }
+        first = false;
+        let ins: Vec<&[f32]> = (0..k).map(|c| &bus[c * block..(c + 1) * block]).collect();
+        renderer.process_into_buffer(&ins, &mut l, &mut r)?;
+        let keep = if n == 0 {
+            let t = tail_left.min(block);
+            tail_left -= t;
+            t
+        } else {
+            n
+        };
+        out.write_planar(&[&l[..keep], &r[..keep]])?;
+        total += n as u64;
+    }
+    Ok(total)
+}
