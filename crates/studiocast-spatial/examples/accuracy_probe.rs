@@ -2,7 +2,8 @@
 //!
 //! `accuracy_probe [orders] [methods]`, e.g. `accuracy_probe 1,3,5 magls`.
 //! Environment overrides of the design options: LEN, FC, COV, MAXRE, REG,
-//! IPD, IPDF, PERC, SMOOTH, WEXP, WFLOOR, ITER, LEQ, REFINE, MOM, XD, TRANS.
+//! IPD, IPDF, PERC, SMOOTH, WEXP, WFLOOR, ITER, LEQ, REFINE, MOM, XD, TRANS, IRLS,
+//! IRLSEPS, LOGFIT, REW, ISAT.
 //! ITDDIAG=1 prints the ITD per lateral angle.
 //! TDIAG=1 prints the bulk delay and the energy envelope of the first filters. DIAG=1 also prints the
 //! per-band diffuse-field error and median level error.
@@ -214,6 +215,21 @@ fn main() {
             }
             if let Some(c) = env("XD") {
                 o.hf_extra_delay = c;
+            }
+            if let Some(c) = env("IRLS") {
+                o.irls_exponent = c;
+            }
+            if let Some(c) = env("IRLSEPS") {
+                o.irls_eps_db = c;
+            }
+            if let Some(c) = env("ISAT") {
+                o.ipd_saturation = c;
+            }
+            if let Some(c) = env("REW") {
+                o.reweights = c;
+            }
+            if let Some(c) = env::<u8>("LOGFIT") {
+                o.log_fit = c == 1;
             }
             if let Some(c) = env::<u8>("LEQ") {
                 o.diffuse_level_eq = c == 1;

@@ -89,7 +89,7 @@ impl HrtfSet {
         if r != 2 {
             return Err(err(format!("expected 2 receivers (ears), found {r}")));
         }
-        if m < MIN_DIRECTIONS || m > MAX_DIRECTIONS {
+        if !(MIN_DIRECTIONS..=MAX_DIRECTIONS).contains(&m) {
             return Err(err(format!(
                 "{m} measurements (allowed {MIN_DIRECTIONS}..={MAX_DIRECTIONS})"
             )));

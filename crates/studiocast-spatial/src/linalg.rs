@@ -12,7 +12,7 @@ pub fn cholesky(a: &mut [f64], n: usize) -> bool {
         for k in 0..j {
             d -= a[j * n + k] * a[j * n + k];
         }
-        if !(d > 0.0) || !d.is_finite() {
+        if d.is_nan() || d <= 0.0 || !d.is_finite() {
             return false;
         }
         let d = d.sqrt();
@@ -118,13 +118,13 @@ pub fn c2_inv(a: &C2) -> Option<C2> {
 /// Upper-triangular X with XᴴX = R for a Hermitian positive-definite R.
 pub fn c2_chol_upper(r: &C2) -> Option<C2> {
     let a = r[0][0].re;
-    if !(a > 0.0) {
+    if a.is_nan() || a <= 0.0 {
         return None;
     }
     let x00 = a.sqrt();
     let x01 = r[0][1] / x00;
     let d = r[1][1].re - x01.norm_sqr();
-    if !(d > 0.0) {
+    if d.is_nan() || d <= 0.0 {
         return None;
     }
     let z = Complex64::new(0.0, 0.0);
@@ -139,12 +139,12 @@ pub fn c2_chol_upper(r: &C2) -> Option<C2> {
 pub fn c2_polar_unitary(a: &C2) -> Option<C2> {
     let m = c2_mul(&c2_adj(a), a);
     let det = (m[0][0] * m[1][1] - m[0][1] * m[1][0]).re;
-    if !(det > 0.0) {
+    if det.is_nan() || det <= 0.0 {
         return None;
     }
     let s = det.sqrt();
     let t = (m[0][0].re + m[1][1].re + 2.0 * s).sqrt();
-    if !(t > 0.0) {
+    if t.is_nan() || t <= 0.0 {
         return None;
     }
     let one = Complex64::new(1.0, 0.0);

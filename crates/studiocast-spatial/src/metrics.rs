@@ -89,8 +89,8 @@ pub fn rendered_irs(filters: &ShFilters, dirs: &[[f64; 3]]) -> (Vec<Vec<f32>>, V
         ev.eval(*d, Normalisation::Sn3d, &mut y);
         let mut l = vec![0.0f32; filters.taps];
         let mut r = vec![0.0f32; filters.taps];
-        for c in 0..k {
-            let g = y[c] as f32;
+        for (c, yc) in y.iter().enumerate().take(k) {
+            let g = *yc as f32;
             for (o, f) in l.iter_mut().zip(&filters.left[c]) {
                 *o += g * f;
             }
@@ -278,10 +278,10 @@ pub fn evaluate_irs(
         }
     }
     let mut dfm = 0.0;
-    for ear in 0..2 {
-        dfm += df[0][ear]
+    for (reference, rendered) in df[0].iter().zip(&df[1]) {
+        dfm += reference
             .iter()
-            .zip(&df[1][ear])
+            .zip(rendered)
             .map(|(a, b)| db(b / a).abs())
             .sum::<f64>()
             / nb as f64;

@@ -60,10 +60,11 @@ impl Quat {
         let qz = Quat::from_axis_angle([0.0, 0.0, 1.0], yaw.to_radians());
         let qy = Quat::from_axis_angle([0.0, 1.0, 0.0], -pitch.to_radians());
         let qx = Quat::from_axis_angle([1.0, 0.0, 0.0], roll.to_radians());
-        qz.mul(qy).mul(qx)
+        qz.compose(qy).compose(qx)
     }
 
-    pub fn mul(self, o: Quat) -> Quat {
+    /// Hamilton product: `a.compose(b)` applies b first, then a.
+    pub fn compose(self, o: Quat) -> Quat {
         Quat::new(
             self.w * o.w - self.x * o.x - self.y * o.y - self.z * o.z,
             self.w * o.x + self.x * o.w + self.y * o.z - self.z * o.y,

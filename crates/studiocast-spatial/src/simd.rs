@@ -55,7 +55,7 @@ impl Kernel {
     /// LANES and every offset + len within its array (checked).
     pub fn mac(self, job: &MacJob<'_>, out_re: &mut [f32], out_im: &mut [f32]) {
         let len = job.len;
-        assert!(len % LANES == 0 && out_re.len() >= len && out_im.len() >= len);
+        assert!(len.is_multiple_of(LANES) && out_re.len() >= len && out_im.len() >= len);
         for &(xo, ho) in job.terms {
             assert!(xo + len <= job.x_re.len() && xo + len <= job.x_im.len());
             assert!(ho + len <= job.h_re.len() && ho + len <= job.h_im.len());

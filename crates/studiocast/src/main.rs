@@ -1,8 +1,6 @@
 //! studiocast: the conservatoire studio's media engine.
 
-mod accuracy;
-mod config;
-mod render;
+use studiocast::{accuracy, config, render};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

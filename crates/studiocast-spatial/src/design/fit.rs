@@ -54,6 +54,19 @@ pub(super) struct FitParams {
     pub sample_rate: f64,
     /// Mirror map for exact left/right symmetry inside the iterations.
     pub symmetric: bool,
+    /// Exponent p of the iteratively reweighted fit: between refinement
+    /// passes each direction's weight in a band becomes the base weight
+    /// times 1/max(|e|, `irls_eps_db`)^p, e the band's level error in dB
+    /// (0: off; 1: least absolute dB error).
+    pub irls_exponent: f64,
+    pub irls_eps_db: f64,
+    /// Reweight towards the log-magnitude (dB) error between refinements.
+    pub log_fit: bool,
+    /// Reweight after each of the first this many refinement passes.
+    pub reweights: usize,
+    /// IPD targets from the reference ITD, saturated at ± this (radians);
+    /// 0: the measured (wrapped) IPD.
+    pub ipd_saturation: f64,
 }
 
 fn erb_hz(f: f64) -> f64 {
@@ -166,6 +179,8 @@ fn unit(c: Complex64) -> Complex64 {
 struct Bands {
     /// band index of each bin
     of_bin: Vec<usize>,
+    /// [ear][band][q] base weights (quadrature × relative weighting)
+    w0: [Vec<Vec<f64>>; 2],
     /// [ear][band] K×Q
     p: [Vec<Vec<f64>>; 2],
     /// [ear][band][q] fit weights (needed for the weighted IPD projection)
@@ -189,6 +204,7 @@ fn bands(
     let nb = of_bin.last().copied().unwrap_or(0) + 1;
     let mut out = Bands {
         of_bin,
+        w0: [Vec::with_capacity(nb), Vec::with_capacity(nb)],
         p: [Vec::with_capacity(nb), Vec::with_capacity(nb)],
         w: [Vec::with_capacity(nb), Vec::with_capacity(nb)],
     };
@@ -216,6 +232,7 @@ fn bands(
             }
             out.p[ear].push(pinv(y, q, k, &w, fp.regularisation)?);
             out.w[ear].push(w.clone());
+            out.w0[ear].push(w.clone());
         }
     }
     Some(out)
@@ -240,9 +257,54 @@ struct Fitter<'a> {
     q: usize,
     signs: &'a [f64],
     fp: &'a FitParams,
+    /// Reference ITD per direction, samples (saturated IPD targets only).
+    itd: Option<Vec<f64>>,
 }
 
 impl Fitter<'_> {
+    /// Iteratively reweighted least squares towards the least absolute dB
+    /// error: per band and ear, weight = base · 1/max(|e|, ε)^p, with e the
+    /// band level error (dB) of the current time-limited rendering.
+    fn reweight(&mut self, have: &[Vec<f64>; 2], want: &[Vec<f64>; 2]) -> Option<()> {
+        let q = self.q;
+        let nb = self.bd.p[0].len();
+        let eps = self.fp.irls_eps_db.max(1e-3);
+        let mut w = vec![0.0; q];
+        for ear in 0..2 {
+            for band in 0..nb {
+                let h = &have[ear][band * q..(band + 1) * q];
+                let t = &want[ear][band * q..(band + 1) * q];
+                if t.iter().all(|v| *v <= 0.0) {
+                    continue;
+                }
+                for i in 0..q {
+                    let rho = ((h[i] + 1e-30) / (t[i] + 1e-30)).sqrt();
+                    let e = 20.0 * rho.log10();
+                    let e = if e.is_finite() { e.abs() } else { 100.0 };
+                    // Gauss–Newton weight of the log-magnitude error:
+                    // (ln ρ / (ρ − 1))², ρ the amplitude ratio. The linear
+                    // relative error |ρ − 1|² punishes being too loud more than
+                    // being too quiet, which biases poor fits low.
+                    let g = if (rho - 1.0).abs() < 1e-6 {
+                        1.0
+                    } else {
+                        (rho.ln() / (rho - 1.0)).powi(2)
+                    };
+                    let g = if g.is_finite() {
+                        g.clamp(0.01, 100.0)
+                    } else {
+                        1.0
+                    };
+                    let g = if self.fp.log_fit { g } else { 1.0 };
+                    w[i] = self.bd.w0[ear][band][i] * g * e.max(eps).powf(-self.fp.irls_exponent);
+                }
+                self.bd.p[ear][band] = pinv(self.y, q, self.k, &w, self.fp.regularisation)?;
+                self.bd.w[ear][band].copy_from_slice(&w);
+            }
+        }
+        Some(())
+    }
+
     /// Share of the magnitude-only target in bin `b` (0 below the cutoff, 1
     /// above the transition band). A hard switch leaves a step in both
     /// magnitude and phase at the cutoff, which rings symmetrically in time
@@ -307,7 +369,21 @@ impl Fitter<'_> {
                     let hr = self.spec.h[1][i * bins + b];
                     let wl = self.bd.w[0][band][i] * m[0];
                     let wr = self.bd.w[1][band][i] * m[1];
-                    ipd_projection(rend[0][i], rend[1][i], hl * hr.conj(), wl, wr, mu)
+                    match &self.itd {
+                        Some(itd) => {
+                            // Target IPD from the reference ITD, unwrapped and
+                            // saturated below ±sat: an order-N pattern cannot
+                            // wind past ±π across the sphere, and a wrapped
+                            // target makes the fit flip the sign of the IPD
+                            // for the near-median directions.
+                            let sat = self.fp.ipd_saturation;
+                            let x = 2.0 * std::f64::consts::PI * b as f64 * itd[i]
+                                / (2 * (bins - 1)) as f64;
+                            let want = sat * (x / sat).tanh();
+                            ipd_projection_unwrapped(rend[0][i], rend[1][i], want, wl, wr, mu)
+                        }
+                        None => ipd_projection(rend[0][i], rend[1][i], hl * hr.conj(), wl, wr, mu),
+                    }
                 } else {
                     (unit(rend[0][i]), unit(rend[1][i]))
                 };
@@ -337,7 +413,7 @@ pub(super) fn perceptual_magls(
     let q = quad.len();
     let mag = smoothed_magnitudes(spec, fp.sample_rate, fp.smoothing_erb);
     let bd = bands(y, quad, &mag, bins, k, fp)?;
-    let ft = Fitter {
+    let mut ft = Fitter {
         y,
         spec,
         mag,
@@ -346,6 +422,7 @@ pub(super) fn perceptual_magls(
         q,
         signs,
         fp,
+        itd: (fp.ipd_saturation > 0.0).then(|| reference_itd(spec, fp.sample_rate)),
     };
     let step = Complex64::from_polar(
         1.0,
@@ -392,6 +469,12 @@ pub(super) fn perceptual_magls(
     // Fast Griffin–Lim (Perraudin, Balazs & Søndergaard 2013): extrapolate
     // before each time-limiting step, which converges far faster.
     let mut prev = out.clone();
+    let nb = ft.bd.p[0].len();
+    // Band level sums [ear][band * q + i] of the rendering and of the target,
+    // over the magnitude-fitted bins, for the reweighting.
+    let irls = fp.irls_exponent > 0.0 || fp.log_fit;
+    let mut have = [vec![0.0; nb * q], vec![0.0; nb * q]];
+    let mut want = [vec![0.0; nb * q], vec![0.0; nb * q]];
     for pass in 0..fp.refinements {
         let mut t = out.clone();
         if pass > 0 {
@@ -403,6 +486,12 @@ pub(super) fn perceptual_magls(
         }
         prev = out.clone();
         time_limit(&mut t, bins, k, fp.taps);
+        let reweight = irls && pass < fp.reweights && pass + 1 < fp.refinements;
+        if reweight {
+            for v in have.iter_mut().chain(want.iter_mut()) {
+                v.iter_mut().for_each(|x| *x = 0.0);
+            }
+        }
         for b in 0..bins {
             if is_ls(b) {
                 for ear in 0..2 {
@@ -413,10 +502,23 @@ pub(super) fn perceptual_magls(
             for ear in 0..2 {
                 render_all(y, &t[ear][b * k..(b + 1) * k], k, &mut rend[ear]);
             }
+            if reweight {
+                let band = ft.bd.of_bin[b];
+                for ear in 0..2 {
+                    let (h, w) = (&mut have[ear][band * q..], &mut want[ear][band * q..]);
+                    for i in 0..q {
+                        h[i] += rend[ear][i].norm_sqr();
+                        w[i] += ft.mag[ear][i * bins + b].powi(2);
+                    }
+                }
+            }
             ft.magnitude_bin(b, 1, &mut rend, &mut target, &mut cur);
             for ear in 0..2 {
                 out[ear][b * k..(b + 1) * k].copy_from_slice(&cur[ear]);
             }
+        }
+        if reweight {
+            ft.reweight(&have, &want)?;
         }
     }
     Some(out)
@@ -474,6 +576,72 @@ fn ipd_weight(b: usize, fp: &FitParams) -> f64 {
 /// Unit phasors for the two ears closest (weights `wl`, `wr`) to the rendered
 /// `l`, `r` whose phase difference is moved a fraction `mu` of the way from
 /// the rendered one to arg(`cross`) (the measured IPD).
+/// As [`ipd_projection`], towards an IPD `want` (radians, |want| < π)
+/// without wrapping: the rendered IPD is moved along the principal branch.
+fn ipd_projection_unwrapped(
+    l: Complex64,
+    r: Complex64,
+    want: f64,
+    wl: f64,
+    wr: f64,
+    mu: f64,
+) -> (Complex64, Complex64) {
+    let have = unit(l * r.conj()).arg();
+    let d = have + (want - have) * mu;
+    let half = Complex64::from_polar(1.0, 0.5 * d);
+    let s = l * half.conj() * wl + r * half * wr;
+    let psi = unit(s);
+    (psi * half, psi * half.conj())
+}
+
+/// Interaural time difference of every direction, samples (positive when
+/// the left ear leads): peak of the cross-correlation after an ideal 1.5 kHz
+/// low-pass, with parabolic interpolation (as in `metrics`).
+fn reference_itd(spec: &Spectra, rate: f64) -> Vec<f64> {
+    let bins = spec.bins;
+    let nfft = spec.nfft;
+    let q = spec.h[0].len() / bins;
+    let mut planner = realfft::RealFftPlanner::<f64>::new();
+    let inv = planner.plan_fft_inverse(nfft);
+    let mut x = inv.make_input_vec();
+    let mut cc = inv.make_output_vec();
+    let lp = (1500.0 * nfft as f64 / rate).floor() as usize;
+    let max_lag = ((0.0015 * rate) as isize).min(nfft as isize / 2 - 2);
+    (0..q)
+        .map(|i| {
+            for (b, v) in x.iter_mut().enumerate() {
+                *v = if b <= lp {
+                    spec.h[0][i * bins + b].conj() * spec.h[1][i * bins + b]
+                } else {
+                    Complex64::new(0.0, 0.0)
+                };
+            }
+            x[0].im = 0.0;
+            x[bins - 1].im = 0.0;
+            if inv.process(&mut x, &mut cc).is_err() {
+                return 0.0;
+            }
+            let at = |lag: isize| cc[lag.rem_euclid(nfft as isize) as usize];
+            let best = (-max_lag..=max_lag)
+                .max_by(|a, b| at(*a).total_cmp(&at(*b)))
+                .unwrap_or(0);
+            let (a, b, c) = (at(best - 1), at(best), at(best + 1));
+            let den = a - 2.0 * b + c;
+            let frac = if den.abs() > 1e-30 {
+                0.5 * (a - c) / den
+            } else {
+                0.0
+            };
+            let t = best as f64 + frac.clamp(-0.5, 0.5);
+            if t.is_finite() {
+                t
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 fn ipd_projection(
     l: Complex64,
     r: Complex64,

@@ -110,6 +110,18 @@ pub struct DesignOptions {
     /// Level-only diffuse-field equalisation (per-ear real gain, ERB-smoothed),
     /// applied after the covariance constraint if both are on.
     pub diffuse_level_eq: bool,
+    /// Perceptual MagLS: exponent of the iteratively reweighted (towards
+    /// least absolute dB error) magnitude fit, 0: off.
+    pub irls_exponent: f64,
+    /// Perceptual MagLS: error floor of the reweighting, dB.
+    pub irls_eps_db: f64,
+    /// Perceptual MagLS: Gauss–Newton reweighting towards the dB error.
+    pub log_fit: bool,
+    /// Perceptual MagLS: reweightings (after the first refinement passes).
+    pub reweights: usize,
+    /// Perceptual MagLS: steer the IPD towards 2πf·ITD (reference ITD per
+    /// direction), saturated at ± this many radians; 0: measured IPD.
+    pub ipd_saturation: f64,
 }
 
 impl DesignOptions {
@@ -147,6 +159,11 @@ impl DesignOptions {
             hf_extra_delay: 32.0,
             transition: 1.0,
             diffuse_level_eq: magls,
+            irls_exponent: 0.0,
+            irls_eps_db: 0.5,
+            log_fit: false,
+            reweights: 8,
+            ipd_saturation: 0.0,
         }
     }
 
@@ -287,6 +304,11 @@ pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
                     taps,
                     sample_rate: hrtf.sample_rate as f64,
                     symmetric: hrtf.symmetric,
+                    irls_exponent: opts.irls_exponent,
+                    irls_eps_db: opts.irls_eps_db,
+                    log_fit: opts.log_fit,
+                    reweights: opts.reweights,
+                    ipd_saturation: opts.ipd_saturation,
                 };
                 fit::perceptual_magls(&y, &hrtf.weights, &spec, k, &signs, &fp).ok_or_else(
                     || SpatialError::Design("weighted SH matrix is singular on this grid".into()),

@@ -1,0 +1,6 @@
+//! The studiocast binary's library half: command implementations and
+//! configuration, so integration tests and other crates can reuse them.
+
+pub mod accuracy;
+pub mod config;
+pub mod render;
