@@ -3,7 +3,8 @@
 //! `accuracy_probe [orders] [methods]`, e.g. `accuracy_probe 1,3,5 magls`.
 //! Environment overrides of the design options: LEN, FC, COV, MAXRE, REG,
 //! IPD, IPDF, PERC, SMOOTH, WEXP, WFLOOR, ITER, LEQ, REFINE, MOM, XD, TRANS, IRLS,
-//! IRLSEPS, LOGFIT, REW, ISAT.
+//! IRLSEPS, LOGFIT, REW, ISAT, IGAIN, COVB,
+//! COVF.
 //! ITDDIAG=1 prints the ITD per lateral angle.
 //! TDIAG=1 prints the bulk delay and the energy envelope of the first filters. DIAG=1 also prints the
 //! per-band diffuse-field error and median level error.
@@ -221,6 +222,15 @@ fn main() {
             }
             if let Some(c) = env("IRLSEPS") {
                 o.irls_eps_db = c;
+            }
+            if let Some(c) = env("COVB") {
+                o.covariance_blend = c;
+            }
+            if let Some(c) = env("COVF") {
+                o.covariance_max_hz = c;
+            }
+            if let Some(c) = env("IGAIN") {
+                o.ipd_gain = c;
             }
             if let Some(c) = env("ISAT") {
                 o.ipd_saturation = c;

@@ -3,4 +3,5 @@
 
 pub mod accuracy;
 pub mod config;
+pub mod encode;
 pub mod render;

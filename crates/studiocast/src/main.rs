@@ -1,6 +1,6 @@
 //! studiocast: the conservatoire studio's media engine.
 
-use studiocast::{accuracy, config, render};
+use studiocast::{accuracy, config, encode, render};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Render an ambisonic, bed or object file to binaural stereo (32-bit float WAV).
     Render(render::RenderArgs),
+    /// Encode mono sources to an AmbiX file (scene file or one position).
+    Encode(encode::EncodeArgs),
     /// Measure decoder accuracy against direct HRIR convolution on the HRTF grid.
     Accuracy(accuracy::AccuracyArgs),
 }
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     let result = config::Config::load(cli.config.as_deref()).and_then(|cfg| match cli.command {
         Command::Render(a) => render::run(&cfg, a),
         Command::Accuracy(a) => accuracy::run(&cfg, a),
+        Command::Encode(a) => encode::run(a),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -181,7 +181,7 @@ fn make_router(a: &RenderArgs, in_ch: usize, k: usize) -> Result<Router> {
     })
 }
 
-fn load_scene(path: &Path) -> Result<Scene> {
+pub fn load_scene(path: &Path) -> Result<Scene> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read scene {}", path.display()))?;
     if meta.len() > 16 << 20 {

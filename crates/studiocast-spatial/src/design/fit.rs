@@ -67,6 +67,9 @@ pub(super) struct FitParams {
     /// IPD targets from the reference ITD, saturated at ± this (radians);
     /// 0: the measured (wrapped) IPD.
     pub ipd_saturation: f64,
+    /// Scale of the ITD behind the saturated IPD targets (> 1 pre-compensates
+    /// the compression of the fit).
+    pub ipd_gain: f64,
 }
 
 fn erb_hz(f: f64) -> f64 {
@@ -377,8 +380,9 @@ impl Fitter<'_> {
                             // target makes the fit flip the sign of the IPD
                             // for the near-median directions.
                             let sat = self.fp.ipd_saturation;
-                            let x = 2.0 * std::f64::consts::PI * b as f64 * itd[i]
-                                / (2 * (bins - 1)) as f64;
+                            let x =
+                                2.0 * std::f64::consts::PI * b as f64 * itd[i] * self.fp.ipd_gain
+                                    / (2 * (bins - 1)) as f64;
                             let want = sat * (x / sat).tanh();
                             ipd_projection_unwrapped(rend[0][i], rend[1][i], want, wl, wr, mu)
                         }

@@ -113,16 +113,24 @@ fn render(y: &[f64], coeffs: &[Complex64], q: usize, k: usize) -> Complex64 {
 /// 2018): per bin, the 2×2 correction M = X̂⁻¹·U·X that makes the rendered
 /// diffuse-field covariance equal the HRTF set's while staying as close as
 /// possible to the unconstrained filters (U from a Procrustes problem).
+///
+/// `blend(b)` in [0, 1] scales the correction of bin `b`: the applied matrix
+/// is (1 − β)·I + β·M (β = 1: the full constraint, 0: none).
 pub(super) fn covariance_constraint(
     y: &[f64],
     w: &[f64],
     spec: &Spectra,
     coeffs: &mut [Vec<Complex64>; 2],
     k: usize,
+    blend: impl Fn(usize) -> f64,
 ) {
     let bins = spec.bins;
     let z = Complex64::new(0.0, 0.0);
     for b in 1..bins {
+        let beta = blend(b).clamp(0.0, 1.0);
+        if beta <= 0.0 {
+            continue;
+        }
         let mut r: C2 = [[z; 2]; 2];
         let mut rh: C2 = [[z; 2]; 2];
         for (q, wq) in w.iter().enumerate() {
@@ -151,9 +159,15 @@ pub(super) fn covariance_constraint(
             continue;
         };
         let Some(xh_inv) = c2_inv(&xh) else { continue };
-        let m = c2_mul(&c2_mul(&xh_inv, &u), &x);
+        let mut m = c2_mul(&c2_mul(&xh_inv, &u), &x);
         if m.iter().flatten().any(|v| !v.is_finite()) {
             continue;
+        }
+        for (i, row) in m.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                let id = if i == j { 1.0 } else { 0.0 };
+                *v = *v * beta + Complex64::new(id * (1.0 - beta), 0.0);
+            }
         }
         for c in 0..k {
             let bl = coeffs[0][b * k + c];

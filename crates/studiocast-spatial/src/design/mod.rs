@@ -74,6 +74,11 @@ pub struct DesignOptions {
     pub cutoff_hz: Option<f64>,
     /// Diffuse-field covariance constraint (off by default; see `new`).
     pub covariance_constraint: bool,
+    /// Strength of the covariance correction, 0..1 (1: the full constraint).
+    pub covariance_blend: f64,
+    /// Apply the correction only up to here, Hz (fading out over the octave
+    /// above); 0: all frequencies.
+    pub covariance_max_hz: f64,
     /// max-rE weighting above the cutoff.
     pub max_re: bool,
     /// Tikhonov regularisation, relative to the mean Gram diagonal.
@@ -122,6 +127,8 @@ pub struct DesignOptions {
     /// Perceptual MagLS: steer the IPD towards 2πf·ITD (reference ITD per
     /// direction), saturated at ± this many radians; 0: measured IPD.
     pub ipd_saturation: f64,
+    /// Perceptual MagLS: scale of the reference ITD behind those targets.
+    pub ipd_gain: f64,
 }
 
 impl DesignOptions {
@@ -145,6 +152,8 @@ impl DesignOptions {
             // 1.7 dB of ILD at order 1; the level-only equalisation meets the
             // diffuse-field target without touching interaural cues.
             covariance_constraint: false,
+            covariance_blend: 1.0,
+            covariance_max_hz: 0.0,
             max_re: false,
             regularisation: 1e-4,
             ipd_limit_hz,
@@ -164,6 +173,7 @@ impl DesignOptions {
             log_fit: false,
             reweights: 8,
             ipd_saturation: 0.0,
+            ipd_gain: 1.0,
         }
     }
 
@@ -309,6 +319,7 @@ pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
                     log_fit: opts.log_fit,
                     reweights: opts.reweights,
                     ipd_saturation: opts.ipd_saturation,
+                    ipd_gain: opts.ipd_gain,
                 };
                 fit::perceptual_magls(&y, &hrtf.weights, &spec, k, &signs, &fp).ok_or_else(
                     || SpatialError::Design("weighted SH matrix is singular on this grid".into()),
@@ -336,8 +347,22 @@ pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
         }
     };
     let mut coeffs = coeffs;
-    if opts.covariance_constraint {
-        magls::covariance_constraint(&y, &hrtf.weights, &spec, &mut coeffs, k);
+    let bin_hz = hrtf.sample_rate as f64 / nfft as f64;
+    let (cov_blend, cov_max_hz) = (opts.covariance_blend, opts.covariance_max_hz);
+    if opts.covariance_constraint && cov_blend > 0.0 {
+        // Full blend up to cov_max_hz, then a raised-cosine fade over one octave.
+        let blend = |b: usize| {
+            let f = b as f64 * bin_hz;
+            if cov_max_hz <= 0.0 || f <= cov_max_hz {
+                cov_blend
+            } else if f >= 2.0 * cov_max_hz {
+                0.0
+            } else {
+                let x = (f / cov_max_hz).log2();
+                cov_blend * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
+            }
+        };
+        magls::covariance_constraint(&y, &hrtf.weights, &spec, &mut coeffs, k, blend);
         if hrtf.symmetric {
             symmetrise(&mut coeffs, k);
         }

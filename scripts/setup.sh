@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine: system packages only.
+# The Rust toolchain (cargo, rustc ≥ 1.95) must already be installed.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config
+  # HRTF data (MIT KEMAR SOFA) used by default
+  libmysofa1
+  # test peers: ffmpeg/ffprobe (FLAC fixtures, comparisons), sox
+  ffmpeg sox
+  # side-by-side benchmark against libspatialaudio (benches/compare.sh)
+  libspatialaudio-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: system packages already present"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust 1.95 or newer (rustup) and retry" >&2
+  exit 1
+fi
