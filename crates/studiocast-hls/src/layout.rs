@@ -1,0 +1,87 @@
+//! File layout of one session and the mapping from playback URLs to files.
+//!
+//! ```text
+//! master.m3u8           live multivariant playlist
+//! master-vod.m3u8       VOD multivariant playlist (after the end)
+//! <rendition>/init.mp4
+//! <rendition>/seg000001.m4s …
+//! <rendition>/live.m3u8, <rendition>/vod.m3u8
+//! ```
+//! Playlists refer to `<rendition>/index.m3u8`, which resolves to
+//! `live.m3u8` under `/live/…` and `vod.m3u8` under `/vod/…`.
+
+/// Which listing a URL asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Live,
+    Vod,
+}
+
+/// Map a request path (below `/live/{id}/` or `/vod/{id}/`) to a file path
+/// relative to the session folder. Anything that is not a known name is
+/// `None`, so traversal (`..`, absolute paths, odd characters) never reaches
+/// the file system.
+pub fn resolve(listing: Listing, rel: &str) -> Option<String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && !s.starts_with('.')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    };
+    match parts.as_slice() {
+        ["master.m3u8"] => Some(match listing {
+            Listing::Live => "master.m3u8".into(),
+            Listing::Vod => "master-vod.m3u8".into(),
+        }),
+        [r, "index.m3u8"] if safe(r) => Some(format!(
+            "{r}/{}",
+            match listing {
+                Listing::Live => "live.m3u8",
+                Listing::Vod => "vod.m3u8",
+            }
+        )),
+        [r, f] if safe(r) && safe(f) && (f.ends_with(".m4s") || *f == "init.mp4") => {
+            Some(format!("{r}/{f}"))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_never_resolves() {
+        for bad in [
+            "../x",
+            "video/../../etc/passwd",
+            "/etc/passwd",
+            "video/..",
+            "..%2f",
+            "video/.hidden.m4s",
+            "video/seg1.m4s/extra",
+            "",
+            "video/",
+            "video/live.m3u8",
+            "a\\b/seg.m4s",
+            "video/seg.mp4",
+        ] {
+            assert_eq!(resolve(Listing::Live, bad), None, "{bad}");
+        }
+        assert_eq!(
+            resolve(Listing::Vod, "video/index.m3u8").as_deref(),
+            Some("video/vod.m3u8")
+        );
+        assert_eq!(
+            resolve(Listing::Live, "binaural/seg000003.m4s").as_deref(),
+            Some("binaural/seg000003.m4s")
+        );
+        assert_eq!(
+            resolve(Listing::Vod, "master.m3u8").as_deref(),
+            Some("master-vod.m3u8")
+        );
+    }
+}
