@@ -5,6 +5,11 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential pkg-config
+  # GStreamer 1.22: headers for the Rust bindings, and the runtime plugins
+  # (x264enc: ugly, avenc_aac: libav, clockoverlay: x, srt/decklink: bad)
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x
   # HRTF data (MIT KEMAR SOFA) used by default
   libmysofa1
   # test peers: ffmpeg/ffprobe (FLAC fixtures, comparisons), sox

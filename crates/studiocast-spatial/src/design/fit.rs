@@ -20,7 +20,16 @@
 //!   interaural phase difference (the closed-form weighted projection onto
 //!   {arg L − arg R = IPD}), refit. Doing it iteratively lets the phases
 //!   settle on something the order-N basis can represent, instead of the
-//!   one-shot steering that made the fit cancel itself.
+//!   one-shot steering that made the fit cancel itself. At orders ≤ 2 the
+//!   target IPD is 2πf·g·ITD (reference ITD per direction, g ≈ 2 to undo the
+//!   compression of the fit), saturated below ±π and not wrapped: a wrapped
+//!   target makes a first-order pattern flip the IPD sign near the median
+//!   plane.
+//! * **Reweighting towards the dB error.** Between refinement passes the
+//!   band weights are multiplied by (ln ρ / (ρ − 1))², ρ the rendered/target
+//!   amplitude ratio of the current (time-limited) rendering – the
+//!   Gauss–Newton weight of the log-magnitude error – and optionally by an
+//!   L1 factor 1/|e_dB|^p.
 
 use realfft::num_complex::Complex64;
 

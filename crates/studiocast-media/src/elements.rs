@@ -1,0 +1,116 @@
+//! Element builders: every GStreamer element name and property name the
+//! project uses lives here, once.
+
+use gst::prelude::*;
+use gstreamer as gst;
+
+use crate::MediaError;
+
+fn make(factory: &'static str) -> gst::element_factory::ElementBuilder<'static> {
+    gst::ElementFactory::make(factory)
+}
+
+fn built(
+    r: Result<gst::Element, gst::glib::BoolError>,
+    factory: &str,
+) -> Result<gst::Element, MediaError> {
+    r.map_err(|e| {
+        let name = factory.split_whitespace().next().unwrap_or(factory);
+        if gst::ElementFactory::find(name).is_none() {
+            MediaError::MissingElement(factory.to_string())
+        } else {
+            MediaError::Gst(format!("{name}: {e}"))
+        }
+    })
+}
+
+pub fn videotestsrc(pattern: &str) -> Result<gst::Element, MediaError> {
+    let e = built(
+        make("videotestsrc").property("is-live", true).build(),
+        "videotestsrc",
+    )?;
+    e.set_property_from_str("pattern", pattern);
+    Ok(e)
+}
+
+pub fn clockoverlay() -> Result<gst::Element, MediaError> {
+    let e = built(
+        make("clockoverlay")
+            .property("time-format", "%Y-%m-%d %H:%M:%S")
+            .property("font-desc", "Sans 28")
+            .build(),
+        "clockoverlay",
+    )?;
+    e.set_property_from_str("halignment", "center");
+    e.set_property_from_str("valignment", "bottom");
+    Ok(e)
+}
+
+pub fn capsfilter(caps: gst::Caps) -> Result<gst::Element, MediaError> {
+    built(
+        make("capsfilter").property("caps", caps).build(),
+        "capsfilter",
+    )
+}
+
+pub fn videoconvert() -> Result<gst::Element, MediaError> {
+    built(make("videoconvert").build(), "videoconvert")
+}
+
+pub fn audioconvert() -> Result<gst::Element, MediaError> {
+    built(make("audioconvert").build(), "audioconvert")
+}
+
+/// x264 tuned for live: zero-latency, no B-frames, one IDR per segment.
+pub fn x264enc(bitrate_kbps: u32, gop_frames: u32) -> Result<gst::Element, MediaError> {
+    let e = built(
+        make("x264enc")
+            .property("bitrate", bitrate_kbps)
+            .property("key-int-max", gop_frames)
+            .property("bframes", 0u32)
+            .build(),
+        "x264enc",
+    )?;
+    e.set_property_from_str("tune", "zerolatency");
+    e.set_property_from_str("speed-preset", "veryfast");
+    Ok(e)
+}
+
+pub fn h264parse() -> Result<gst::Element, MediaError> {
+    built(make("h264parse").build(), "h264parse")
+}
+
+/// FFmpeg's AAC-LC encoder: 1–6 channels, never auto-picked (rank none).
+pub fn avenc_aac(bitrate_kbps: u32) -> Result<gst::Element, MediaError> {
+    built(
+        make("avenc_aac")
+            .property("bitrate", bitrate_kbps as i32 * 1000)
+            .build(),
+        "avenc_aac (gstreamer1.0-libav)",
+    )
+}
+
+pub fn aacparse() -> Result<gst::Element, MediaError> {
+    built(make("aacparse").build(), "aacparse")
+}
+
+pub fn queue() -> Result<gst::Element, MediaError> {
+    built(
+        make("queue")
+            .property("max-size-buffers", 0u32)
+            .property("max-size-bytes", 0u32)
+            .property("max-size-time", 3_000_000_000u64)
+            .build(),
+        "queue",
+    )
+}
+
+/// CMAF muxer: one fragment per HLS segment.
+pub fn cmafmux(fragment: gst::ClockTime) -> Result<gst::Element, MediaError> {
+    built(
+        make("cmafmux")
+            .property("fragment-duration", fragment)
+            .build(),
+        "cmafmux",
+    )
+}

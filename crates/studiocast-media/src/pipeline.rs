@@ -1,0 +1,418 @@
+//! A running session pipeline: test or studio sources, the spatial engine
+//! on an audio thread, encoders, one `cmafmux` + `appsink` per rendition.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gst::prelude::*;
+use gstreamer as gst;
+use gstreamer_app as gst_app;
+use studiocast_spatial::encoder::StereoDownmix;
+use studiocast_spatial::{BinauralRenderer, ShFilters};
+
+use crate::elements as el;
+use crate::scene_audio::SyntheticScene;
+use crate::spec::{AudioSource, Mix, PipelineSpec, VideoSource};
+use crate::MediaError;
+
+/// Frames per audio block: one AAC frame.
+const BLOCK: usize = 1024;
+/// How far ahead of the clock the audio thread may run.
+const LEAD: Duration = Duration::from_millis(40);
+
+/// What leaves the pipeline, per rendition.
+#[derive(Debug)]
+pub enum MediaEvent {
+    Init {
+        rendition: String,
+        data: Vec<u8>,
+    },
+    Chunk {
+        rendition: String,
+        data: Vec<u8>,
+        /// Seconds.
+        duration: f64,
+        /// Capture time of the first sample, ms since the Unix epoch.
+        pdt_ms: i64,
+        independent: bool,
+    },
+    /// Every branch has drained.
+    Eos,
+    Error(String),
+}
+
+pub struct SessionPipeline {
+    pipeline: gst::Pipeline,
+    video_src: Option<gst::Element>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    audio: Option<AudioFeed>,
+    events: Sender<MediaEvent>,
+    pdt_offset_ms: Arc<AtomicI64>,
+}
+
+struct AudioFeed {
+    scene: SyntheticScene,
+    renderer: BinauralRenderer,
+    outputs: Vec<(Mix, gst_app::AppSrc)>,
+    rate: u32,
+}
+
+fn gst_err(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Gst(e.to_string())
+}
+
+fn link(elems: &[&gst::Element]) -> Result<(), MediaError> {
+    gst::Element::link_many(elems).map_err(gst_err)
+}
+
+impl SessionPipeline {
+    /// Build (but do not start) the pipeline for `spec`, rendering binaural
+    /// audio with `filters`. CMAF output goes to `events`.
+    pub fn build(
+        spec: &PipelineSpec,
+        filters: &ShFilters,
+        events: Sender<MediaEvent>,
+    ) -> Result<Self, MediaError> {
+        crate::init()?;
+        spec.validate()?;
+        let pipeline = gst::Pipeline::new();
+        let pdt_offset_ms = Arc::new(AtomicI64::new(0));
+        let fragment = gst::ClockTime::from_seconds(spec.segment_seconds as u64);
+        let mut video_src = None;
+        if let Some(v) = &spec.video {
+            let VideoSource::TestPattern { pattern } = &v.source;
+            let src = el::videotestsrc(pattern)?;
+            let raw = el::capsfilter(
+                gst::Caps::builder("video/x-raw")
+                    .field("width", v.width as i32)
+                    .field("height", v.height as i32)
+                    .field("framerate", gst::Fraction::new(v.framerate as i32, 1))
+                    .build(),
+            )?;
+            let clock = el::clockoverlay()?;
+            let conv = el::videoconvert()?;
+            let enc = el::x264enc(v.bitrate_kbps, spec.gop_frames())?;
+            let profile = el::capsfilter(
+                gst::Caps::builder("video/x-h264")
+                    .field("profile", "high")
+                    .build(),
+            )?;
+            let parse = el::h264parse()?;
+            let q = el::queue()?;
+            let mux = el::cmafmux(fragment)?;
+            let sink = self::appsink("video", &events, &pdt_offset_ms);
+            pipeline
+                .add_many([
+                    &src,
+                    &raw,
+                    &clock,
+                    &conv,
+                    &enc,
+                    &profile,
+                    &parse,
+                    &q,
+                    &mux,
+                    sink.upcast_ref(),
+                ])
+                .map_err(gst_err)?;
+            link(&[
+                &src,
+                &raw,
+                &clock,
+                &conv,
+                &enc,
+                &profile,
+                &parse,
+                &q,
+                &mux,
+                sink.upcast_ref(),
+            ])?;
+            video_src = Some(src);
+        }
+        let AudioSource::SyntheticScene { order } = spec.audio.source;
+        if filters.order != order {
+            return Err(MediaError::Spec(format!(
+                "filters are order {} but the scene is order {order}",
+                filters.order
+            )));
+        }
+        let rate = spec.audio.sample_rate;
+        let mut outputs = Vec::new();
+        for r in &spec.audio.renditions {
+            let caps = gst::Caps::builder("audio/x-raw")
+                .field("format", "F32LE")
+                .field("layout", "interleaved")
+                .field("rate", rate as i32)
+                .field("channels", 2i32)
+                .field("channel-mask", gst::Bitmask::new(0x3))
+                .build();
+            let src = gst_app::AppSrc::builder()
+                .caps(&caps)
+                .format(gst::Format::Time)
+                .is_live(true)
+                .max_bytes(4 << 20)
+                .build();
+            let conv = el::audioconvert()?;
+            let enc = el::avenc_aac(r.bitrate_kbps)?;
+            let parse = el::aacparse()?;
+            let q = el::queue()?;
+            let mux = el::cmafmux(fragment)?;
+            let sink = self::appsink(&r.id, &events, &pdt_offset_ms);
+            pipeline
+                .add_many([
+                    src.upcast_ref(),
+                    &conv,
+                    &enc,
+                    &parse,
+                    &q,
+                    &mux,
+                    sink.upcast_ref(),
+                ])
+                .map_err(gst_err)?;
+            link(&[
+                src.upcast_ref(),
+                &conv,
+                &enc,
+                &parse,
+                &q,
+                &mux,
+                sink.upcast_ref(),
+            ])?;
+            outputs.push((r.mix, src));
+        }
+        Ok(SessionPipeline {
+            pipeline,
+            video_src,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            audio: Some(AudioFeed {
+                scene: SyntheticScene::new(order, rate, BLOCK)?,
+                renderer: BinauralRenderer::new(filters, BLOCK)?,
+                outputs,
+                rate,
+            }),
+            events,
+            pdt_offset_ms,
+        })
+    }
+
+    /// Start playing; the audio thread and the bus watcher start here.
+    pub fn start(&mut self) -> Result<(), MediaError> {
+        self.pipeline
+            .set_state(gst::State::Playing)
+            .map_err(gst_err)?;
+        // Capture time = wall clock at running time 0 + running time.
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let running = self
+            .pipeline
+            .current_running_time()
+            .map_or(0, |t| t.mseconds() as i64);
+        self.pdt_offset_ms.store(now_ms - running, Ordering::SeqCst);
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| gst_err("pipeline has no bus"))?;
+        let tx = self.events.clone();
+        let stop = self.stop.clone();
+        self.threads
+            .push(std::thread::spawn(move || watch_bus(bus, tx, stop)));
+        if let Some(feed) = self.audio.take() {
+            let stop = self.stop.clone();
+            let pipeline = self.pipeline.clone();
+            let tx = self.events.clone();
+            self.threads.push(std::thread::spawn(move || {
+                if let Err(e) = feed_audio(feed, &pipeline, &stop) {
+                    let _ = tx.send(MediaEvent::Error(e.to_string()));
+                }
+            }));
+        }
+        Ok(())
+    }
+
+    /// Ask every source to finish: the muxers flush their last fragments
+    /// and an [`MediaEvent::Eos`] follows.
+    pub fn request_eos(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(v) = &self.video_src {
+            v.send_event(gst::event::Eos::new());
+        }
+    }
+
+    /// Tear down (after EOS, or to abort).
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.pipeline.set_state(gst::State::Null);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn appsink(
+    rendition: &str,
+    events: &Sender<MediaEvent>,
+    pdt_offset: &Arc<AtomicI64>,
+) -> gst_app::AppSink {
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .buffer_list(true)
+        .max_buffers(64)
+        .build();
+    let tx = events.clone();
+    let id = rendition.to_string();
+    let offset = pdt_offset.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                handle_sample(&id, &sample, &tx, offset.load(Ordering::SeqCst));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    sink
+}
+
+/// Split a cmafmux output list into the init segment (HEADER|DISCONT, sent
+/// once) and the fragment (moof header + mdat buffers).
+fn handle_sample(id: &str, sample: &gst::Sample, tx: &Sender<MediaEvent>, pdt_offset_ms: i64) {
+    let mut buffers: Vec<gst::Buffer> = Vec::new();
+    if let Some(list) = sample.buffer_list() {
+        buffers.extend(list.iter_owned());
+    } else if let Some(b) = sample.buffer_owned() {
+        buffers.push(b);
+    }
+    let segment = sample
+        .segment()
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
+    let mut data = Vec::new();
+    let mut duration = 0.0;
+    let mut pts_ms = None;
+    let mut independent = false;
+    for b in buffers {
+        let f = b.flags();
+        let Ok(map) = b.map_readable() else { continue };
+        if f.contains(gst::BufferFlags::HEADER) && f.contains(gst::BufferFlags::DISCONT) {
+            let _ = tx.send(MediaEvent::Init {
+                rendition: id.to_string(),
+                data: map.to_vec(),
+            });
+            continue;
+        }
+        if f.contains(gst::BufferFlags::HEADER) {
+            independent = !f.contains(gst::BufferFlags::DELTA_UNIT);
+            duration = b.duration().map_or(0.0, |d| d.nseconds() as f64 / 1e9);
+            let running = match (&segment, b.pts()) {
+                (Some(seg), Some(p)) => seg.to_running_time(p).or(Some(p)),
+                (None, p) => p,
+                _ => None,
+            };
+            pts_ms = running.map(|t| t.mseconds() as i64);
+        }
+        data.extend_from_slice(&map);
+    }
+    if !data.is_empty() {
+        let _ = tx.send(MediaEvent::Chunk {
+            rendition: id.to_string(),
+            data,
+            duration,
+            pdt_ms: pdt_offset_ms + pts_ms.unwrap_or(0),
+            independent,
+        });
+    }
+}
+
+fn watch_bus(bus: gst::Bus, tx: Sender<MediaEvent>, stop: Arc<AtomicBool>) {
+    loop {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            if stop.load(Ordering::SeqCst) && Arc::strong_count(&stop) == 1 {
+                return;
+            }
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => {
+                let _ = tx.send(MediaEvent::Eos);
+                return;
+            }
+            gst::MessageView::Error(e) => {
+                let src = e
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                let _ = tx.send(MediaEvent::Error(format!("{src}: {}", e.error())));
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The audio thread: render a block from the spatial engine when the
+/// pipeline clock reaches it, push it to every audio rendition. Stops with
+/// EOS on every appsrc.
+fn feed_audio(
+    mut feed: AudioFeed,
+    pipeline: &gst::Pipeline,
+    stop: &AtomicBool,
+) -> Result<(), MediaError> {
+    let k = feed.scene.channels();
+    let mut bus = vec![0.0f32; k * BLOCK];
+    let (mut l, mut r) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
+    let (mut sl, mut sr) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
+    let downmix = StereoDownmix::default();
+    let mut frames: u64 = 0;
+    let block_ns = BLOCK as u64 * 1_000_000_000 / feed.rate as u64;
+    while !stop.load(Ordering::SeqCst) {
+        let pts = gst::ClockTime::from_nseconds(frames * 1_000_000_000 / feed.rate as u64);
+        // Pace like a capture device: never run more than LEAD ahead.
+        loop {
+            let now = pipeline
+                .current_running_time()
+                .unwrap_or(gst::ClockTime::ZERO);
+            if now.nseconds() + LEAD.as_nanos() as u64 >= pts.nseconds()
+                || stop.load(Ordering::SeqCst)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        feed.scene.render(&mut bus)?;
+        let ins: Vec<&[f32]> = (0..k).map(|c| &bus[c * BLOCK..(c + 1) * BLOCK]).collect();
+        feed.renderer.process_into_buffer(&ins, &mut l, &mut r)?;
+        downmix.process(&ins, &mut sl, &mut sr)?;
+        for (mix, src) in &feed.outputs {
+            let (a, b) = match mix {
+                Mix::Binaural => (&l, &r),
+                Mix::Stereo => (&sl, &sr),
+            };
+            let mut bytes = Vec::with_capacity(BLOCK * 8);
+            for (x, y) in a.iter().zip(b.iter()) {
+                bytes.extend_from_slice(&x.to_le_bytes());
+                bytes.extend_from_slice(&y.to_le_bytes());
+            }
+            let mut buf = gst::Buffer::from_mut_slice(bytes);
+            {
+                let b = buf
+                    .get_mut()
+                    .ok_or_else(|| gst_err("buffer not writable"))?;
+                b.set_pts(pts);
+                b.set_duration(gst::ClockTime::from_nseconds(block_ns));
+            }
+            if src.push_buffer(buf).is_err() {
+                return Ok(());
+            }
+        }
+        frames += BLOCK as u64;
+    }
+    for (_, src) in &feed.outputs {
+        let _ = src.end_of_stream();
+    }
+    Ok(())
+}
