@@ -1,0 +1,126 @@
+//! studiocast-server: the HTTP layer.
+//!
+//! * control API (`/api/v1/…`, bearer token) speaking to the session
+//!   supervisor only through the [`SessionControl`] trait;
+//! * HLS origin (`/live/{id}/…`, `/vod/{id}/…`) serving the packager's files
+//!   with the right content types, cache headers and CORS;
+//! * `/healthz`.
+//!
+//! It knows nothing about GStreamer or how media is made.
+
+mod api;
+mod origin;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+pub use api::ApiError;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SessionInfo {
+    pub id: String,
+    /// starting | live | stopping | ended | failed | interrupted
+    pub state: String,
+    pub pipeline: String,
+    pub title: String,
+    pub course: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub error: Option<String>,
+    pub urls: SessionUrls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SessionUrls {
+    pub hls: String,
+    pub vod: String,
+}
+
+impl SessionUrls {
+    pub fn for_id(id: &str) -> Self {
+        SessionUrls {
+            hls: format!("/live/{id}/master.m3u8"),
+            vod: format!("/vod/{id}/master.m3u8"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    pub pipeline: String,
+    pub title: String,
+    #[serde(default)]
+    pub course: String,
+}
+
+/// Errors the supervisor reports; each maps to one HTTP status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlError {
+    #[error("session '{0}' not found")]
+    SessionNotFound(String),
+    #[error("pipeline '{0}' not found")]
+    PipelineNotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// What the HTTP layer needs from the session supervisor.
+pub trait SessionControl: Send + Sync + 'static {
+    fn create(&self, req: CreateSession) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
+    fn list(&self) -> BoxFuture<'_, Result<Vec<SessionInfo>, ControlError>>;
+    fn get(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
+    fn stop(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub api_token: String,
+    /// Folder holding `sessions/{id}/hls/…`.
+    pub data_dir: PathBuf,
+    /// Origins allowed to fetch playback routes; `*` allows any.
+    pub cors_origins: Vec<String>,
+}
+
+pub struct App {
+    pub config: ServerConfig,
+    pub control: Arc<dyn SessionControl>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router {
+    let cors = origin::cors_layer(&config.cors_origins);
+    let state = AppState(Arc::new(App { config, control }));
+    let api = Router::new()
+        .route("/api/v1/sessions", post(api::create).get(api::list))
+        .route("/api/v1/sessions/{id}", get(api::get_one))
+        .route("/api/v1/sessions/{id}/stop", post(api::stop))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), api::require_token));
+    let playback = Router::new()
+        .route("/live/{id}/{*path}", get(origin::live))
+        .route("/vod/{id}/{*path}", get(origin::vod))
+        .layer(cors);
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(api)
+        .merge(playback)
+        .fallback(api::not_found)
+        .with_state(state)
+}
