@@ -190,6 +190,13 @@ impl Packager {
             .map_or(0, |s| s.segments.len())
     }
 
+    /// Replace a rendition's CODECS string (for example once the encoder's
+    /// real profile and level are read from its init segment).
+    pub fn set_codecs(&mut self, id: &str, codecs: &str) -> Result<(), HlsError> {
+        self.state(id)?.spec.codecs = codecs.to_string();
+        Ok(())
+    }
+
     /// A new initialisation segment. A change of init (say, after a source
     /// reconnects with other parameters) gets a new file name and implies a
     /// discontinuity.

@@ -38,3 +38,33 @@ pub fn init() -> Result<(), MediaError> {
     .clone()
     .map_err(MediaError::Gst)
 }
+
+/// RFC 6381 codec string of an H.264 init segment, from its `avcC` box
+/// (profile, constraint flags, level), e.g. `avc1.64001f`.
+pub fn avc_codec_string(init: &[u8]) -> Option<String> {
+    let pos = init.windows(4).position(|w| w == b"avcC")?;
+    let b = init.get(pos + 5..pos + 8)?;
+    Some(format!("avc1.{:02x}{:02x}{:02x}", b[0], b[1], b[2]))
+}
+
+/// Route GStreamer's own warnings and errors into `tracing`.
+pub fn bridge_logs() {
+    use gstreamer as gst;
+    gst::log::remove_default_log_function();
+    gst::log::set_default_threshold(gst::DebugLevel::Warning);
+    gst::log::add_log_function(|cat, level, _file, _func, _line, obj, msg| {
+        let obj = obj.map(|o| o.to_string()).unwrap_or_default();
+        let text = msg.get().map(|m| m.to_string()).unwrap_or_default();
+        match level {
+            gst::DebugLevel::Error => {
+                tracing::error!(target: "gstreamer", category = cat.name(), object = %obj, "{text}")
+            }
+            gst::DebugLevel::Warning => {
+                tracing::warn!(target: "gstreamer", category = cat.name(), object = %obj, "{text}")
+            }
+            _ => {
+                tracing::debug!(target: "gstreamer", category = cat.name(), object = %obj, "{text}")
+            }
+        }
+    });
+}

@@ -43,10 +43,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        let mut r = (status, Json(json!({ "code": code, "message": self.to_string() }))).into_response();
+        let mut r = (
+            status,
+            Json(json!({ "code": code, "message": self.to_string() })),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         r
     }
@@ -55,7 +61,9 @@ impl IntoResponse for ApiError {
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         match e {
-            ControlError::SessionNotFound(_) | ControlError::PipelineNotFound(_) => ApiError::NotFound(e.to_string()),
+            ControlError::SessionNotFound(_) | ControlError::PipelineNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             ControlError::Conflict(m) => ApiError::Conflict(m),
             ControlError::Invalid(m) => ApiError::BadRequest(m),
             ControlError::Unavailable(m) => ApiError::Unavailable(m),
@@ -72,7 +80,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(st): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let ok = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -95,13 +107,20 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     if req.title.trim().is_empty() || req.title.len() > 200 {
-        return Err(ApiError::BadRequest("title must be 1–200 characters".into()));
+        return Err(ApiError::BadRequest(
+            "title must be 1–200 characters".into(),
+        ));
     }
     if req.course.len() > 200 {
-        return Err(ApiError::BadRequest("course must be at most 200 characters".into()));
+        return Err(ApiError::BadRequest(
+            "course must be at most 200 characters".into(),
+        ));
     }
     if !valid_id(&req.pipeline) {
-        return Err(ApiError::NotFound(format!("pipeline '{}' not found", req.pipeline)));
+        return Err(ApiError::NotFound(format!(
+            "pipeline '{}' not found",
+            req.pipeline
+        )));
     }
     let info = st.0.control.create(req).await?;
     Ok((StatusCode::CREATED, Json(info)))
@@ -111,14 +130,20 @@ pub async fn list(State(st): State<AppState>) -> Result<impl IntoResponse, ApiEr
     Ok(Json(st.0.control.list().await?))
 }
 
-pub async fn get_one(State(st): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn get_one(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     if !valid_id(&id) {
         return Err(ApiError::NotFound(format!("session '{id}' not found")));
     }
     Ok(Json(st.0.control.get(id).await?))
 }
 
-pub async fn stop(State(st): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn stop(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     if !valid_id(&id) {
         return Err(ApiError::NotFound(format!("session '{id}' not found")));
     }

@@ -112,7 +112,10 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         .route("/api/v1/sessions", post(api::create).get(api::list))
         .route("/api/v1/sessions/{id}", get(api::get_one))
         .route("/api/v1/sessions/{id}/stop", post(api::stop))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), api::require_token));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::require_token,
+        ));
     let playback = Router::new()
         .route("/live/{id}/{*path}", get(origin::live))
         .route("/vod/{id}/{*path}", get(origin::vod))

@@ -17,12 +17,18 @@ pub fn cors_layer(origins: &[String]) -> CorsLayer {
     if origins.is_empty() || origins.iter().any(|o| o == "*") {
         base.allow_origin(AllowOrigin::any())
     } else {
-        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
         base.allow_origin(AllowOrigin::list(list))
     }
 }
 
-pub async fn live(State(st): State<AppState>, Path((id, path)): Path<(String, String)>) -> Response {
+pub async fn live(
+    State(st): State<AppState>,
+    Path((id, path)): Path<(String, String)>,
+) -> Response {
     serve(&st, Listing::Live, &id, &path).await
 }
 
@@ -41,7 +47,13 @@ async fn serve(st: &AppState, listing: Listing, id: &str, path: &str) -> Respons
     let Some(rel) = resolve(listing, path) else {
         return not_found();
     };
-    let file = st.0.config.data_dir.join("sessions").join(id).join("hls").join(&rel);
+    let file =
+        st.0.config
+            .data_dir
+            .join("sessions")
+            .join(id)
+            .join("hls")
+            .join(&rel);
     let Ok(body) = tokio::fs::read(&file).await else {
         return not_found();
     };

@@ -14,6 +14,54 @@ pub const DEFAULT_CONFIG: &str = "config/studiocast.toml";
 pub struct Config {
     #[serde(default)]
     pub spatial: SpatialConfig,
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Session records and media.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Session presets (`*.toml`).
+    #[serde(default = "default_pipelines")]
+    pub pipelines_dir: PathBuf,
+    /// Bearer token for the control API. Empty: `STUDIOCAST_API_TOKEN`, or a
+    /// random one printed at start.
+    #[serde(default)]
+    pub api_token: String,
+    /// Origins allowed to embed playback (CORS); "*" allows any.
+    #[serde(default = "default_cors")]
+    pub cors_origins: Vec<String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_pipelines() -> PathBuf {
+    PathBuf::from("pipelines")
+}
+fn default_cors() -> Vec<String> {
+    vec!["*".into()]
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            pipelines_dir: default_pipelines(),
+            api_token: String::new(),
+            cors_origins: default_cors(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +122,18 @@ impl Config {
         }
         if let Ok(v) = std::env::var("STUDIOCAST_METHOD") {
             cfg.spatial.method = v;
+        }
+        if let Ok(v) = std::env::var("STUDIOCAST_LISTEN") {
+            cfg.server.listen = v;
+        }
+        if let Ok(v) = std::env::var("STUDIOCAST_DATA_DIR") {
+            cfg.server.data_dir = PathBuf::from(v);
+        }
+        if let Ok(v) = std::env::var("STUDIOCAST_PIPELINES_DIR") {
+            cfg.server.pipelines_dir = PathBuf::from(v);
+        }
+        if let Ok(v) = std::env::var("STUDIOCAST_API_TOKEN") {
+            cfg.server.api_token = v;
         }
         Ok(cfg)
     }

@@ -3,5 +3,6 @@
 
 pub mod accuracy;
 pub mod config;
+pub mod daemon;
 pub mod encode;
 pub mod render;

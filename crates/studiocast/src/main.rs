@@ -1,6 +1,6 @@
 //! studiocast: the conservatoire studio's media engine.
 
-use studiocast::{accuracy, config, encode, render};
+use studiocast::{accuracy, config, daemon, encode, render};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the capture daemon: control API, live HLS and VOD.
+    Serve(daemon::ServeArgs),
     /// Render an ambisonic, bed or object file to binaural stereo (32-bit float WAV).
     Render(render::RenderArgs),
     /// Encode mono sources to an AmbiX file (scene file or one position).
@@ -34,6 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = config::Config::load(cli.config.as_deref()).and_then(|cfg| match cli.command {
+        Command::Serve(a) => daemon::run(cfg, a),
         Command::Render(a) => render::run(&cfg, a),
         Command::Accuracy(a) => accuracy::run(&cfg, a),
         Command::Encode(a) => encode::run(a),

@@ -1,0 +1,388 @@
+//! The session supervisor: an actor that owns every session's pipeline and
+//! record, takes commands over a channel with oneshot replies, and hears
+//! from packaging workers. Its handle implements the HTTP layer's
+//! [`SessionControl`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use studiocast_media::{PipelineSpec, SessionPipeline};
+use studiocast_server::{
+    BoxFuture, ControlError, CreateSession, SessionControl, SessionInfo, SessionUrls,
+};
+use studiocast_spatial::{DecoderMethod, DesignOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{FileStore, SessionStore};
+use super::worker::{self, Update};
+use crate::config::SpatialConfig;
+
+/// How long a stop may take before the pipeline is torn down regardless.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+type Reply = oneshot::Sender<Result<SessionInfo, ControlError>>;
+
+enum Cmd {
+    Create(CreateSession, Reply),
+    List(oneshot::Sender<Vec<SessionInfo>>),
+    Get(String, Reply),
+    Stop(String, Reply),
+    ForceStop(String),
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct Supervisor {
+    tx: mpsc::Sender<Cmd>,
+}
+
+struct Entry {
+    info: SessionInfo,
+    pipeline: Option<SessionPipeline>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    waiters: Vec<Reply>,
+}
+
+struct Actor {
+    sessions: BTreeMap<String, Entry>,
+    presets: HashMap<String, PipelineSpec>,
+    store: Arc<FileStore>,
+    spatial: SpatialConfig,
+    updates: mpsc::UnboundedSender<Update>,
+    me: mpsc::Sender<Cmd>,
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let x = u64::from_le_bytes(b) ^ t.rotate_left(17);
+    format!("{:016x}", x)
+}
+
+fn active(state: &str) -> bool {
+    matches!(state, "starting" | "live" | "stopping")
+}
+
+impl Supervisor {
+    /// Start the actor. Records left active by a previous run (a crash) are
+    /// marked `interrupted`.
+    pub fn spawn(
+        presets: HashMap<String, PipelineSpec>,
+        store: Arc<FileStore>,
+        spatial: SpatialConfig,
+    ) -> anyhow::Result<Self> {
+        let (tx, rx) = mpsc::channel(64);
+        let (utx, urx) = mpsc::unbounded_channel();
+        let mut sessions = BTreeMap::new();
+        for mut info in store.load_all()? {
+            if active(&info.state) {
+                info.state = "interrupted".into();
+                info.error = Some("the daemon stopped while this session was running".into());
+                store.save(&info)?;
+            }
+            sessions.insert(
+                info.id.clone(),
+                Entry {
+                    info,
+                    pipeline: None,
+                    worker: None,
+                    waiters: Vec::new(),
+                },
+            );
+        }
+        let actor = Actor {
+            sessions,
+            presets,
+            store,
+            spatial,
+            updates: utx,
+            me: tx.clone(),
+        };
+        tokio::spawn(actor.run(rx, urx));
+        Ok(Supervisor { tx })
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Cmd,
+    ) -> Result<T, ControlError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| ControlError::Unavailable("the daemon is shutting down".into()))?;
+        rx.await
+            .map_err(|_| ControlError::Unavailable("the daemon is shutting down".into()))
+    }
+
+    /// Stop every running session and finalise its playlists.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Cmd::Shutdown).await;
+    }
+}
+
+impl SessionControl for Supervisor {
+    fn create(&self, req: CreateSession) -> BoxFuture<'_, Result<SessionInfo, ControlError>> {
+        Box::pin(async move { self.ask(|r| Cmd::Create(req, r)).await? })
+    }
+    fn list(&self) -> BoxFuture<'_, Result<Vec<SessionInfo>, ControlError>> {
+        Box::pin(async move { self.ask(Cmd::List).await })
+    }
+    fn get(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>> {
+        Box::pin(async move { self.ask(|r| Cmd::Get(id, r)).await? })
+    }
+    fn stop(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>> {
+        Box::pin(async move { self.ask(|r| Cmd::Stop(id, r)).await? })
+    }
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, mut urx: mpsc::UnboundedReceiver<Update>) {
+        let mut shutting_down: Option<oneshot::Sender<()>> = None;
+        loop {
+            if shutting_down.is_some() && !self.sessions.values().any(|e| active(&e.info.state)) {
+                if let Some(r) = shutting_down.take() {
+                    let _ = r.send(());
+                }
+                return;
+            }
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None => return,
+                    Some(Cmd::Shutdown(reply)) => {
+                        let ids: Vec<String> = self.sessions.iter().filter(|(_, e)| active(&e.info.state)).map(|(k, _)| k.clone()).collect();
+                        tracing::info!(sessions = ids.len(), "stopping all sessions");
+                        for id in ids {
+                            self.begin_stop(&id);
+                        }
+                        shutting_down = Some(reply);
+                    }
+                    Some(cmd) => self.handle(cmd).await,
+                },
+                Some(u) = urx.recv() => self.on_update(u).await,
+            }
+        }
+    }
+
+    async fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Create(req, reply) => {
+                let r = self.create(req).await;
+                let _ = reply.send(r);
+            }
+            Cmd::List(reply) => {
+                let _ = reply.send(self.sessions.values().map(|e| e.info.clone()).collect());
+            }
+            Cmd::Get(id, reply) => {
+                let _ = reply.send(
+                    self.sessions
+                        .get(&id)
+                        .map(|e| e.info.clone())
+                        .ok_or(ControlError::SessionNotFound(id)),
+                );
+            }
+            Cmd::Stop(id, reply) => {
+                let Some(e) = self.sessions.get(&id) else {
+                    let _ = reply.send(Err(ControlError::SessionNotFound(id)));
+                    return;
+                };
+                if !matches!(e.info.state.as_str(), "starting" | "live" | "stopping") {
+                    let _ = reply.send(Err(ControlError::Conflict(format!(
+                        "session {id} is already {}",
+                        e.info.state
+                    ))));
+                    return;
+                }
+                self.begin_stop(&id);
+                if let Some(e) = self.sessions.get_mut(&id) {
+                    e.waiters.push(reply);
+                }
+            }
+            Cmd::ForceStop(id) => {
+                if self
+                    .sessions
+                    .get(&id)
+                    .is_some_and(|e| e.info.state == "stopping")
+                {
+                    tracing::warn!(%id, "pipeline did not drain in time; tearing it down");
+                    self.teardown(&id).await;
+                }
+            }
+            Cmd::Shutdown(_) => {}
+        }
+    }
+
+    fn begin_stop(&mut self, id: &str) {
+        let Some(e) = self.sessions.get_mut(id) else {
+            return;
+        };
+        if e.info.state == "stopping" {
+            return;
+        }
+        e.info.state = "stopping".into();
+        if let Some(p) = &e.pipeline {
+            p.request_eos();
+        }
+        let _ = self.store.save(&e.info);
+        let me = self.me.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(STOP_TIMEOUT).await;
+            let _ = me.send(Cmd::ForceStop(id)).await;
+        });
+    }
+
+    async fn create(&mut self, req: CreateSession) -> Result<SessionInfo, ControlError> {
+        let spec = self
+            .presets
+            .get(&req.pipeline)
+            .cloned()
+            .ok_or_else(|| ControlError::PipelineNotFound(req.pipeline.clone()))?;
+        let id = random_id();
+        let span = tracing::info_span!("session", %id, pipeline = %req.pipeline);
+        let _g = span.enter();
+        let dir = self.store.session_dir(&id).join("hls");
+        std::fs::create_dir_all(&dir).map_err(|e| ControlError::Internal(e.to_string()))?;
+        let studiocast_media::spec::AudioSource::SyntheticScene { order } = spec.audio.source;
+        let method: DecoderMethod = self
+            .spatial
+            .method
+            .parse()
+            .map_err(ControlError::Internal)?;
+        let hrtf = self.spatial.hrtf.clone();
+        let rate = spec.audio.sample_rate;
+        let filters = tokio::task::spawn_blocking(move || {
+            crate::render::designed_filters(&hrtf, rate, &DesignOptions::new(method, order))
+        })
+        .await
+        .map_err(|e| ControlError::Internal(e.to_string()))?
+        .map_err(|e| {
+            ControlError::Unavailable(format!("cannot prepare the binaural renderer: {e:#}"))
+        })?;
+        let (etx, erx) = std::sync::mpsc::channel();
+        let mut pipeline = SessionPipeline::build(&spec, &filters, etx).map_err(|e| {
+            ControlError::Unavailable(format!("cannot build pipeline '{}': {e}", spec.name))
+        })?;
+        let info = SessionInfo {
+            id: id.clone(),
+            state: "starting".into(),
+            pipeline: req.pipeline.clone(),
+            title: req.title,
+            course: req.course,
+            started_at: now(),
+            ended_at: None,
+            error: None,
+            urls: SessionUrls::for_id(&id),
+        };
+        self.store
+            .save(&info)
+            .map_err(|e| ControlError::Internal(format!("{e:#}")))?;
+        let updates = self.updates.clone();
+        let wid = id.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("pack-{id}"))
+            .spawn(move || worker::run(wid, dir, spec, erx, updates))
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
+        pipeline
+            .start()
+            .map_err(|e| ControlError::Unavailable(format!("cannot start pipeline: {e}")))?;
+        tracing::info!(title = %info.title, "session started");
+        self.sessions.insert(
+            id,
+            Entry {
+                info: info.clone(),
+                pipeline: Some(pipeline),
+                worker: Some(worker),
+                waiters: Vec::new(),
+            },
+        );
+        Ok(info)
+    }
+
+    async fn on_update(&mut self, u: Update) {
+        match u {
+            Update::Live { id } => {
+                if let Some(e) = self.sessions.get_mut(&id) {
+                    if e.info.state == "starting" {
+                        e.info.state = "live".into();
+                        let _ = self.store.save(&e.info);
+                    }
+                }
+            }
+            Update::Ended { id } => self.finish(&id, None).await,
+            Update::Failed { id, error } => {
+                tracing::error!(%id, %error, "session failed");
+                self.finish(&id, Some(error)).await
+            }
+        }
+    }
+
+    /// Tear the pipeline down; the worker then finalises the playlists and
+    /// reports, which calls [`Actor::finish`].
+    async fn teardown(&mut self, id: &str) {
+        if let Some(p) = self.sessions.get_mut(id).and_then(|e| e.pipeline.take()) {
+            let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+        }
+    }
+
+    async fn finish(&mut self, id: &str, error: Option<String>) {
+        self.teardown(id).await;
+        let Some(e) = self.sessions.get_mut(id) else {
+            return;
+        };
+        if let Some(w) = e.worker.take() {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        e.info.state = if error.is_some() {
+            "failed".into()
+        } else {
+            "ended".into()
+        };
+        e.info.error = error;
+        e.info.ended_at = Some(now());
+        let _ = self.store.save(&e.info);
+        tracing::info!(%id, state = %e.info.state, "session finished");
+        for w in e.waiters.drain(..) {
+            let _ = w.send(Ok(e.info.clone()));
+        }
+    }
+}
+
+pub fn load_presets(dir: &std::path::Path) -> anyhow::Result<HashMap<String, PipelineSpec>> {
+    use anyhow::Context;
+    let mut out = HashMap::new();
+    let rd = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read pipelines folder {}", dir.display()))?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for p in files {
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        let spec = PipelineSpec::parse(&text)
+            .with_context(|| format!("invalid pipeline preset {}", p.display()))?;
+        if out.contains_key(&spec.name) {
+            anyhow::bail!(
+                "pipeline name '{}' is used twice ({})",
+                spec.name,
+                p.display()
+            );
+        }
+        out.insert(spec.name.clone(), spec);
+    }
+    Ok(out)
+}
