@@ -1,0 +1,356 @@
+//! The capture daemon end to end, on 127.0.0.1 with real GStreamer, ffmpeg
+//! and ffprobe as the HLS client.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use support::*;
+
+/// Sessions use real encoders; on two cores, run the daemon tests one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn create_demo(d: &Daemon) -> String {
+    let r = api(
+        d,
+        "POST",
+        "/api/v1/sessions",
+        Some(r#"{"pipeline":"demo","title":"Counterpoint live","course":"Harmony 2"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["pipeline"], "demo");
+    assert_eq!(j["title"], "Counterpoint live");
+    assert!(j["started_at"].as_str().unwrap().ends_with('Z'));
+    let id = j["id"].as_str().unwrap().to_string();
+    assert_eq!(j["urls"]["hls"], format!("/live/{id}/master.m3u8"));
+    id
+}
+
+fn ffprobe_streams(url: &str) -> Vec<serde_json::Value> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "json", url])
+        .output()
+        .expect("ffprobe is required (apt-get install ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["streams"].as_array().cloned().unwrap_or_default()
+}
+
+fn rms(x: impl Iterator<Item = f32>) -> f64 {
+    let (mut s, mut n) = (0.0f64, 0usize);
+    for v in x {
+        s += (v as f64).powi(2);
+        n += 1;
+    }
+    (s / n.max(1) as f64).sqrt()
+}
+
+#[test]
+fn live_session_then_vod_and_restart() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tmpdir("live");
+    let d = Daemon::start(&data);
+    assert_eq!(get(&d, "/healthz").status, 200);
+    let t0 = Instant::now();
+    let id = create_demo(&d);
+    let master = format!("/live/{id}/master.m3u8");
+
+    // Time to the first playable segment of every rendition.
+    wait_for("first segments", 30, || {
+        ["video", "binaural", "stereo"].iter().all(|r| {
+            let p = get(&d, &format!("/live/{id}/{r}/index.m3u8"));
+            p.status == 200 && !media_playlist(&p.text()).1.is_empty()
+        }) && get(&d, &master).status == 200
+    });
+    eprintln!(
+        "first playable segment after {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json()["state"],
+        "live"
+    );
+
+    // About ten seconds in: at least three segments everywhere.
+    wait_for("three segments", 30, || {
+        ["video", "binaural", "stereo"].iter().all(|r| {
+            media_playlist(&get(&d, &format!("/live/{id}/{r}/index.m3u8")).text())
+                .1
+                .len()
+                >= 3
+        })
+    });
+
+    // The multivariant playlist as served.
+    let m = get(&d, &master);
+    assert_eq!(
+        m.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert_eq!(m.header("access-control-allow-origin"), Some("*"));
+    let mt = m.text();
+    assert!(
+        mt.contains("TYPE=AUDIO")
+            && mt.contains("NAME=\"Binaural (headphones)\"")
+            && mt.contains("DEFAULT=YES"),
+        "{mt}"
+    );
+    assert!(
+        mt.contains("NAME=\"Stereo\"") && mt.matches("CHANNELS=\"2\"").count() == 2,
+        "{mt}"
+    );
+    assert!(
+        mt.contains("CODECS=\"avc1.64001f,mp4a.40.2\"")
+            && mt.contains("RESOLUTION=1280x720")
+            && mt.contains("FRAME-RATE=30"),
+        "{mt}"
+    );
+
+    // Media playlists: PDT with milliseconds, EXTINF within target, window.
+    for r in ["video", "binaural", "stereo"] {
+        let p = get(&d, &format!("/live/{id}/{r}/index.m3u8"));
+        assert_eq!(p.header("cache-control"), Some("no-cache"));
+        let t = p.text();
+        let pdt = t
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+            .expect("PDT");
+        assert!(pdt.ends_with('Z') && pdt.len() == 24, "PDT {pdt}");
+        assert!(
+            t.contains("#EXT-X-INDEPENDENT-SEGMENTS") && t.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+            "{t}"
+        );
+        let (td, durs) = media_playlist(&t);
+        assert_eq!(td, 2);
+        assert!(durs.iter().all(|x| x.round() as u64 <= td), "{r}: {durs:?}");
+        let seg = get(&d, &format!("/live/{id}/{r}/seg000001.m4s"));
+        assert_eq!(seg.status, 200);
+        assert_eq!(seg.header("content-type"), Some("video/iso.segment"));
+        assert!(seg.header("cache-control").unwrap().contains("immutable"));
+    }
+
+    // A real HLS client sees H.264 1280×720 and two AAC stereo renditions.
+    let streams = ffprobe_streams(&d.url(&master));
+    let video: Vec<_> = streams
+        .iter()
+        .filter(|s| s["codec_type"] == "video")
+        .collect();
+    let audio: Vec<_> = streams
+        .iter()
+        .filter(|s| s["codec_type"] == "audio")
+        .collect();
+    assert!(
+        video
+            .iter()
+            .any(|v| v["codec_name"] == "h264" && v["width"] == 1280 && v["height"] == 720),
+        "{streams:?}"
+    );
+    assert_eq!(audio.len(), 2, "{streams:?}");
+    assert!(audio
+        .iter()
+        .all(|a| a["codec_name"] == "aac" && a["channels"] == 2 && a["sample_rate"] == "48000"));
+
+    // The binaural rendition is really binaural: not silent, not dual mono,
+    // and not the stereo downmix.
+    let bin = decode_audio(&d.url(&format!("/live/{id}/binaural/index.m3u8")), 6);
+    let st = decode_audio(&d.url(&format!("/live/{id}/stereo/index.m3u8")), 6);
+    assert!(bin.len() > 48_000 * 2 * 3, "decoded {} samples", bin.len());
+    let (l, r): (Vec<f32>, Vec<f32>) = bin.chunks_exact(2).map(|c| (c[0], c[1])).unzip();
+    let level = rms(bin.iter().copied());
+    assert!(level > 1e-3, "binaural rendition is silent (rms {level})");
+    let diff = rms(l.iter().zip(&r).map(|(a, b)| a - b));
+    assert!(
+        diff > 0.1 * level,
+        "binaural is (nearly) dual mono: side rms {diff}, level {level}"
+    );
+    let n = bin.len().min(st.len());
+    let vs_stereo = rms(bin[..n].iter().zip(&st[..n]).map(|(a, b)| a - b));
+    assert!(
+        vs_stereo > 0.1 * level,
+        "binaural equals the stereo rendition"
+    );
+
+    // Stop: drains, ENDLIST, VOD complete.
+    let live_secs: f64 = media_playlist(&get(&d, &format!("/live/{id}/video/index.m3u8")).text())
+        .1
+        .iter()
+        .sum();
+    let s = api(&d, "POST", &format!("/api/v1/sessions/{id}/stop"), None);
+    assert_eq!(s.status, 200, "{}", s.text());
+    assert_eq!(s.json()["state"], "ended");
+    assert!(s.json()["ended_at"].is_string());
+    assert_eq!(
+        api(&d, "POST", &format!("/api/v1/sessions/{id}/stop"), None).status,
+        409
+    );
+    for r in ["video", "binaural", "stereo"] {
+        assert!(get(&d, &format!("/live/{id}/{r}/index.m3u8"))
+            .text()
+            .trim_end()
+            .ends_with("#EXT-X-ENDLIST"));
+    }
+    let vod_pl = get(&d, &format!("/vod/{id}/video/index.m3u8")).text();
+    assert!(vod_pl.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod_pl.contains("#EXT-X-ENDLIST"));
+    let vod_secs: f64 = media_playlist(&vod_pl).1.iter().sum();
+    assert!(
+        vod_secs >= live_secs,
+        "VOD {vod_secs} s shorter than the live window {live_secs} s"
+    );
+    // Decode the whole VOD end to end and compare its duration.
+    let out = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            &d.url(&format!("/vod/{id}/master.m3u8")),
+            "-map",
+            "0",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "VOD does not decode: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            &d.url(&format!("/vod/{id}/master.m3u8")),
+        ])
+        .output()
+        .unwrap();
+    let dur: f64 = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (dur - vod_secs).abs() <= 1.0,
+        "VOD lasts {dur} s, playlist says {vod_secs} s"
+    );
+
+    // Restart: the recording is still listed and served.
+    assert!(d.terminate().success());
+    let d = Daemon::start(&data);
+    let list = api(&d, "GET", "/api/v1/sessions", None).json();
+    let rec = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .expect("session listed after restart")
+        .clone();
+    assert_eq!(rec["state"], "ended");
+    assert_eq!(get(&d, &format!("/vod/{id}/master.m3u8")).status, 200);
+    assert_eq!(
+        get(&d, &format!("/vod/{id}/binaural/seg000001.m4s")).status,
+        200
+    );
+}
+
+#[test]
+fn sigterm_finalises_live_sessions() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tmpdir("sigterm");
+    let d = Daemon::start(&data);
+    let id = create_demo(&d);
+    wait_for("first segment", 30, || {
+        !media_playlist(&get(&d, &format!("/live/{id}/video/index.m3u8")).text())
+            .1
+            .is_empty()
+    });
+    assert!(d.terminate().success(), "daemon exit status");
+    let hls = data.join("sessions").join(&id).join("hls");
+    for r in ["video", "binaural", "stereo"] {
+        let t = std::fs::read_to_string(hls.join(r).join("live.m3u8")).unwrap();
+        assert!(t.trim_end().ends_with("#EXT-X-ENDLIST"), "{r}: {t}");
+        assert!(hls.join(r).join("vod.m3u8").exists());
+    }
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("sessions").join(&id).join("session.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["state"], "ended");
+}
+
+#[test]
+fn bad_requests_get_the_right_status() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Daemon::start(&tmpdir("bad"));
+    let body = br#"{"pipeline":"demo","title":"x"}"#;
+    // 401: no token, wrong token, wrong scheme.
+    for h in [
+        vec![],
+        vec![("Authorization", "Bearer wrong")],
+        vec![("Authorization", "Basic dGVzdA==")],
+    ] {
+        let mut hh = h.clone();
+        hh.push(("Content-Type", "application/json"));
+        let r = request(&d.addr, "POST", "/api/v1/sessions", &hh, body);
+        assert_eq!(r.status, 401, "{h:?}");
+        assert_eq!(r.json()["code"], "unauthorized");
+        assert_eq!(
+            request(&d.addr, "GET", "/api/v1/sessions", &h, b"").status,
+            401
+        );
+    }
+    // 400: bad JSON, missing or invalid fields, unknown fields.
+    for b in [
+        r#"{"pipeline":"demo""#,
+        r#"{"title":"x"}"#,
+        r#"{"pipeline":"demo","title":""}"#,
+        r#"{"pipeline":"demo","title":"x","extra":1}"#,
+        "[]",
+    ] {
+        let r = api(&d, "POST", "/api/v1/sessions", Some(b));
+        assert_eq!(r.status, 400, "{b}: {}", r.text());
+        assert_eq!(r.json()["code"], "bad_request");
+    }
+    // 404: unknown pipeline, unknown session.
+    let r = api(
+        &d,
+        "POST",
+        "/api/v1/sessions",
+        Some(r#"{"pipeline":"no-such","title":"x"}"#),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["code"], "not_found");
+    assert_eq!(
+        api(&d, "GET", "/api/v1/sessions/ffff0000ffff0000", None).status,
+        404
+    );
+    assert_eq!(
+        api(&d, "POST", "/api/v1/sessions/ffff0000ffff0000/stop", None).status,
+        404
+    );
+    // Path traversal on the playback routes never reaches the file system.
+    std::fs::write(d.data.join("secret.txt"), "secret").unwrap();
+    for p in [
+        "/live/x/../../secret.txt",
+        "/live/x/..%2f..%2fsecret.txt",
+        "/live/..%2f..%2f/master.m3u8",
+        "/vod/x/video/..%2f..%2f..%2fsecret.txt",
+        "/live/x/%2e%2e/%2e%2e/secret.txt",
+        "/live/x/video/seg000001.m4s%00.txt",
+    ] {
+        let r = get(&d, p);
+        assert!(r.status == 400 || r.status == 404, "{p}: {}", r.status);
+        assert!(!r.text().contains("secret"), "{p} leaked");
+    }
+}
