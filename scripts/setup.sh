@@ -2,6 +2,7 @@
 # Idempotent set-up for a fresh Debian 12 machine: system packages only.
 # The Rust toolchain (cargo, rustc ≥ 1.95) must already be installed.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential pkg-config
@@ -15,8 +16,11 @@ PACKAGES=(
   # test peers: ffmpeg/ffprobe (FLAC fixtures, comparisons), sox
   ffmpeg sox
   # side-by-side benchmark against libspatialaudio (benches/compare.sh)
-  libspatialaudio-dev
+  libspatialaudio-dev g++
+  # the browser test: Debian's Chromium (npm never downloads a browser)
+  chromium
 )
+command -v node >/dev/null || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -31,6 +35,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   echo "setup: system packages already present"
+fi
+
+# hls.js and playwright-core for the browser test, from the lock file.
+if [[ ! -d tests/browser/node_modules/playwright-core || tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then
+  echo "setup: npm ci (tests/browser)"
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
 
 if ! command -v cargo >/dev/null; then

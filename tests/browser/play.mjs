@@ -1,0 +1,126 @@
+// Plays a studiocast HLS stream in headless Debian Chromium with hls.js and
+// reports what a viewer would get, as JSON on stdout.
+//
+//   node play.mjs MASTER_URL [SECONDS]
+//
+// The page is served from its own origin (another port), so the daemon's
+// CORS headers are exercised as they are for the Campus and the Hub.
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const master = process.argv[2];
+const seconds = Number(process.argv[3] || 8);
+if (!master) {
+  console.error('usage: node play.mjs MASTER_URL [SECONDS]');
+  process.exit(2);
+}
+
+const hlsJs = fs.readFileSync(path.join(here, 'node_modules/hls.js/dist/hls.min.js'));
+const page = `<!doctype html><meta charset=utf-8><title>studiocast player test</title>
+<video id=v autoplay playsinline controls width=640></video>
+<script src="/hls.min.js"></script>
+<script>
+window.report = { errors: [], fatal: null, tracks: [], levels: [], level: 0, started: false };
+const v = document.getElementById('v');
+const hls = new Hls({ lowLatencyMode: true });
+window.hls = hls;
+hls.on(Hls.Events.ERROR, (_, d) => {
+  window.report.errors.push(d.type + ':' + d.details + (d.fatal ? ':fatal' : ''));
+  if (d.fatal) window.report.fatal = d.details;
+});
+hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, (_, d) => {
+  window.report.tracks = d.audioTracks.map(t => ({ name: t.name, default: t.default, channels: t.channels }));
+});
+hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
+  window.report.levels = d.levels.map(l => ({ width: l.width, height: l.height, codecs: l.codecSet }));
+});
+hls.loadSource(${JSON.stringify(master)});
+hls.attachMedia(v);
+// Route the element through Web Audio to measure the decoded level; a silent
+// gain keeps the headless output quiet without muting the element (a muted
+// element feeds silence to the analyser).
+let analyser;
+v.addEventListener('playing', () => {
+  window.report.started = true;
+  if (analyser) return;
+  const ctx = new AudioContext();
+  const src = ctx.createMediaElementSource(v);
+  analyser = ctx.createAnalyser();
+  analyser.fftSize = 2048;
+  const mute = ctx.createGain();
+  mute.gain.value = 0;
+  src.connect(analyser).connect(mute).connect(ctx.destination);
+  ctx.resume();
+  window.level = () => {
+    const a = new Float32Array(analyser.fftSize);
+    analyser.getFloatTimeDomainData(a);
+    let s = 0; for (const x of a) s += x * x;
+    return Math.sqrt(s / a.length);
+  };
+});
+v.play().catch(e => window.report.errors.push('play:' + e.name));
+</script>`;
+
+const server = http.createServer((req, res) => {
+  if (req.url === '/hls.min.js') {
+    res.writeHead(200, { 'content-type': 'text/javascript' });
+    res.end(hlsJs);
+  } else {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(page);
+  }
+});
+await new Promise(r => server.listen(0, '127.0.0.1', r));
+const origin = `http://127.0.0.1:${server.address().port}/`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+  // Playwright gives every launch a fresh, temporary profile.
+});
+let result;
+try {
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  const consoleErrors = [];
+  p.on('console', m => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  await p.goto(origin);
+  await p.waitForFunction(() => window.report.started || window.report.fatal, null, { timeout: 30000 });
+  const t0 = await p.evaluate(() => document.getElementById('v').currentTime);
+  const levels = [];
+  for (let i = 0; i < seconds * 2; i++) {
+    await p.waitForTimeout(500);
+    levels.push(await p.evaluate(() => (window.level ? window.level() : 0)));
+  }
+  result = await p.evaluate(([t0, levels]) => {
+    const v = document.getElementById('v');
+    const pd = window.hls.playingDate;
+    return {
+      ...window.report,
+      played: v.currentTime - t0,
+      currentTime: v.currentTime,
+      paused: v.paused,
+      audioTrack: window.hls.audioTrack,
+      maxLevel: Math.max(...levels),
+      latencyMs: pd ? Date.now() - pd.getTime() : null,
+      videoWidth: v.videoWidth,
+      videoHeight: v.videoHeight,
+    };
+  }, [t0, levels]);
+  result.consoleErrors = consoleErrors;
+} catch (e) {
+  result = { fatal: 'harness:' + e.message };
+} finally {
+  await browser.close();
+  server.close();
+}
+console.log(JSON.stringify(result));
+process.exit(result.fatal ? 1 : 0);
