@@ -48,3 +48,36 @@ fn every_sample_scene_parses_and_validates() {
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     }
 }
+
+#[test]
+fn every_pipeline_preset_parses_and_validates() {
+    let presets = files("pipelines", "toml");
+    assert!(presets.iter().any(|p| p.ends_with("demo.toml")));
+    for p in presets {
+        let text = std::fs::read_to_string(&p).unwrap();
+        studiocast_media::PipelineSpec::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+}
+
+#[test]
+fn invalid_presets_are_rejected_with_the_reason() {
+    let base = std::fs::read_to_string(repo().join("pipelines/demo.toml")).unwrap();
+    for (from, to, want) in [
+        ("width = 1280", "width = 1281", "even size"),
+        ("framerate = 30", "framerate = 0", "framerate"),
+        ("order = 3", "order = 9", "order 9"),
+        ("default = true", "default = false", "exactly one"),
+        (
+            "segment_seconds = 2",
+            "segment_seconds = 2\nsurprise = 1",
+            "surprise",
+        ),
+    ] {
+        let text = base.replace(from, &to.replace("\\n", "\n"));
+        let e = studiocast_media::PipelineSpec::parse(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{from} -> {to}: {e}");
+    }
+}
