@@ -13,6 +13,9 @@ use crate::design::{DecoderMethod, DesignOptions, ShFilters, MAX_FILTER_LEN};
 use crate::sh::{channels_for_order, MAX_ORDER};
 
 const MAGIC: &[u8; 8] = b"SCSHF001";
+/// Bump whenever the design algorithm changes without a change of options,
+/// so cached filters from an older design are not reused.
+pub const DESIGN_REVISION: u32 = 3;
 
 /// 64-bit FNV-1a: stable across builds, unlike std's hasher.
 fn fnv1a(h: &mut u64, bytes: &[u8]) {
@@ -28,6 +31,7 @@ pub fn cache_key(sofa_bytes: &[u8], rate: u32, opts: &DesignOptions) -> String {
     fnv1a(&mut h, &rate.to_le_bytes());
     fnv1a(&mut h, format!("{opts:?}").as_bytes());
     fnv1a(&mut h, env!("CARGO_PKG_VERSION").as_bytes());
+    fnv1a(&mut h, &DESIGN_REVISION.to_le_bytes());
     format!("{h:016x}-o{}-{}-{rate}", opts.order, opts.method)
 }
 
