@@ -44,14 +44,40 @@ pub enum MediaEvent {
     Error(String),
 }
 
+/// Sends [`MediaEvent::Eos`] once, when every appsink has seen EOS (from the
+/// sinks' own callbacks, or the bus, whichever comes first).
+#[derive(Clone)]
+struct EosTracker {
+    remaining: Arc<std::sync::atomic::AtomicUsize>,
+    sent: Arc<AtomicBool>,
+    tx: Sender<MediaEvent>,
+}
+
+impl EosTracker {
+    fn sink_done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.send();
+        }
+    }
+
+    fn send(&self) {
+        if !self.sent.swap(true, Ordering::SeqCst) {
+            let _ = self.tx.send(MediaEvent::Eos);
+        }
+    }
+}
+
 pub struct SessionPipeline {
     pipeline: gst::Pipeline,
     video_src: Option<gst::Element>,
     stop: Arc<AtomicBool>,
+    /// Tells the bus watcher to return even if no EOS or error came.
+    quit: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     audio: Option<AudioFeed>,
     events: Sender<MediaEvent>,
     pdt_offset_ms: Arc<AtomicI64>,
+    eos: EosTracker,
 }
 
 struct AudioFeed {
@@ -81,6 +107,12 @@ impl SessionPipeline {
         spec.validate()?;
         let pipeline = gst::Pipeline::new();
         let pdt_offset_ms = Arc::new(AtomicI64::new(0));
+        let sinks = spec.audio.renditions.len() + usize::from(spec.video.is_some());
+        let eos = EosTracker {
+            remaining: Arc::new(std::sync::atomic::AtomicUsize::new(sinks)),
+            sent: Arc::new(AtomicBool::new(false)),
+            tx: events.clone(),
+        };
         let fragment = gst::ClockTime::from_seconds(spec.segment_seconds as u64);
         let mut video_src = None;
         if let Some(v) = &spec.video {
@@ -104,7 +136,7 @@ impl SessionPipeline {
             let parse = el::h264parse()?;
             let q = el::queue()?;
             let mux = el::cmafmux(fragment)?;
-            let sink = self::appsink("video", &events, &pdt_offset_ms);
+            let sink = self::appsink("video", &events, &pdt_offset_ms, &eos);
             pipeline
                 .add_many([
                     &src,
@@ -161,7 +193,7 @@ impl SessionPipeline {
             let parse = el::aacparse()?;
             let q = el::queue()?;
             let mux = el::cmafmux(fragment)?;
-            let sink = self::appsink(&r.id, &events, &pdt_offset_ms);
+            let sink = self::appsink(&r.id, &events, &pdt_offset_ms, &eos);
             pipeline
                 .add_many([
                     src.upcast_ref(),
@@ -188,6 +220,7 @@ impl SessionPipeline {
             pipeline,
             video_src,
             stop: Arc::new(AtomicBool::new(false)),
+            quit: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
             audio: Some(AudioFeed {
                 scene: SyntheticScene::new(order, rate, BLOCK)?,
@@ -197,6 +230,7 @@ impl SessionPipeline {
             }),
             events,
             pdt_offset_ms,
+            eos,
         })
     }
 
@@ -219,9 +253,10 @@ impl SessionPipeline {
             .bus()
             .ok_or_else(|| gst_err("pipeline has no bus"))?;
         let tx = self.events.clone();
-        let stop = self.stop.clone();
+        let quit = self.quit.clone();
+        let eos = self.eos.clone();
         self.threads
-            .push(std::thread::spawn(move || watch_bus(bus, tx, stop)));
+            .push(std::thread::spawn(move || watch_bus(bus, tx, quit, eos)));
         if let Some(feed) = self.audio.take() {
             let stop = self.stop.clone();
             let pipeline = self.pipeline.clone();
@@ -240,13 +275,22 @@ impl SessionPipeline {
     pub fn request_eos(&self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(v) = &self.video_src {
-            v.send_event(gst::event::Eos::new());
+            if !v.send_event(gst::event::Eos::new()) {
+                tracing::warn!("video source refused EOS; sending it to the pipeline");
+                self.pipeline.send_event(gst::event::Eos::new());
+            }
         }
+    }
+
+    /// The underlying pipeline, for diagnostics (graph dumps, statistics).
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.pipeline
     }
 
     /// Tear down (after EOS, or to abort).
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.quit.store(true, Ordering::SeqCst);
         let _ = self.pipeline.set_state(gst::State::Null);
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -258,6 +302,7 @@ fn appsink(
     rendition: &str,
     events: &Sender<MediaEvent>,
     pdt_offset: &Arc<AtomicI64>,
+    eos: &EosTracker,
 ) -> gst_app::AppSink {
     let sink = gst_app::AppSink::builder()
         .sync(false)
@@ -267,8 +312,10 @@ fn appsink(
     let tx = events.clone();
     let id = rendition.to_string();
     let offset = pdt_offset.clone();
+    let eos = eos.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
+            .eos(move |_| eos.sink_done())
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 handle_sample(&id, &sample, &tx, offset.load(Ordering::SeqCst));
@@ -328,17 +375,17 @@ fn handle_sample(id: &str, sample: &gst::Sample, tx: &Sender<MediaEvent>, pdt_of
     }
 }
 
-fn watch_bus(bus: gst::Bus, tx: Sender<MediaEvent>, stop: Arc<AtomicBool>) {
+fn watch_bus(bus: gst::Bus, tx: Sender<MediaEvent>, quit: Arc<AtomicBool>, eos: EosTracker) {
     loop {
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            if stop.load(Ordering::SeqCst) && Arc::strong_count(&stop) == 1 {
+            if quit.load(Ordering::SeqCst) {
                 return;
             }
             continue;
         };
         match msg.view() {
             gst::MessageView::Eos(_) => {
-                let _ = tx.send(MediaEvent::Eos);
+                eos.send();
                 return;
             }
             gst::MessageView::Error(e) => {
@@ -346,7 +393,8 @@ fn watch_bus(bus: gst::Bus, tx: Sender<MediaEvent>, stop: Arc<AtomicBool>) {
                     .src()
                     .map(|s| s.path_string().to_string())
                     .unwrap_or_default();
-                let _ = tx.send(MediaEvent::Error(format!("{src}: {}", e.error())));
+                let detail = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+                let _ = tx.send(MediaEvent::Error(format!("{src}: {}{detail}", e.error())));
                 return;
             }
             _ => {}

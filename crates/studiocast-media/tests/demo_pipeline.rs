@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use studiocast_media::{MediaEvent, PipelineSpec, SessionPipeline};
 use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet, DEFAULT_SOFA};
 
+/// Two live 720p encoders at once starve a 2-core machine; run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn demo_spec() -> PipelineSpec {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -18,6 +21,18 @@ fn demo_spec() -> PipelineSpec {
 
 #[test]
 fn demo_pipeline_produces_cmaf_for_every_rendition() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    run_demo_once();
+}
+
+#[test]
+fn two_sessions_in_one_process() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    run_demo_once();
+    run_demo_once();
+}
+
+fn run_demo_once() {
     let spec = demo_spec();
     let hrtf = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
     let filters = design(&hrtf, &DesignOptions::new(DecoderMethod::Ls, 3)).unwrap();
@@ -78,4 +93,51 @@ fn demo_pipeline_produces_cmaf_for_every_rendition() {
             c[0].3
         );
     }
+}
+
+#[test]
+fn an_element_error_is_reported_and_teardown_does_not_hang() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use gstreamer::prelude::*;
+    let spec = demo_spec();
+    let hrtf = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
+    let filters = design(&hrtf, &DesignOptions::new(DecoderMethod::Ls, 3)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut p = SessionPipeline::build(&spec, &filters, tx).unwrap();
+    p.start().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // What a failing device or encoder does: post an error on the bus.
+    let enc = p
+        .pipeline()
+        .iterate_elements()
+        .into_iter()
+        .flatten()
+        .find(|e| e.name().starts_with("x264enc"))
+        .unwrap();
+    gstreamer::element_error!(
+        enc,
+        gstreamer::StreamError::Encode,
+        ["simulated encoder failure"]
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = None;
+    while Instant::now() < deadline {
+        if let Ok(MediaEvent::Error(e)) = rx.recv_timeout(Duration::from_millis(200)) {
+            got = Some(e);
+            break;
+        }
+    }
+    let e = got.expect("the error reached the session");
+    assert!(
+        e.contains("simulated encoder failure") && e.contains("x264enc"),
+        "{e}"
+    );
+    // Abort without EOS: must return promptly.
+    let t = Instant::now();
+    p.shutdown();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "teardown took {:?}",
+        t.elapsed()
+    );
 }
