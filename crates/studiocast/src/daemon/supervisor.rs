@@ -30,6 +30,7 @@ enum Cmd {
     Get(String, Reply),
     Stop(String, Reply),
     ForceStop(String),
+    Pipeline(String, oneshot::Sender<Option<gstreamer::Pipeline>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -127,6 +128,13 @@ impl Supervisor {
             .map_err(|_| ControlError::Unavailable("the daemon is shutting down".into()))
     }
 
+    /// The GStreamer pipeline of a running session, for diagnostics (graph
+    /// dumps, statistics, fault injection in tests).
+    pub async fn pipeline(&self, id: &str) -> Option<gstreamer::Pipeline> {
+        let id = id.to_string();
+        self.ask(|r| Cmd::Pipeline(id, r)).await.ok().flatten()
+    }
+
     /// Stop every running session and finalise its playlists.
     pub async fn shutdown(&self) {
         let _ = self.ask(Cmd::Shutdown).await;
@@ -219,6 +227,14 @@ impl Actor {
                     tracing::warn!(%id, "pipeline did not drain in time; tearing it down");
                     self.teardown(&id).await;
                 }
+            }
+            Cmd::Pipeline(id, reply) => {
+                let p = self
+                    .sessions
+                    .get(&id)
+                    .and_then(|e| e.pipeline.as_ref())
+                    .map(|p| p.pipeline().clone());
+                let _ = reply.send(p);
             }
             Cmd::Shutdown(_) => {}
         }
@@ -385,4 +401,85 @@ pub fn load_presets(dir: &std::path::Path) -> anyhow::Result<HashMap<String, Pip
         out.insert(spec.name.clone(), spec);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gstreamer::prelude::*;
+
+    fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    async fn wait_state(sup: &Supervisor, id: &str, want: &str) -> SessionInfo {
+        for _ in 0..200 {
+            let i = sup.get(id.to_string()).await.unwrap();
+            if i.state == want {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("session {id} never reached {want}");
+    }
+
+    /// An element error fails that session (with the message) and the
+    /// supervisor keeps serving: the next session starts and ends cleanly.
+    #[test]
+    fn element_error_fails_the_session_and_the_daemon_carries_on() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            studiocast_media::init().unwrap();
+            let data = std::env::temp_dir().join(format!("studiocast-sup-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&data);
+            std::env::set_var("STUDIOCAST_CACHE_DIR", data.join("cache"));
+            let store = Arc::new(FileStore::new(&data).unwrap());
+            let presets = load_presets(&repo().join("pipelines")).unwrap();
+            let sup = Supervisor::spawn(presets, store, SpatialConfig::default()).unwrap();
+            let req = |t: &str| CreateSession {
+                pipeline: "demo".into(),
+                title: t.into(),
+                course: String::new(),
+            };
+            let a = sup.create(req("will fail")).await.unwrap();
+            wait_state(&sup, &a.id, "live").await;
+            let p = sup.pipeline(&a.id).await.expect("running pipeline");
+            let enc = p
+                .iterate_elements()
+                .into_iter()
+                .flatten()
+                .find(|e| e.name().starts_with("x264enc"))
+                .unwrap();
+            gstreamer::element_error!(
+                enc,
+                gstreamer::StreamError::Encode,
+                ["simulated encoder failure"]
+            );
+            let failed = wait_state(&sup, &a.id, "failed").await;
+            let msg = failed.error.unwrap_or_default();
+            assert!(msg.contains("simulated encoder failure"), "{msg}");
+            assert!(failed.ended_at.is_some());
+            // The playlists were still finalised.
+            let live = std::fs::read_to_string(
+                data.join("sessions")
+                    .join(&a.id)
+                    .join("hls/video/live.m3u8"),
+            )
+            .unwrap();
+            assert!(live.trim_end().ends_with("#EXT-X-ENDLIST"));
+            assert!(matches!(
+                sup.stop(a.id.clone()).await,
+                Err(ControlError::Conflict(_))
+            ));
+            // The daemon carries on.
+            let b = sup.create(req("next one")).await.unwrap();
+            wait_state(&sup, &b.id, "live").await;
+            let ended = sup.stop(b.id.clone()).await.unwrap();
+            assert_eq!(ended.state, "ended");
+            sup.shutdown().await;
+        });
+    }
 }
