@@ -61,7 +61,8 @@ pub fn weighted_pinv(y: &[f64], q: usize, k: usize, w: &[f64], lambda: f64) -> O
     }
     let tr: f64 = (0..k).map(|i| g[i * k + i]).sum();
     for i in 0..k {
-        g[i * k + i] += lambda * tr / k as f64;
+        // The tiny floor keeps an all-zero weight set from dividing by zero.
+        g[i * k + i] += lambda * tr / k as f64 + 1e-300;
         for j in 0..i {
             g[j * k + i] = g[i * k + j];
         }

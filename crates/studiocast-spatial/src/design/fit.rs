@@ -34,7 +34,7 @@
 use realfft::num_complex::Complex64;
 
 use super::Spectra;
-use crate::linalg::{cholesky, cholesky_solve};
+use crate::linalg::weighted_pinv;
 
 /// Parameters of [`perceptual_magls`], already converted to bins.
 pub(super) struct FitParams {
@@ -124,40 +124,9 @@ pub(super) fn smoothed_magnitudes(spec: &Spectra, rate: f64, width: f64) -> [Vec
     out
 }
 
-/// Weighted regularised pseudo-inverse P = (YᵀWY + λ·tr/K·I)⁻¹YᵀW (K×Q).
+/// Weighted regularised pseudo-inverse (see [`weighted_pinv`]).
 fn pinv(y: &[f64], q: usize, k: usize, w: &[f64], lambda: f64) -> Option<Vec<f64>> {
-    let mut g = vec![0.0; k * k];
-    for r in 0..q {
-        let row = &y[r * k..(r + 1) * k];
-        for i in 0..k {
-            let wi = w[r] * row[i];
-            for j in 0..=i {
-                g[i * k + j] += wi * row[j];
-            }
-        }
-    }
-    let tr: f64 = (0..k).map(|i| g[i * k + i]).sum();
-    for i in 0..k {
-        g[i * k + i] += lambda * tr / k as f64 + 1e-300;
-        for j in 0..i {
-            g[j * k + i] = g[i * k + j];
-        }
-    }
-    if !cholesky(&mut g, k) {
-        return None;
-    }
-    let mut p = vec![0.0; k * q];
-    let mut col = vec![0.0; k];
-    for r in 0..q {
-        for i in 0..k {
-            col[i] = y[r * k + i] * w[r];
-        }
-        cholesky_solve(&g, k, &mut col);
-        for i in 0..k {
-            p[i * q + r] = col[i];
-        }
-    }
-    Some(p)
+    weighted_pinv(y, q, k, w, lambda)
 }
 
 fn apply(p: &[f64], t: &[Complex64], q: usize, out: &mut [Complex64]) {
