@@ -1,0 +1,12 @@
+//! studiocast-capture: getting audio from studio interfaces into sessions.
+//!
+//! This first piece is the clock-drift controller. The interface's word
+//! clock and the pipeline clock drift apart by tens of ppm; left alone, a
+//! two-hour concert gains or loses hundreds of milliseconds of audio against
+//! the video. The controller keeps the capture ring at a constant fill by
+//! steering an adjustable resampler, which keeps the audio delay (and so
+//! the A/V offset) constant. Device capture (cpal) and the ring come next.
+
+pub mod drift;
+
+pub use drift::{DriftController, DriftSettings};
