@@ -8,5 +8,6 @@
 //! the A/V offset) constant. Device capture (cpal) and the ring come next.
 
 pub mod drift;
+pub mod ring;
 
 pub use drift::{DriftController, DriftSettings};
