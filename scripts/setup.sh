@@ -11,6 +11,9 @@ PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x
+  # audio capture: ALSA and JACK headers for cpal, and the JACK server whose
+  # dummy backend the capture tests use (no sound hardware needed)
+  libasound2-dev libjack-jackd2-dev jackd2
   # HRTF data (MIT KEMAR SOFA) used by default
   libmysofa1
   # test peers: ffmpeg/ffprobe (FLAC fixtures, comparisons), sox
