@@ -7,6 +7,7 @@
 //! steering an adjustable resampler, which keeps the audio delay (and so
 //! the A/V offset) constant. Device capture (cpal) and the ring come next.
 
+pub mod compensator;
 pub mod device;
 pub mod drift;
 pub mod ring;
