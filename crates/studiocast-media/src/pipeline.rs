@@ -17,6 +17,8 @@ use crate::elements as el;
 use crate::scene_audio::SyntheticScene;
 use crate::spec::{AudioSource, Mix, PipelineSpec, VideoSource};
 use crate::MediaError;
+use studiocast_capture::compensator::DriftCompensator;
+use studiocast_capture::device::CaptureConfig;
 
 /// Frames per audio block: one AAC frame.
 const BLOCK: usize = 1024;
@@ -81,10 +83,23 @@ pub struct SessionPipeline {
 }
 
 struct AudioFeed {
-    scene: SyntheticScene,
+    source: BusSource,
     renderer: BinauralRenderer,
     outputs: Vec<(Mix, gst_app::AppSrc)>,
     rate: u32,
+    k: usize,
+}
+
+/// Where the ambisonic bus comes from.
+enum BusSource {
+    Synthetic(SyntheticScene),
+    /// A studio interface, opened on the audio thread (cpal streams stay on
+    /// the thread that made them). `map[c]` = (device channel, gain) feeding
+    /// AmbiX channel c.
+    Device {
+        config: CaptureConfig,
+        map: Vec<(usize, f32)>,
+    },
 }
 
 fn gst_err(e: impl std::fmt::Display) -> MediaError {
@@ -165,7 +180,7 @@ impl SessionPipeline {
             ])?;
             video_src = Some(src);
         }
-        let AudioSource::SyntheticScene { order } = spec.audio.source;
+        let order = spec.audio.source.order();
         if filters.order != order {
             return Err(MediaError::Spec(format!(
                 "filters are order {} but the scene is order {order}",
@@ -223,10 +238,41 @@ impl SessionPipeline {
             quit: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
             audio: Some(AudioFeed {
-                scene: SyntheticScene::new(order, rate, BLOCK)?,
+                source: match &spec.audio.source {
+                    AudioSource::SyntheticScene { .. } => {
+                        BusSource::Synthetic(SyntheticScene::new(order, rate, BLOCK)?)
+                    }
+                    AudioSource::Device {
+                        host,
+                        device,
+                        channels,
+                        ambisonic,
+                    } => {
+                        let fmt = ambisonic.format().ok_or_else(|| {
+                            MediaError::Spec(format!("normalisation '{}'", ambisonic.normalisation))
+                        })?;
+                        let first = ambisonic.first_channel as usize - 1;
+                        let map = fmt
+                            .to_ambix_map(order)?
+                            .into_iter()
+                            .map(|(src, g)| (first + src, g))
+                            .collect();
+                        BusSource::Device {
+                            config: CaptureConfig {
+                                host: host.clone(),
+                                device: device.clone(),
+                                channels: *channels,
+                                rate,
+                                ring_frames: rate as usize * 2,
+                            },
+                            map,
+                        }
+                    }
+                },
                 renderer: BinauralRenderer::new(filters, BLOCK)?,
                 outputs,
                 rate,
+                k: (order + 1) * (order + 1),
             }),
             events,
             pdt_offset_ms,
@@ -261,11 +307,22 @@ impl SessionPipeline {
             let stop = self.stop.clone();
             let pipeline = self.pipeline.clone();
             let tx = self.events.clone();
+            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
             self.threads.push(std::thread::spawn(move || {
-                if let Err(e) = feed_audio(feed, &pipeline, &stop) {
+                if let Err(e) = feed_audio(feed, &pipeline, &stop, ready_tx) {
                     let _ = tx.send(MediaEvent::Error(e.to_string()));
                 }
             }));
+            // A missing interface must fail the start, not the session later.
+            match ready_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.stop.store(true, Ordering::SeqCst);
+                    let _ = self.pipeline.set_state(gst::State::Null);
+                    return Err(e);
+                }
+                Err(_) => return Err(gst_err("the audio source did not start within 10 s")),
+            }
         }
         Ok(())
     }
@@ -402,36 +459,84 @@ fn watch_bus(bus: gst::Bus, tx: Sender<MediaEvent>, quit: Arc<AtomicBool>, eos: 
     }
 }
 
-/// The audio thread: render a block from the spatial engine when the
-/// pipeline clock reaches it, push it to every audio rendition. Stops with
-/// EOS on every appsrc.
+/// The audio thread: fill the AmbiX bus (synthetic scene paced by the
+/// pipeline clock, or a studio interface through the drift compensator),
+/// render it, push it to every audio rendition. Stops with EOS on every
+/// appsrc. Reports on `ready` once its source is open.
 fn feed_audio(
     mut feed: AudioFeed,
     pipeline: &gst::Pipeline,
     stop: &AtomicBool,
+    ready: std::sync::mpsc::SyncSender<Result<(), MediaError>>,
 ) -> Result<(), MediaError> {
-    let k = feed.scene.channels();
+    let k = feed.k;
     let mut bus = vec![0.0f32; k * BLOCK];
     let (mut l, mut r) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
     let (mut sl, mut sr) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
     let downmix = StereoDownmix::default();
     let mut frames: u64 = 0;
     let block_ns = BLOCK as u64 * 1_000_000_000 / feed.rate as u64;
-    while !stop.load(Ordering::SeqCst) {
-        let pts = gst::ClockTime::from_nseconds(frames * 1_000_000_000 / feed.rate as u64);
-        // Pace like a capture device: never run more than LEAD ahead.
-        loop {
-            let now = pipeline
-                .current_running_time()
-                .unwrap_or(gst::ClockTime::ZERO);
-            if now.nseconds() + LEAD.as_nanos() as u64 >= pts.nseconds()
-                || stop.load(Ordering::SeqCst)
-            {
-                break;
+    // Device input: open here; the stream lives on this thread.
+    let mut device = match &feed.source {
+        BusSource::Device { config, map } => match studiocast_capture::device::open(config) {
+            Ok(cap) => {
+                let comp =
+                    DriftCompensator::new(config.channels as usize, feed.rate, BLOCK, 3 * BLOCK)
+                        .map_err(MediaError::Gst)?;
+                let raw = vec![0.0f32; config.channels as usize * BLOCK];
+                Some((cap, comp, raw, map.clone()))
             }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        feed.scene.render(&mut bus)?;
+            Err(e) => {
+                let _ = ready.send(Err(MediaError::Gst(e.to_string())));
+                return Ok(());
+            }
+        },
+        BusSource::Synthetic(_) => None,
+    };
+    let _ = ready.send(Ok(()));
+    let mut base = None;
+    while !stop.load(Ordering::SeqCst) {
+        let pts = match &mut device {
+            None => {
+                let pts = gst::ClockTime::from_nseconds(frames * 1_000_000_000 / feed.rate as u64);
+                // Pace like a capture device: never run more than LEAD ahead.
+                loop {
+                    let now = pipeline
+                        .current_running_time()
+                        .unwrap_or(gst::ClockTime::ZERO);
+                    if now.nseconds() + LEAD.as_nanos() as u64 >= pts.nseconds()
+                        || stop.load(Ordering::SeqCst)
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if let BusSource::Synthetic(scene) = &mut feed.source {
+                    scene.render(&mut bus)?;
+                }
+                pts
+            }
+            Some((cap, comp, raw, map)) => {
+                // The interface's clock paces us; the compensator keeps its
+                // ring level, so blocks come at the pipeline's rate.
+                if !comp.process_into_buffer(&mut cap.consumer, raw) {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+                for (c, &(src, g)) in map.iter().enumerate() {
+                    let from = &raw[src * BLOCK..(src + 1) * BLOCK];
+                    for (d, x) in bus[c * BLOCK..(c + 1) * BLOCK].iter_mut().zip(from) {
+                        *d = x * g;
+                    }
+                }
+                let b = *base.get_or_insert_with(|| {
+                    pipeline
+                        .current_running_time()
+                        .unwrap_or(gst::ClockTime::ZERO)
+                });
+                b + gst::ClockTime::from_nseconds(frames * 1_000_000_000 / feed.rate as u64)
+            }
+        };
         let ins: Vec<&[f32]> = (0..k).map(|c| &bus[c * BLOCK..(c + 1) * BLOCK]).collect();
         feed.renderer.process_into_buffer(&ins, &mut l, &mut r)?;
         downmix.process(&ins, &mut sl, &mut sr)?;

@@ -66,6 +66,55 @@ fn rate() -> u32 {
 pub enum AudioSource {
     /// Tones and noise bursts circling the listener, encoded at `order`.
     SyntheticScene { order: usize },
+    /// A studio audio interface through cpal (ALSA or JACK), with a map of
+    /// its channels to roles.
+    Device {
+        /// cpal host: "JACK" or "ALSA".
+        host: String,
+        /// Device name; absent for the host's default input.
+        #[serde(default)]
+        device: Option<String>,
+        channels: u16,
+        /// Where the ambisonic bus sits on the interface.
+        ambisonic: AmbisonicInput,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmbisonicInput {
+    /// 1-based first channel of the bus.
+    pub first_channel: u16,
+    pub order: usize,
+    /// "ambix" (ACN/SN3D), "n3d" or "fuma" (first order only).
+    #[serde(default = "ambix")]
+    pub normalisation: String,
+}
+
+fn ambix() -> String {
+    "ambix".into()
+}
+
+impl AmbisonicInput {
+    pub fn format(&self) -> Option<studiocast_spatial::sh::AmbisonicFormat> {
+        use studiocast_spatial::sh::AmbisonicFormat as F;
+        match self.normalisation.as_str() {
+            "ambix" => Some(F::AmbiX),
+            "n3d" => Some(F::AcnN3d),
+            "fuma" => Some(F::FuMa),
+            _ => None,
+        }
+    }
+}
+
+impl AudioSource {
+    /// Ambisonic order of the bus the spatial engine renders.
+    pub fn order(&self) -> usize {
+        match self {
+            AudioSource::SyntheticScene { order } => *order,
+            AudioSource::Device { ambisonic, .. } => ambisonic.order,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -145,9 +194,35 @@ impl PipelineSpec {
                 self.audio.sample_rate
             ));
         }
-        let AudioSource::SyntheticScene { order } = self.audio.source;
+        let order = self.audio.source.order();
         if !(1..=studiocast_spatial::sh::MAX_ORDER).contains(&order) {
             return bad(format!("ambisonic order {order} is outside 1..=7"));
+        }
+        if let AudioSource::Device {
+            channels,
+            ambisonic,
+            ..
+        } = &self.audio.source
+        {
+            if *channels == 0 || *channels > 64 {
+                return bad(format!("{channels} device channels (1..=64)"));
+            }
+            let Some(fmt) = ambisonic.format() else {
+                return bad(format!(
+                    "normalisation '{}' (ambix, n3d or fuma)",
+                    ambisonic.normalisation
+                ));
+            };
+            if let Err(e) = fmt.to_ambix_map(order) {
+                return bad(e.to_string());
+            }
+            let k = (order + 1) * (order + 1);
+            let first = ambisonic.first_channel as usize;
+            if first == 0 || first - 1 + k > *channels as usize {
+                return bad(format!(
+                    "an order-{order} bus needs {k} channels from channel {first}, the device has {channels}"
+                ));
+            }
         }
         let r = &self.audio.renditions;
         if r.is_empty() {

@@ -271,7 +271,7 @@ impl Actor {
         let _g = span.enter();
         let dir = self.store.session_dir(&id).join("hls");
         std::fs::create_dir_all(&dir).map_err(|e| ControlError::Internal(e.to_string()))?;
-        let studiocast_media::spec::AudioSource::SyntheticScene { order } = spec.audio.source;
+        let order = spec.audio.source.order();
         let method: DecoderMethod = self
             .spatial
             .method

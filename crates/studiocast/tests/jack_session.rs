@@ -1,0 +1,163 @@
+//! A studio session from a 16-channel JACK interface (the JACK dummy
+//! backend, no hardware): third-order AmbiX in, binaural HLS out. And the
+//! clear error when the interface is absent.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn jack(server: &str, tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .env("JACK_DEFAULT_SERVER", server)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} is required (apt-get install jackd2): {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
+    let server = format!("studiocast-e2e-{}", std::process::id());
+    // Before the server exists, the preset must fail to start, clearly.
+    std::env::set_var("JACK_DEFAULT_SERVER", &server);
+    let d = Daemon::start(&tmpdir("jack"));
+    let r = api(
+        &d,
+        "POST",
+        "/api/v1/sessions",
+        Some(r#"{"pipeline":"jack-16ch-3oa","title":"No JACK"}"#),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("JACK"), "{}", r.text());
+    assert_eq!(get(&d, "/healthz").status, 200, "the daemon stays up");
+
+    let _jackd = Kill(
+        Command::new("jackd")
+            .args([
+                "-n", &server, "-r", "-d", "dummy", "-r", "48000", "-p", "256", "-C", "16", "-P",
+                "16",
+            ])
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("jackd is required (apt-get install jackd2)"),
+    );
+    assert!(jack(&server, "jack_wait", &["-s", &server, "-w", "-t", "10"]).contains("available"));
+    let r = api(
+        &d,
+        "POST",
+        "/api/v1/sessions",
+        Some(r#"{"pipeline":"jack-16ch-3oa","title":"Quartet"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+
+    // Feed pink noise encoded as a third-order AmbiX plane wave from the
+    // left (azimuth +90°): the SN3D gains of that direction, ACN order.
+    let gains = [
+        1.0, 1.0, 0.0, 0.0, 0.0, 0.0, -0.5, 0.0, -0.866, -0.791, 0.0, -0.612, 0.0, 0.0, 0.0, 0.0,
+    ];
+    let mut args: Vec<String> = [
+        "-q",
+        "audiotestsrc",
+        "is-live=true",
+        "wave=pink-noise",
+        "volume=0.2",
+        "!",
+        "audio/x-raw,format=F32LE,rate=48000,channels=1",
+        "!",
+        "tee",
+        "name=t",
+        "interleave",
+        "name=i",
+        "!",
+        "audioconvert",
+        "!",
+        "jackaudiosink",
+        "connect=none",
+        "client-name=feeder",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (c, g) in gains.iter().enumerate() {
+        args.extend(["t.", "!", "queue", "!", "audioamplify"].map(String::from));
+        args.push(format!("amplification={g}"));
+        args.push("!".into());
+        args.push(format!("i.sink_{c}"));
+    }
+    let _feeder = Kill(
+        Command::new("gst-launch-1.0")
+            .args(&args)
+            .env("JACK_DEFAULT_SERVER", &server)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("gst-launch-1.0"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut outs, mut ins) = loop {
+        let ports = jack(&server, "jack_lsp", &[]);
+        let outs: Vec<String> = ports
+            .lines()
+            .filter(|l| l.starts_with("feeder:"))
+            .map(String::from)
+            .collect();
+        let ins: Vec<String> = ports
+            .lines()
+            .filter(|l| l.contains("_in:"))
+            .map(String::from)
+            .collect();
+        if outs.len() == 16 && ins.len() == 16 {
+            break (outs, ins);
+        }
+        assert!(Instant::now() < deadline, "ports did not appear: {ports}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let key = |p: &String| {
+        p.rsplit(['_', ':'])
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    outs.sort_by_key(key);
+    ins.sort_by_key(key);
+    for (o, i) in outs.iter().zip(&ins) {
+        jack(&server, "jack_connect", &[o, i]);
+    }
+    wait_for("three segments", 40, || {
+        media_playlist(&get(&d, &format!("/live/{id}/binaural/index.m3u8")).text())
+            .1
+            .len()
+            >= 3
+    });
+    // The binaural rendition carries the interface's signal, louder on the left.
+    std::thread::sleep(Duration::from_secs(4));
+    let pcm = decode_audio(&d.url(&format!("/live/{id}/binaural/index.m3u8")), 4);
+    let n = pcm.len() / 2;
+    assert!(n > 48_000, "decoded {n} frames");
+    let tail = &pcm[pcm.len() / 2..];
+    let (mut el, mut er) = (0.0f64, 0.0f64);
+    for f in tail.chunks_exact(2) {
+        el += (f[0] as f64).powi(2);
+        er += (f[1] as f64).powi(2);
+    }
+    let rms = ((el + er) / tail.len() as f64).sqrt();
+    assert!(rms > 1e-3, "binaural rendition is silent (rms {rms})");
+    assert!(
+        el > 1.5 * er,
+        "a source at the left must be louder on the left: {el} vs {er}"
+    );
+    let s = api(&d, "POST", &format!("/api/v1/sessions/{id}/stop"), None);
+    assert_eq!(s.json()["state"], "ended", "{}", s.text());
+}
