@@ -150,6 +150,10 @@ pub async fn stop(
     Ok(Json(st.0.control.stop(id).await?))
 }
 
+pub async fn devices(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(st.0.control.devices().await?))
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }

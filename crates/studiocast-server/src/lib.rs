@@ -63,6 +63,19 @@ pub struct CreateSession {
     pub course: String,
 }
 
+/// An input device as the API lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceEntry {
+    /// "audio" now; video inputs join later.
+    pub kind: String,
+    /// Backend: ALSA, JACK, …
+    pub host: String,
+    pub name: String,
+    pub max_input_channels: u16,
+    pub sample_rates: Vec<u32>,
+    pub available: bool,
+}
+
 /// Errors the supervisor reports; each maps to one HTTP status.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ControlError {
@@ -86,6 +99,7 @@ pub trait SessionControl: Send + Sync + 'static {
     fn list(&self) -> BoxFuture<'_, Result<Vec<SessionInfo>, ControlError>>;
     fn get(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
     fn stop(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
+    fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceEntry>, ControlError>>;
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +126,7 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         .route("/api/v1/sessions", post(api::create).get(api::list))
         .route("/api/v1/sessions/{id}", get(api::get_one))
         .route("/api/v1/sessions/{id}/stop", post(api::stop))
+        .route("/api/v1/devices", get(api::devices))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_token,

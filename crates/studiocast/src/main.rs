@@ -27,6 +27,8 @@ enum Command {
     Serve(daemon::ServeArgs),
     /// Render an ambisonic, bed or object file to binaural stereo (32-bit float WAV).
     Render(render::RenderArgs),
+    /// List audio input devices (ALSA, JACK when a server runs) as JSON.
+    Devices,
     /// Encode mono sources to an AmbiX file (scene file or one position).
     Encode(encode::EncodeArgs),
     /// Measure decoder accuracy against direct HRIR convolution on the HRTF grid.
@@ -40,6 +42,14 @@ fn main() -> ExitCode {
         Command::Render(a) => render::run(&cfg, a),
         Command::Accuracy(a) => accuracy::run(&cfg, a),
         Command::Encode(a) => encode::run(a),
+        Command::Devices => {
+            let list = daemon::device_entries();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+            Ok(())
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -309,6 +309,10 @@ fn bad_requests_get_the_right_status() {
             request(&d.addr, "GET", "/api/v1/sessions", &h, b"").status,
             401
         );
+        assert_eq!(
+            request(&d.addr, "GET", "/api/v1/devices", &h, b"").status,
+            401
+        );
     }
     // 400: bad JSON, missing or invalid fields, unknown fields.
     for b in [

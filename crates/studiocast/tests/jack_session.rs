@@ -55,6 +55,18 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
             .expect("jackd is required (apt-get install jackd2)"),
     );
     assert!(jack(&server, "jack_wait", &["-s", &server, "-w", "-t", "10"]).contains("available"));
+    // The device listing now shows the JACK input.
+    let devs = api(&d, "GET", "/api/v1/devices", None);
+    assert_eq!(devs.status, 200);
+    assert!(
+        devs.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["host"] == "JACK" && x["max_input_channels"].as_u64().unwrap_or(0) >= 16),
+        "{}",
+        devs.text()
+    );
     let r = api(
         &d,
         "POST",

@@ -12,7 +12,7 @@ use clap::Args;
 use studiocast_server::{router, ServerConfig};
 
 use crate::config::Config;
-pub use supervisor::{load_presets, Supervisor};
+pub use supervisor::{device_entries, load_presets, Supervisor};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -49,7 +49,7 @@ pub fn run(mut cfg: Config, args: ServeArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STUDIOCAST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sofar=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

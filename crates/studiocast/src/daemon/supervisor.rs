@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use studiocast_media::{PipelineSpec, SessionPipeline};
 use studiocast_server::{
-    BoxFuture, ControlError, CreateSession, SessionControl, SessionInfo, SessionUrls,
+    BoxFuture, ControlError, CreateSession, DeviceEntry, SessionControl, SessionInfo, SessionUrls,
 };
 use studiocast_spatial::{DecoderMethod, DesignOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -154,6 +154,29 @@ impl SessionControl for Supervisor {
     fn stop(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>> {
         Box::pin(async move { self.ask(|r| Cmd::Stop(id, r)).await? })
     }
+    fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceEntry>, ControlError>> {
+        Box::pin(async move {
+            // Device probing talks to ALSA and JACK; keep it off the runtime.
+            tokio::task::spawn_blocking(device_entries)
+                .await
+                .map_err(|e| ControlError::Internal(e.to_string()))
+        })
+    }
+}
+
+/// Audio interfaces as the API and `studiocast devices` list them.
+pub fn device_entries() -> Vec<DeviceEntry> {
+    studiocast_capture::device::list_devices()
+        .into_iter()
+        .map(|d| DeviceEntry {
+            kind: "audio".into(),
+            host: d.host,
+            name: d.name,
+            max_input_channels: d.max_input_channels,
+            sample_rates: d.sample_rates,
+            available: true,
+        })
+        .collect()
 }
 
 impl Actor {
