@@ -17,6 +17,9 @@ pub struct DriftCompensator {
     channels: usize,
     block: usize,
     input: Vec<f32>,
+    target_fill: usize,
+    prime_extra: usize,
+    primed: bool,
 }
 
 impl DriftCompensator {
@@ -43,7 +46,16 @@ impl DriftCompensator {
             channels,
             block,
             input: vec![0.0; channels * max_in],
+            target_fill,
+            prime_extra: 0,
+            primed: false,
         })
+    }
+
+    /// Extra frames to queue before starting, for a consumer that takes its
+    /// blocks a little ahead of the clock (the level then settles on target).
+    pub fn set_prime_extra(&mut self, frames: usize) {
+        self.prime_extra = frames;
     }
 
     pub fn controller(&self) -> &DriftController {
@@ -59,6 +71,14 @@ impl DriftCompensator {
     /// ring holds enough input; `false` means "not yet, try again".
     pub fn process_into_buffer(&mut self, ring: &mut RingConsumer, out: &mut [f32]) -> bool {
         let fill = ring.fill_frames();
+        // Start only once the ring holds its target, so the capture delay
+        // (and the A/V offset) starts where the loop will hold it.
+        if !self.primed {
+            if fill < self.target_fill + self.prime_extra {
+                return false;
+            }
+            self.primed = true;
+        }
         let ratio = self.controller.update(fill, self.block);
         if let Some(adj) = self.resampler.as_adjustable() {
             let _ = adj.set_resample_ratio_relative(ratio, true);

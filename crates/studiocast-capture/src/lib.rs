@@ -10,6 +10,7 @@
 pub mod compensator;
 pub mod device;
 pub mod drift;
+pub mod jack_server;
 pub mod ring;
 
 pub use drift::{DriftController, DriftSettings};

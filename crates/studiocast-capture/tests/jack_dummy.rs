@@ -49,22 +49,8 @@ fn sixteen_channels_from_jack_dummy_server() {
     let server = format!("studiocast-test-{}", std::process::id());
     // Only this test lives in this binary, so setting the variable is safe.
     std::env::set_var("JACK_DEFAULT_SERVER", &server);
-    let _jackd = Kill(
-        Command::new("jackd")
-            .args([
-                "-n", &server, "-r", "-d", "dummy", "-r", "48000", "-p", "256", "-C", "16", "-P",
-                "16",
-            ])
-            .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("jackd is required (apt-get install jackd2)"),
-    );
-    assert!(
-        jack(&server, "jack_wait", &["-s", &server, "-w", "-t", "10"]).contains("available"),
-        "JACK server did not start"
-    );
+    let _jackd = studiocast_capture::jack_server::JackServer::start(&server, 48_000, 256, 16)
+        .expect("JACK dummy server");
 
     let mut cap = open(&CaptureConfig {
         host: "JACK".into(),

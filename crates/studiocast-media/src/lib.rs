@@ -12,7 +12,7 @@ pub mod pipeline;
 pub mod scene_audio;
 pub mod spec;
 
-pub use pipeline::{MediaEvent, SessionPipeline};
+pub use pipeline::{AudioSnapshot, MediaEvent, SessionPipeline};
 pub use spec::PipelineSpec;
 
 #[derive(Debug, thiserror::Error)]

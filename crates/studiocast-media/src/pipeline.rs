@@ -25,6 +25,58 @@ const BLOCK: usize = 1024;
 /// How far ahead of the clock the audio thread may run.
 const LEAD: Duration = Duration::from_millis(40);
 
+/// Live input health. The audio thread updates it per block with atomics
+/// only; the two locked fields are written once, when the source opens.
+#[derive(Debug, Default)]
+pub struct AudioStatus {
+    pub source: std::sync::Mutex<String>,
+    pub ring: std::sync::Mutex<Option<Arc<studiocast_capture::ring::RingStats>>>,
+    drift_ppm_bits: std::sync::atomic::AtomicU64,
+    offset_ms_bits: std::sync::atomic::AtomicU64,
+    last_block_ms: AtomicI64,
+}
+
+/// A copy of [`AudioStatus`] for the API.
+#[derive(Debug, Clone, Default)]
+pub struct AudioSnapshot {
+    pub source: String,
+    pub frames_in: u64,
+    pub overruns: u64,
+    pub underruns: u64,
+    pub drift_ppm: f64,
+    pub av_offset_ms: f64,
+    pub last_block_age_s: f64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl AudioStatus {
+    pub fn snapshot(&self) -> AudioSnapshot {
+        let ring = self.ring.lock().ok().and_then(|r| r.clone());
+        let rd = |f: fn(&studiocast_capture::ring::RingStats) -> &std::sync::atomic::AtomicU64| {
+            ring.as_ref().map_or(0, |r| f(r).load(Ordering::Relaxed))
+        };
+        let last = self.last_block_ms.load(Ordering::Relaxed);
+        AudioSnapshot {
+            source: self.source.lock().map(|s| s.clone()).unwrap_or_default(),
+            frames_in: rd(|r| &r.frames_in),
+            overruns: rd(|r| &r.overruns),
+            underruns: rd(|r| &r.underruns),
+            drift_ppm: f64::from_bits(self.drift_ppm_bits.load(Ordering::Relaxed)),
+            av_offset_ms: f64::from_bits(self.offset_ms_bits.load(Ordering::Relaxed)),
+            last_block_age_s: if last == 0 {
+                f64::INFINITY
+            } else {
+                (now_ms() - last) as f64 / 1000.0
+            },
+        }
+    }
+}
+
 /// What leaves the pipeline, per rendition.
 #[derive(Debug)]
 pub enum MediaEvent {
@@ -80,6 +132,7 @@ pub struct SessionPipeline {
     events: Sender<MediaEvent>,
     pdt_offset_ms: Arc<AtomicI64>,
     eos: EosTracker,
+    status: Arc<AudioStatus>,
 }
 
 struct AudioFeed {
@@ -277,6 +330,7 @@ impl SessionPipeline {
             events,
             pdt_offset_ms,
             eos,
+            status: Arc::new(AudioStatus::default()),
         })
     }
 
@@ -308,8 +362,9 @@ impl SessionPipeline {
             let pipeline = self.pipeline.clone();
             let tx = self.events.clone();
             let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+            let status = self.status.clone();
             self.threads.push(std::thread::spawn(move || {
-                if let Err(e) = feed_audio(feed, &pipeline, &stop, ready_tx) {
+                if let Err(e) = feed_audio(feed, &pipeline, &stop, ready_tx, &status) {
                     let _ = tx.send(MediaEvent::Error(e.to_string()));
                 }
             }));
@@ -337,6 +392,11 @@ impl SessionPipeline {
                 self.pipeline.send_event(gst::event::Eos::new());
             }
         }
+    }
+
+    /// Live input health.
+    pub fn audio_status(&self) -> AudioSnapshot {
+        self.status.snapshot()
     }
 
     /// The underlying pipeline, for diagnostics (graph dumps, statistics).
@@ -468,6 +528,7 @@ fn feed_audio(
     pipeline: &gst::Pipeline,
     stop: &AtomicBool,
     ready: std::sync::mpsc::SyncSender<Result<(), MediaError>>,
+    status: &AudioStatus,
 ) -> Result<(), MediaError> {
     let k = feed.k;
     let mut bus = vec![0.0f32; k * BLOCK];
@@ -480,9 +541,18 @@ fn feed_audio(
     let mut device = match &feed.source {
         BusSource::Device { config, map } => match studiocast_capture::device::open(config) {
             Ok(cap) => {
-                let comp =
+                if let Ok(mut s) = status.source.lock() {
+                    *s = format!("{}: {}", config.host, cap.device);
+                }
+                if let Ok(mut r) = status.ring.lock() {
+                    *r = Some(cap.stats.clone());
+                }
+                let mut comp =
                     DriftCompensator::new(config.channels as usize, feed.rate, BLOCK, 3 * BLOCK)
                         .map_err(MediaError::Gst)?;
+                // Blocks are taken LEAD ahead of the clock; queue that much
+                // more before starting so the level settles on target.
+                comp.set_prime_extra((LEAD.as_secs_f64() * feed.rate as f64) as usize);
                 let raw = vec![0.0f32; config.channels as usize * BLOCK];
                 Some((cap, comp, raw, map.clone()))
             }
@@ -491,10 +561,15 @@ fn feed_audio(
                 return Ok(());
             }
         },
-        BusSource::Synthetic(_) => None,
+        BusSource::Synthetic(_) => {
+            if let Ok(mut s) = status.source.lock() {
+                *s = "synthetic".into();
+            }
+            None
+        }
     };
     let _ = ready.send(Ok(()));
-    let mut base = None;
+    let mut base: Option<gst::ClockTime> = None;
     while !stop.load(Ordering::SeqCst) {
         let pts = match &mut device {
             None => {
@@ -517,8 +592,21 @@ fn feed_audio(
                 pts
             }
             Some((cap, comp, raw, map)) => {
-                // The interface's clock paces us; the compensator keeps its
-                // ring level, so blocks come at the pipeline's rate.
+                // Once running, take a block when the pipeline clock reaches
+                // it, like the synthetic source: the ring level then shows
+                // only the interface's drift, which the compensator absorbs.
+                if let Some(b) = base {
+                    let due = b + gst::ClockTime::from_nseconds(
+                        frames * 1_000_000_000 / feed.rate as u64,
+                    );
+                    let now = pipeline
+                        .current_running_time()
+                        .unwrap_or(gst::ClockTime::ZERO);
+                    if now.nseconds() + (LEAD.as_nanos() as u64) < due.nseconds() {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                }
                 if !comp.process_into_buffer(&mut cap.consumer, raw) {
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
@@ -529,6 +617,13 @@ fn feed_audio(
                         *d = x * g;
                     }
                 }
+                let ctl = comp.controller();
+                status
+                    .drift_ppm_bits
+                    .store(ctl.estimated_drift_ppm().to_bits(), Ordering::Relaxed);
+                status
+                    .offset_ms_bits
+                    .store((ctl.error_s() * 1e3).to_bits(), Ordering::Relaxed);
                 let b = *base.get_or_insert_with(|| {
                     pipeline
                         .current_running_time()
@@ -563,6 +658,7 @@ fn feed_audio(
             }
         }
         frames += BLOCK as u64;
+        status.last_block_ms.store(now_ms(), Ordering::Relaxed);
     }
     for (_, src) in &feed.outputs {
         let _ = src.end_of_stream();

@@ -37,6 +37,30 @@ pub struct SessionInfo {
     pub ended_at: Option<String>,
     pub error: Option<String>,
     pub urls: SessionUrls,
+    /// Live health of a running session's inputs (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<InputStatus>,
+}
+
+/// What a technician watches on a running session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct InputStatus {
+    /// Audio source: "synthetic" or the interface's host and name.
+    pub audio_source: String,
+    /// Frames delivered by the interface so far.
+    pub audio_frames_in: u64,
+    /// Callbacks that dropped frames because the ring was full.
+    pub overruns: u64,
+    /// Blocks padded with silence because the ring ran dry.
+    pub underruns: u64,
+    /// The interface's clock error as the drift loop estimates it.
+    pub drift_ppm: f64,
+    /// Deviation of the capture delay from its target (the A/V offset the
+    /// drift loop is correcting), milliseconds.
+    pub av_offset_ms: f64,
+    /// Seconds since the last audio block left the input (signal present
+    /// when small).
+    pub last_block_age_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

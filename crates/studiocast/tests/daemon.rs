@@ -77,6 +77,12 @@ fn live_session_then_vod_and_restart() {
         api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json()["state"],
         "live"
     );
+    let st = api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json();
+    assert_eq!(st["inputs"]["audio_source"], "synthetic", "{st}");
+    assert!(
+        st["inputs"]["last_block_age_s"].as_f64().unwrap() < 1.0,
+        "{st}"
+    );
 
     // About ten seconds in: at least three segments everywhere.
     wait_for("three segments", 30, || {

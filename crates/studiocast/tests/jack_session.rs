@@ -42,19 +42,8 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     assert!(r.text().contains("JACK"), "{}", r.text());
     assert_eq!(get(&d, "/healthz").status, 200, "the daemon stays up");
 
-    let _jackd = Kill(
-        Command::new("jackd")
-            .args([
-                "-n", &server, "-r", "-d", "dummy", "-r", "48000", "-p", "256", "-C", "16", "-P",
-                "16",
-            ])
-            .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("jackd is required (apt-get install jackd2)"),
-    );
-    assert!(jack(&server, "jack_wait", &["-s", &server, "-w", "-t", "10"]).contains("available"));
+    let _jackd = studiocast_capture::jack_server::JackServer::start(&server, 48_000, 256, 16)
+        .expect("JACK dummy server");
     // The device listing now shows the JACK input.
     let devs = api(&d, "GET", "/api/v1/devices", None);
     assert_eq!(devs.status, 200);
@@ -153,6 +142,24 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
             .len()
             >= 3
     });
+    // The technician's view of the input.
+    let st = api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json();
+    let inp = &st["inputs"];
+    eprintln!("input status: {inp}");
+    assert!(
+        inp["audio_source"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("JACK"),
+        "{st}"
+    );
+    assert!(
+        inp["audio_frames_in"].as_u64().unwrap_or(0) > 48_000,
+        "{st}"
+    );
+    assert_eq!(inp["overruns"], 0, "{st}");
+    assert!(inp["last_block_age_s"].as_f64().unwrap() < 1.0, "{st}");
+    assert!(inp["av_offset_ms"].as_f64().unwrap().abs() < 20.0, "{st}");
     // The binaural rendition carries the interface's signal, louder on the left.
     std::thread::sleep(Duration::from_secs(4));
     let pcm = decode_audio(&d.url(&format!("/live/{id}/binaural/index.m3u8")), 4);

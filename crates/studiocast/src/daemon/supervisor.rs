@@ -164,6 +164,23 @@ impl SessionControl for Supervisor {
     }
 }
 
+fn input_status(a: studiocast_media::AudioSnapshot) -> studiocast_server::InputStatus {
+    studiocast_server::InputStatus {
+        audio_source: a.source,
+        audio_frames_in: a.frames_in,
+        overruns: a.overruns,
+        underruns: a.underruns,
+        drift_ppm: a.drift_ppm,
+        av_offset_ms: a.av_offset_ms,
+        // JSON has no infinity: a source that never delivered reads -1.
+        last_block_age_s: if a.last_block_age_s.is_finite() {
+            a.last_block_age_s
+        } else {
+            -1.0
+        },
+    }
+}
+
 /// Audio interfaces as the API and `studiocast devices` list them.
 pub fn device_entries() -> Vec<DeviceEntry> {
     studiocast_capture::device::list_devices()
@@ -220,7 +237,12 @@ impl Actor {
                 let _ = reply.send(
                     self.sessions
                         .get(&id)
-                        .map(|e| e.info.clone())
+                        .map(|e| {
+                            let mut info = e.info.clone();
+                            info.inputs =
+                                e.pipeline.as_ref().map(|p| input_status(p.audio_status()));
+                            info
+                        })
                         .ok_or(ControlError::SessionNotFound(id)),
                 );
             }
@@ -324,6 +346,7 @@ impl Actor {
             ended_at: None,
             error: None,
             urls: SessionUrls::for_id(&id),
+            inputs: None,
         };
         self.store
             .save(&info)

@@ -1,0 +1,98 @@
+//! A private JACK server on the dummy backend: audio capture without sound
+//! hardware, for tests and rehearsals.
+//!
+//! jackd keeps a registry of servers in shared memory with a few slots;
+//! servers that die by SIGKILL leave theirs behind and eventually "too many
+//! servers already active" stops every new one. So this stops its server with
+//! SIGTERM and waits, and clears stale registry files before starting when
+//! no jackd process is running at all.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct JackServer {
+    child: Child,
+    pub name: String,
+}
+
+fn jackd_running() -> bool {
+    Command::new("pgrep")
+        .args(["-x", "jackd"])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn clear_stale_registry() {
+    if jackd_running() {
+        return;
+    }
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        for e in dir.flatten() {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            if n.starts_with("jack") {
+                let p = e.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(p)
+                } else {
+                    std::fs::remove_file(p)
+                };
+            }
+        }
+    }
+}
+
+impl JackServer {
+    /// Start `jackd -n NAME -r -d dummy` at `rate` with `channels` capture
+    /// and playback ports, and wait until it answers.
+    pub fn start(name: &str, rate: u32, period: u32, channels: u32) -> Result<Self, String> {
+        clear_stale_registry();
+        let child = Command::new("jackd")
+            .args(["-n", name, "-r", "-d", "dummy"])
+            .args(["-r", &rate.to_string(), "-p", &period.to_string()])
+            .args(["-C", &channels.to_string(), "-P", &channels.to_string()])
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run jackd (apt-get install jackd2): {e}"))?;
+        let server = JackServer {
+            child,
+            name: name.to_string(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("jack_wait")
+                .args(["-s", name, "-c"])
+                .output()
+                .map_err(|e| format!("cannot run jack_wait: {e}"))?;
+            // It prints "running" or "not running".
+            if String::from_utf8_lossy(&out.stdout).trim() == "running" {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("JACK server '{name}' did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for JackServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
