@@ -625,6 +625,68 @@ impl PcmWriter {
     }
 }
 
+/// Make an interrupted recording (a crash before [`PcmWriter::finalize`])
+/// a well-formed file again: the sizes in its header are rewritten from what
+/// the file really holds, whole frames only. Works for RIFF files (becoming
+/// RF64 past 4 GiB when a JUNK chunk reserves room, as ours do) and RF64.
+/// Returns the repaired header.
+pub fn repair(path: &Path) -> Result<PcmInfo> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| AudioFileError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let mut info = probe(path, &mut f)?;
+    if info.size_was_valid {
+        return Ok(info);
+    }
+    if info.container == Container::Wave64 {
+        return Err(AudioFileError::Unsupported {
+            path: path.to_path_buf(),
+            reason: "repairing Wave64 headers is not supported".into(),
+        });
+    }
+    // Drop a trailing partial frame so the data size is exact.
+    f.set_len(info.data_offset + info.data_bytes)?;
+    let riff = info.data_offset - 8 + info.data_bytes;
+    let frames = info.frames();
+    let mut junk = [0u8; 4];
+    f.seek(SeekFrom::Start(JUNK_OFFSET))?;
+    let has_room = f.read_exact(&mut junk).is_ok() && (&junk == b"JUNK" || &junk == b"ds64");
+    if riff > u32::MAX as u64 || info.container == Container::Rf64 {
+        if !has_room {
+            return Err(AudioFileError::Unsupported {
+                path: path.to_path_buf(),
+                reason: "over 4 GiB without room for a ds64 chunk".into(),
+            });
+        }
+        f.seek(SeekFrom::Start(0))?;
+        f.write_all(b"RF64")?;
+        f.write_all(&u32::MAX.to_le_bytes())?;
+        f.seek(SeekFrom::Start(JUNK_OFFSET))?;
+        f.write_all(b"ds64")?;
+        f.write_all(&28u32.to_le_bytes())?;
+        f.write_all(&riff.to_le_bytes())?;
+        f.write_all(&info.data_bytes.to_le_bytes())?;
+        f.write_all(&frames.to_le_bytes())?;
+        f.write_all(&0u32.to_le_bytes())?;
+        f.seek(SeekFrom::Start(info.data_offset - 4))?;
+        f.write_all(&u32::MAX.to_le_bytes())?;
+        info.container = Container::Rf64;
+    } else {
+        f.seek(SeekFrom::Start(4))?;
+        f.write_all(&(riff as u32).to_le_bytes())?;
+        f.seek(SeekFrom::Start(info.data_offset - 4))?;
+        f.write_all(&(info.data_bytes as u32).to_le_bytes())?;
+    }
+    f.sync_all()?;
+    info.size_was_valid = true;
+    Ok(info)
+}
+
 #[inline]
 fn encode_sample(fmt: SampleFormat, v: f32, out: &mut Vec<u8>) {
     let v = if v.is_finite() { v } else { 0.0 };
@@ -703,6 +765,12 @@ mod tests {
         std::mem::forget(w);
         let r = PcmReader::open(&p).unwrap();
         assert!(!r.info().size_was_valid);
+        assert_eq!(r.info().frames(), 960);
+        // Repair rewrites the header; the file then reads as valid.
+        let info = repair(&p).unwrap();
+        assert_eq!(info.frames(), 960);
+        let r = PcmReader::open(&p).unwrap();
+        assert!(r.info().size_was_valid);
         assert_eq!(r.info().frames(), 960);
     }
 
