@@ -20,6 +20,7 @@ pub struct DriftCompensator {
     target_fill: usize,
     prime_extra: usize,
     primed: bool,
+    last_frames: usize,
 }
 
 impl DriftCompensator {
@@ -49,6 +50,7 @@ impl DriftCompensator {
             target_fill,
             prime_extra: 0,
             primed: false,
+            last_frames: 0,
         })
     }
 
@@ -60,6 +62,16 @@ impl DriftCompensator {
 
     pub fn controller(&self) -> &DriftController {
         &self.controller
+    }
+
+    /// The untouched device frames the last block consumed, planar (channel
+    /// c at `[c * frames..]`), with their frame count: what the archival
+    /// master records.
+    pub fn last_input(&self) -> (&[f32], usize) {
+        (
+            &self.input[..self.channels * self.last_frames],
+            self.last_frames,
+        )
     }
 
     /// Input frames the next block will take.
@@ -89,6 +101,7 @@ impl DriftCompensator {
         }
         let buf = &mut self.input[..self.channels * need];
         ring.pop_planar(need, buf);
+        self.last_frames = need;
         let (Ok(inp), Ok(mut outp)) = (
             SequentialSlice::new(&*buf, self.channels, need),
             SequentialSlice::new_mut(

@@ -8,6 +8,7 @@
 //! caller hands to the HLS packager. No launch strings.
 
 pub mod elements;
+pub mod master;
 pub mod pipeline;
 pub mod scene_audio;
 pub mod spec;

@@ -136,6 +136,8 @@ pub struct SessionPipeline {
 }
 
 struct AudioFeed {
+    /// Where to record the untouched device audio (RF64/WAV, float).
+    master: Option<std::path::PathBuf>,
     source: BusSource,
     renderer: BinauralRenderer,
     outputs: Vec<(Mix, gst_app::AppSrc)>,
@@ -291,6 +293,7 @@ impl SessionPipeline {
             quit: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
             audio: Some(AudioFeed {
+                master: None,
                 source: match &spec.audio.source {
                     AudioSource::SyntheticScene { .. } => {
                         BusSource::Synthetic(SyntheticScene::new(order, rate, BLOCK)?)
@@ -391,6 +394,14 @@ impl SessionPipeline {
                 tracing::warn!("video source refused EOS; sending it to the pipeline");
                 self.pipeline.send_event(gst::event::Eos::new());
             }
+        }
+    }
+
+    /// Record the untouched multichannel input to `path` (device sources).
+    /// Call before [`SessionPipeline::start`].
+    pub fn set_master(&mut self, path: std::path::PathBuf) {
+        if let Some(f) = self.audio.as_mut() {
+            f.master = Some(path);
         }
     }
 
@@ -553,8 +564,15 @@ fn feed_audio(
                 // Blocks are taken LEAD ahead of the clock; queue that much
                 // more before starting so the level settles on target.
                 comp.set_prime_extra((LEAD.as_secs_f64() * feed.rate as f64) as usize);
+                let master = match &feed.master {
+                    Some(p) => Some(
+                        crate::master::MasterWriter::start(p, config.channels, feed.rate)
+                            .map_err(MediaError::Gst)?,
+                    ),
+                    None => None,
+                };
                 let raw = vec![0.0f32; config.channels as usize * BLOCK];
-                Some((cap, comp, raw, map.clone()))
+                Some((cap, comp, raw, map.clone(), master))
             }
             Err(e) => {
                 let _ = ready.send(Err(MediaError::Gst(e.to_string())));
@@ -591,7 +609,7 @@ fn feed_audio(
                 }
                 pts
             }
-            Some((cap, comp, raw, map)) => {
+            Some((cap, comp, raw, map, master)) => {
                 // Once running, take a block when the pipeline clock reaches
                 // it, like the synthetic source: the ring level then shows
                 // only the interface's drift, which the compensator absorbs.
@@ -610,6 +628,10 @@ fn feed_audio(
                 if !comp.process_into_buffer(&mut cap.consumer, raw) {
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
+                }
+                if let Some(m) = master {
+                    let (planar, n) = comp.last_input();
+                    m.push(planar, n);
                 }
                 for (c, &(src, g)) in map.iter().enumerate() {
                     let from = &raw[src * BLOCK..(src + 1) * BLOCK];

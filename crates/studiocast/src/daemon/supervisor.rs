@@ -90,7 +90,19 @@ impl Supervisor {
         for mut info in store.load_all()? {
             if active(&info.state) {
                 info.state = "interrupted".into();
-                info.error = Some("the daemon stopped while this session was running".into());
+                let mut msg = "the daemon stopped while this session was running".to_string();
+                let master = store.session_dir(&info.id).join("master.wav");
+                if master.exists() {
+                    match studiocast_audiofile::pcm::repair(&master) {
+                        Ok(h) => {
+                            let secs = h.frames() as f64 / h.sample_rate.max(1) as f64;
+                            msg.push_str(&format!("; master recovered: {secs:.1} s"));
+                            tracing::warn!(id = %info.id, seconds = secs, "recovered interrupted master");
+                        }
+                        Err(e) => msg.push_str(&format!("; master could not be repaired: {e}")),
+                    }
+                }
+                info.error = Some(msg);
                 store.save(&info)?;
             }
             sessions.insert(
@@ -336,6 +348,39 @@ impl Actor {
         let mut pipeline = SessionPipeline::build(&spec, &filters, etx).map_err(|e| {
             ControlError::Unavailable(format!("cannot build pipeline '{}': {e}", spec.name))
         })?;
+        // Studio inputs are recorded untouched next to the stream.
+        if let studiocast_media::spec::AudioSource::Device {
+            host,
+            device,
+            channels,
+            ambisonic,
+        } = &spec.audio.source
+        {
+            let sdir = self.store.session_dir(&id);
+            pipeline.set_master(sdir.join("master.wav"));
+            let sidecar = serde_json::json!({
+                "title": req.title,
+                "course": req.course,
+                "pipeline": req.pipeline,
+                "host": host,
+                "device": device,
+                "channels": channels,
+                "sample_rate": rate,
+                "channel_map": {
+                    "ambisonic": {
+                        "first_channel": ambisonic.first_channel,
+                        "order": ambisonic.order,
+                        "normalisation": ambisonic.normalisation,
+                    }
+                },
+                "format": "WAV/RF64, 32-bit float, untouched device samples",
+                "started_at": now(),
+            });
+            let _ = super::store::write_atomic(
+                &sdir.join("master.json"),
+                sidecar.to_string().as_bytes(),
+            );
+        }
         let info = SessionInfo {
             id: id.clone(),
             state: "starting".into(),
