@@ -578,18 +578,7 @@ impl PcmWriter {
         let f = self.w.get_mut();
         let riff = DATA_OFFSET - 8 + self.data_bytes + (self.data_bytes & 1);
         if riff > u32::MAX as u64 && final_pass {
-            f.seek(SeekFrom::Start(0))?;
-            f.write_all(b"RF64")?;
-            f.write_all(&u32::MAX.to_le_bytes())?;
-            f.seek(SeekFrom::Start(JUNK_OFFSET))?;
-            f.write_all(b"ds64")?;
-            f.write_all(&28u32.to_le_bytes())?;
-            f.write_all(&riff.to_le_bytes())?;
-            f.write_all(&self.data_bytes.to_le_bytes())?;
-            f.write_all(&frames.to_le_bytes())?;
-            f.write_all(&0u32.to_le_bytes())?;
-            f.seek(SeekFrom::Start(DATA_HEADER + 4))?;
-            f.write_all(&u32::MAX.to_le_bytes())?;
+            write_rf64_sizes(f, riff, self.data_bytes, frames, DATA_HEADER + 4)?;
         } else {
             // Past 4 GiB mid-recording the RIFF sizes cannot be right; they
             // are left at 0 so readers recover the length from the file.
@@ -623,6 +612,30 @@ impl PcmWriter {
         self.w.get_ref().sync_all()?;
         Ok(self.frames())
     }
+}
+
+/// Turn a RIFF header whose JUNK chunk reserves room for ds64 into RF64
+/// with the given sizes (EBU Tech 3306).
+fn write_rf64_sizes(
+    f: &mut File,
+    riff: u64,
+    data_bytes: u64,
+    frames: u64,
+    data_size_pos: u64,
+) -> Result<()> {
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(b"RF64")?;
+    f.write_all(&u32::MAX.to_le_bytes())?;
+    f.seek(SeekFrom::Start(JUNK_OFFSET))?;
+    f.write_all(b"ds64")?;
+    f.write_all(&28u32.to_le_bytes())?;
+    f.write_all(&riff.to_le_bytes())?;
+    f.write_all(&data_bytes.to_le_bytes())?;
+    f.write_all(&frames.to_le_bytes())?;
+    f.write_all(&0u32.to_le_bytes())?;
+    f.seek(SeekFrom::Start(data_size_pos))?;
+    f.write_all(&u32::MAX.to_le_bytes())?;
+    Ok(())
 }
 
 /// Make an interrupted recording (a crash before [`PcmWriter::finalize`])
@@ -663,18 +676,7 @@ pub fn repair(path: &Path) -> Result<PcmInfo> {
                 reason: "over 4 GiB without room for a ds64 chunk".into(),
             });
         }
-        f.seek(SeekFrom::Start(0))?;
-        f.write_all(b"RF64")?;
-        f.write_all(&u32::MAX.to_le_bytes())?;
-        f.seek(SeekFrom::Start(JUNK_OFFSET))?;
-        f.write_all(b"ds64")?;
-        f.write_all(&28u32.to_le_bytes())?;
-        f.write_all(&riff.to_le_bytes())?;
-        f.write_all(&info.data_bytes.to_le_bytes())?;
-        f.write_all(&frames.to_le_bytes())?;
-        f.write_all(&0u32.to_le_bytes())?;
-        f.seek(SeekFrom::Start(info.data_offset - 4))?;
-        f.write_all(&u32::MAX.to_le_bytes())?;
+        write_rf64_sizes(&mut f, riff, info.data_bytes, frames, info.data_offset - 4)?;
         info.container = Container::Rf64;
     } else {
         f.seek(SeekFrom::Start(4))?;

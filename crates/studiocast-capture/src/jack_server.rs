@@ -80,6 +80,63 @@ impl JackServer {
     }
 }
 
+impl JackServer {
+    fn tool(&self, tool: &str, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(tool)
+            .args(args)
+            .env("JACK_DEFAULT_SERVER", &self.name)
+            .output()
+            .map_err(|e| format!("cannot run {tool} (apt-get install jackd2): {e}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Wait until `count` ports start with `from` and `count` ports contain
+    /// `to`, then connect them pairwise in channel order (by the number at
+    /// the end of each port name).
+    pub fn connect_in_order(
+        &self,
+        from: &str,
+        to: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let key = |p: &String| {
+            p.rsplit(['_', ':'])
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+        };
+        loop {
+            let ports = self.tool("jack_lsp", &[])?;
+            let mut outs: Vec<String> = ports
+                .lines()
+                .filter(|l| l.starts_with(from))
+                .map(String::from)
+                .collect();
+            let mut ins: Vec<String> = ports
+                .lines()
+                .filter(|l| l.contains(to))
+                .map(String::from)
+                .collect();
+            if outs.len() == count && ins.len() == count {
+                outs.sort_by_key(key);
+                ins.sort_by_key(key);
+                for (o, i) in outs.iter().zip(&ins) {
+                    self.tool("jack_connect", &[o, i])?;
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "ports '{from}*' and '*{to}*' did not appear: {ports}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for JackServer {
     fn drop(&mut self) {
         let _ = Command::new("kill")

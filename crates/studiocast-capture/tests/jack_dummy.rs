@@ -22,15 +22,6 @@ fn freq(c: usize) -> f64 {
     300.0 + 150.0 * c as f64
 }
 
-fn jack(server: &str, tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .env("JACK_DEFAULT_SERVER", server)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} is required (apt-get install jackd2): {e}"));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Goertzel power of `f` in `x`.
 fn power(x: &[f32], f: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * f / RATE as f64;
@@ -91,37 +82,9 @@ fn sixteen_channels_from_jack_dummy_server() {
             .spawn()
             .expect("gst-launch-1.0 is required"),
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let (outs, ins) = loop {
-        let ports = jack(&server, "jack_lsp", &[]);
-        let outs: Vec<String> = ports
-            .lines()
-            .filter(|l| l.starts_with("feeder:"))
-            .map(String::from)
-            .collect();
-        let ins: Vec<String> = ports
-            .lines()
-            .filter(|l| l.contains("_in:"))
-            .map(String::from)
-            .collect();
-        if outs.len() == CH && ins.len() == CH {
-            break (outs, ins);
-        }
-        assert!(Instant::now() < deadline, "ports did not appear: {ports}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let key = |p: &String| {
-        p.rsplit(['_', ':'])
-            .next()
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(0)
-    };
-    let (mut outs, mut ins) = (outs, ins);
-    outs.sort_by_key(key);
-    ins.sort_by_key(key);
-    for (o, i) in outs.iter().zip(&ins) {
-        jack(&server, "jack_connect", &[o, i]);
-    }
+    _jackd
+        .connect_in_order("feeder:", "_in:", 16, Duration::from_secs(20))
+        .expect("feeder connected to the capture ports");
 
     // Drain for a while, then analyse one second.
     let block = 1024;

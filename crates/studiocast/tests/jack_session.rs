@@ -19,15 +19,6 @@ impl Drop for Kill {
     }
 }
 
-fn jack(server: &str, tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .env("JACK_DEFAULT_SERVER", server)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} is required (apt-get install jackd2): {e}"));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     let server = format!("studiocast-e2e-{}", std::process::id());
@@ -108,36 +99,9 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
             .spawn()
             .expect("gst-launch-1.0"),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut outs, mut ins) = loop {
-        let ports = jack(&server, "jack_lsp", &[]);
-        let outs: Vec<String> = ports
-            .lines()
-            .filter(|l| l.starts_with("feeder:"))
-            .map(String::from)
-            .collect();
-        let ins: Vec<String> = ports
-            .lines()
-            .filter(|l| l.contains("_in:"))
-            .map(String::from)
-            .collect();
-        if outs.len() == 16 && ins.len() == 16 {
-            break (outs, ins);
-        }
-        assert!(Instant::now() < deadline, "ports did not appear: {ports}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let key = |p: &String| {
-        p.rsplit(['_', ':'])
-            .next()
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(0)
-    };
-    outs.sort_by_key(key);
-    ins.sort_by_key(key);
-    for (o, i) in outs.iter().zip(&ins) {
-        jack(&server, "jack_connect", &[o, i]);
-    }
+    _jackd
+        .connect_in_order("feeder:", "_in:", 16, Duration::from_secs(20))
+        .expect("feeder connected to the capture ports");
     wait_for("three segments", 40, || {
         media_playlist(&get(&d, &format!("/live/{id}/binaural/index.m3u8")).text())
             .1
