@@ -9,6 +9,7 @@
 
 pub mod elements;
 pub mod master;
+pub mod mixer;
 pub mod pipeline;
 pub mod scene_audio;
 pub mod spec;

@@ -149,11 +149,10 @@ struct AudioFeed {
 enum BusSource {
     Synthetic(SyntheticScene),
     /// A studio interface, opened on the audio thread (cpal streams stay on
-    /// the thread that made them). `map[c]` = (device channel, gain) feeding
-    /// AmbiX channel c.
+    /// the thread that made them), its channels mixed into the bus by role.
     Device {
         config: CaptureConfig,
-        map: Vec<(usize, f32)>,
+        mixer: crate::mixer::BusMixer,
     },
 }
 
@@ -302,28 +301,17 @@ impl SessionPipeline {
                         host,
                         device,
                         channels,
-                        ambisonic,
-                    } => {
-                        let fmt = ambisonic.format().ok_or_else(|| {
-                            MediaError::Spec(format!("normalisation '{}'", ambisonic.normalisation))
-                        })?;
-                        let first = ambisonic.first_channel as usize - 1;
-                        let map = fmt
-                            .to_ambix_map(order)?
-                            .into_iter()
-                            .map(|(src, g)| (first + src, g))
-                            .collect();
-                        BusSource::Device {
-                            config: CaptureConfig {
-                                host: host.clone(),
-                                device: device.clone(),
-                                channels: *channels,
-                                rate,
-                                ring_frames: rate as usize * 2,
-                            },
-                            map,
-                        }
-                    }
+                        ..
+                    } => BusSource::Device {
+                        config: CaptureConfig {
+                            host: host.clone(),
+                            device: device.clone(),
+                            channels: *channels,
+                            rate,
+                            ring_frames: rate as usize * 2,
+                        },
+                        mixer: crate::mixer::BusMixer::from_source(&spec.audio.source)?,
+                    },
                 },
                 renderer: BinauralRenderer::new(filters, BLOCK)?,
                 outputs,
@@ -550,7 +538,7 @@ fn feed_audio(
     let block_ns = BLOCK as u64 * 1_000_000_000 / feed.rate as u64;
     // Device input: open here; the stream lives on this thread.
     let mut device = match &feed.source {
-        BusSource::Device { config, map } => match studiocast_capture::device::open(config) {
+        BusSource::Device { config, mixer } => match studiocast_capture::device::open(config) {
             Ok(cap) => {
                 if let Ok(mut s) = status.source.lock() {
                     *s = format!("{}: {}", config.host, cap.device);
@@ -572,7 +560,7 @@ fn feed_audio(
                     None => None,
                 };
                 let raw = vec![0.0f32; config.channels as usize * BLOCK];
-                Some((cap, comp, raw, map.clone(), master))
+                Some((cap, comp, raw, mixer.clone(), master))
             }
             Err(e) => {
                 let _ = ready.send(Err(MediaError::Gst(e.to_string())));
@@ -609,7 +597,7 @@ fn feed_audio(
                 }
                 pts
             }
-            Some((cap, comp, raw, map, master)) => {
+            Some((cap, comp, raw, mixer, master)) => {
                 // Once running, take a block when the pipeline clock reaches
                 // it, like the synthetic source: the ring level then shows
                 // only the interface's drift, which the compensator absorbs.
@@ -633,12 +621,7 @@ fn feed_audio(
                     let (planar, n) = comp.last_input();
                     m.push(planar, n);
                 }
-                for (c, &(src, g)) in map.iter().enumerate() {
-                    let from = &raw[src * BLOCK..(src + 1) * BLOCK];
-                    for (d, x) in bus[c * BLOCK..(c + 1) * BLOCK].iter_mut().zip(from) {
-                        *d = x * g;
-                    }
-                }
+                mixer.mix(raw, BLOCK, &mut bus)?;
                 let ctl = comp.controller();
                 status
                     .drift_ppm_bits

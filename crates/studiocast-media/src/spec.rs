@@ -2,7 +2,7 @@
 //! spec type describes live sessions and (later) file jobs: only the
 //! sources differ.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::MediaError;
 
@@ -75,12 +75,53 @@ pub enum AudioSource {
         #[serde(default)]
         device: Option<String>,
         channels: u16,
-        /// Where the ambisonic bus sits on the interface.
-        ambisonic: AmbisonicInput,
+        /// Order of the internal bus when there is no ambisonic input
+        /// (objects, beds and stereo are encoded at it). Default 3.
+        #[serde(default)]
+        order: Option<usize>,
+        /// An ambisonic microphone or desk bus on the interface.
+        #[serde(default)]
+        ambisonic: Option<AmbisonicInput>,
+        /// Spot microphones placed on the virtual stage.
+        #[serde(default, rename = "object")]
+        objects: Vec<ObjectInput>,
+        /// A loudspeaker bed.
+        #[serde(default)]
+        bed: Option<BedInput>,
+        /// A plain stereo pair (placed at ±30°).
+        #[serde(default)]
+        stereo: Option<StereoInput>,
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectInput {
+    /// 1-based interface channel.
+    pub channel: u16,
+    pub azimuth: f64,
+    #[serde(default)]
+    pub elevation: f64,
+    #[serde(default)]
+    pub gain_db: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BedInput {
+    pub first_channel: u16,
+    /// stereo, 5.1, 7.1 or 7.1.4
+    pub layout: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StereoInput {
+    pub left: u16,
+    pub right: u16,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmbisonicInput {
     /// 1-based first channel of the bus.
@@ -112,7 +153,9 @@ impl AudioSource {
     pub fn order(&self) -> usize {
         match self {
             AudioSource::SyntheticScene { order } => *order,
-            AudioSource::Device { ambisonic, .. } => ambisonic.order,
+            AudioSource::Device {
+                ambisonic, order, ..
+            } => ambisonic.as_ref().map_or(order.unwrap_or(3), |a| a.order),
         }
     }
 }
@@ -201,27 +244,73 @@ impl PipelineSpec {
         if let AudioSource::Device {
             channels,
             ambisonic,
+            objects,
+            bed,
+            stereo,
             ..
         } = &self.audio.source
         {
-            if *channels == 0 || *channels > 64 {
+            let n = *channels as usize;
+            if n == 0 || n > 64 {
                 return bad(format!("{channels} device channels (1..=64)"));
             }
-            let Some(fmt) = ambisonic.format() else {
-                return bad(format!(
-                    "normalisation '{}' (ambix, n3d or fuma)",
-                    ambisonic.normalisation
-                ));
-            };
-            if let Err(e) = fmt.to_ambix_map(order) {
-                return bad(e.to_string());
+            if ambisonic.is_none() && objects.is_empty() && bed.is_none() && stereo.is_none() {
+                return bad(
+                    "the device source maps no channels (ambisonic, object, bed or stereo)".into(),
+                );
             }
-            let k = (order + 1) * (order + 1);
-            let first = ambisonic.first_channel as usize;
-            if first == 0 || first - 1 + k > *channels as usize {
-                return bad(format!(
-                    "an order-{order} bus needs {k} channels from channel {first}, the device has {channels}"
-                ));
+            let in_range = |c: u16, what: &str| -> Result<(), MediaError> {
+                if c == 0 || c as usize > n {
+                    return Err(MediaError::Spec(format!(
+                        "pipeline '{}': {what} channel {c} is outside 1..={n}",
+                        self.name
+                    )));
+                }
+                Ok(())
+            };
+            if let Some(ambisonic) = ambisonic {
+                let Some(fmt) = ambisonic.format() else {
+                    return bad(format!(
+                        "normalisation '{}' (ambix, n3d or fuma)",
+                        ambisonic.normalisation
+                    ));
+                };
+                if let Err(e) = fmt.to_ambix_map(order) {
+                    return bad(e.to_string());
+                }
+                let k = (order + 1) * (order + 1);
+                let first = ambisonic.first_channel as usize;
+                if first == 0 || first - 1 + k > n {
+                    return bad(format!(
+                        "an order-{order} bus needs {k} channels from channel {first}, the device has {channels}"
+                    ));
+                }
+            }
+            for o in objects {
+                in_range(o.channel, "object")?;
+                let pos = studiocast_spatial::encoder::Position {
+                    azimuth_deg: o.azimuth,
+                    elevation_deg: o.elevation,
+                    distance_m: 1.0,
+                };
+                if let Err(e) = pos.validate("object") {
+                    return bad(e.to_string());
+                }
+                if !o.gain_db.is_finite() || o.gain_db > 40.0 {
+                    return bad(format!("object gain {} dB", o.gain_db));
+                }
+            }
+            if let Some(b) = bed {
+                let layout: studiocast_spatial::encoder::Layout = match b.layout.parse() {
+                    Ok(l) => l,
+                    Err(e) => return bad(e.to_string()),
+                };
+                in_range(b.first_channel, "bed")?;
+                in_range(b.first_channel + layout.channels() as u16 - 1, "bed")?;
+            }
+            if let Some(st) = stereo {
+                in_range(st.left, "stereo left")?;
+                in_range(st.right, "stereo right")?;
             }
         }
         let r = &self.audio.renditions;

@@ -354,6 +354,10 @@ impl Actor {
             device,
             channels,
             ambisonic,
+            objects,
+            bed,
+            stereo,
+            ..
         } = &spec.audio.source
         {
             let sdir = self.store.session_dir(&id);
@@ -367,11 +371,10 @@ impl Actor {
                 "channels": channels,
                 "sample_rate": rate,
                 "channel_map": {
-                    "ambisonic": {
-                        "first_channel": ambisonic.first_channel,
-                        "order": ambisonic.order,
-                        "normalisation": ambisonic.normalisation,
-                    }
+                    "ambisonic": ambisonic,
+                    "objects": objects,
+                    "bed": bed,
+                    "stereo": stereo,
                 },
                 "format": "WAV/RF64, 32-bit float, untouched device samples",
                 "started_at": now(),
