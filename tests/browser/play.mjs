@@ -96,11 +96,16 @@ try {
   await p.waitForFunction(() => window.report.started || window.report.fatal, null, { timeout: 30000 });
   const t0 = await p.evaluate(() => document.getElementById('v').currentTime);
   const levels = [];
+  // The longest stretch with no playback progress, in seconds: a stall.
+  let last = t0, lastMove = Date.now(), maxStallS = 0;
   for (let i = 0; i < seconds * 2; i++) {
     await p.waitForTimeout(500);
-    levels.push(await p.evaluate(() => (window.level ? window.level() : 0)));
+    const [lvl, t] = await p.evaluate(() => [window.level ? window.level() : 0, document.getElementById('v').currentTime]);
+    levels.push(lvl);
+    if (t > last + 0.05) { last = t; lastMove = Date.now(); }
+    maxStallS = Math.max(maxStallS, (Date.now() - lastMove) / 1000);
   }
-  result = await p.evaluate(([t0, levels]) => {
+  result = await p.evaluate(([t0, levels, maxStallS]) => {
     const v = document.getElementById('v');
     const pd = window.hls.playingDate;
     return {
@@ -113,8 +118,9 @@ try {
       latencyMs: pd ? Date.now() - pd.getTime() : null,
       videoWidth: v.videoWidth,
       videoHeight: v.videoHeight,
+      maxStallS,
     };
-  }, [t0, levels]);
+  }, [t0, levels, maxStallS]);
   result.consoleErrors = consoleErrors;
 } catch (e) {
   result = { fatal: 'harness:' + e.message };

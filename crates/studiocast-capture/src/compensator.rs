@@ -18,6 +18,7 @@ pub struct DriftCompensator {
     block: usize,
     input: Vec<f32>,
     target_fill: usize,
+    rate: u32,
     prime_extra: usize,
     primed: bool,
     last_frames: usize,
@@ -48,6 +49,7 @@ impl DriftCompensator {
             block,
             input: vec![0.0; channels * max_in],
             target_fill,
+            rate,
             prime_extra: 0,
             primed: false,
             last_frames: 0,
@@ -58,6 +60,14 @@ impl DriftCompensator {
     /// blocks a little ahead of the clock (the level then settles on target).
     pub fn set_prime_extra(&mut self, frames: usize) {
         self.prime_extra = frames;
+    }
+
+    /// After the input went silent (a lost network source, a stalled
+    /// interface): wait for the ring to refill to its target before the
+    /// next block, and re-learn the drift, which a new sender may not share.
+    pub fn restart(&mut self) {
+        self.primed = false;
+        self.controller = DriftController::new(DriftSettings::new(self.target_fill), self.rate);
     }
 
     pub fn controller(&self) -> &DriftController {

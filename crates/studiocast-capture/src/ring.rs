@@ -85,6 +85,18 @@ impl RingConsumer {
         self.channels
     }
 
+    pub fn stats(&self) -> Arc<RingStats> {
+        self.stats.clone()
+    }
+
+    /// Count silence the consumer inserted on its own (input starved).
+    pub fn note_underrun(&self, frames: usize) {
+        self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .underrun_frames
+            .fetch_add(frames as u64, Ordering::Relaxed);
+    }
+
     /// Frames waiting in the ring.
     pub fn fill_frames(&self) -> usize {
         self.inner.slots() / self.channels

@@ -230,6 +230,16 @@ impl Packager {
         }
     }
 
+    /// The next segment of one rendition follows a discontinuity. Callers
+    /// mark every rendition at the same segment boundary, so that the
+    /// discontinuity sequences stay aligned across playlists.
+    pub fn discontinuity_in(&mut self, id: &str) -> Result<(), HlsError> {
+        let st = self.state(id)?;
+        st.pending_discontinuity = true;
+        st.open = None;
+        Ok(())
+    }
+
     pub fn push_chunk(&mut self, id: &str, chunk: Chunk) -> Result<Vec<Action>, HlsError> {
         if self.ended {
             return Err(HlsError::Ended);

@@ -6,7 +6,7 @@ use gstreamer as gst;
 
 use crate::MediaError;
 
-fn make(factory: &'static str) -> gst::element_factory::ElementBuilder<'static> {
+fn make<'a>(factory: &'static str) -> gst::element_factory::ElementBuilder<'a> {
     gst::ElementFactory::make(factory)
 }
 
@@ -113,4 +113,89 @@ pub fn cmafmux(fragment: gst::ClockTime) -> Result<gst::Element, MediaError> {
             .build(),
         "cmafmux",
     )
+}
+
+pub fn videoscale() -> Result<gst::Element, MediaError> {
+    built(make("videoscale").build(), "videoscale")
+}
+
+pub fn audioresample() -> Result<gst::Element, MediaError> {
+    built(make("audioresample").build(), "audioresample")
+}
+
+/// Demuxes, parses and decodes whatever the input carries (MPEG-TS with
+/// H.264/HEVC and AAC/PCM, MJPEG from a camera, …).
+pub fn decodebin() -> Result<gst::Element, MediaError> {
+    built(make("decodebin").build(), "decodebin")
+}
+
+/// An SRT receiver. `uri` is `srt://host:port?mode=listener|caller`.
+pub fn srtsrc(
+    uri: &str,
+    latency_ms: u32,
+    passphrase: Option<&str>,
+    stream_id: Option<&str>,
+) -> Result<gst::Element, MediaError> {
+    let mut b = make("srtsrc")
+        .property("uri", uri)
+        .property("latency", latency_ms as i32)
+        .property("wait-for-connection", true)
+        // Wake often, so a lost sender is torn down (and the port listened
+        // on again) in milliseconds rather than seconds.
+        .property("poll-timeout", 100i32);
+    if let Some(p) = passphrase {
+        b = b.property("passphrase", p);
+    }
+    if let Some(s) = stream_id {
+        b = b.property("streamid", s);
+    }
+    built(b.build(), "srtsrc (gstreamer1.0-plugins-bad)")
+}
+
+pub fn v4l2src(device: &str) -> Result<gst::Element, MediaError> {
+    built(
+        make("v4l2src").property("device", device).build(),
+        "v4l2src (gstreamer1.0-plugins-good)",
+    )
+}
+
+pub fn decklinkvideosrc(device_number: u32, mode: &str) -> Result<gst::Element, MediaError> {
+    let e = built(
+        make("decklinkvideosrc")
+            .property("device-number", device_number as i32)
+            .build(),
+        "decklinkvideosrc (gstreamer1.0-plugins-bad)",
+    )?;
+    e.set_property_from_str("mode", mode);
+    Ok(e)
+}
+
+/// SDI embedded audio: DeckLink delivers 2, 8 or 16 channels.
+pub fn decklinkaudiosrc(device_number: u32, channels: u16) -> Result<gst::Element, MediaError> {
+    let ch = match channels {
+        0..=2 => "2",
+        3..=8 => "8",
+        _ => "16",
+    };
+    let e = built(
+        make("decklinkaudiosrc")
+            .property("device-number", device_number as i32)
+            .build(),
+        "decklinkaudiosrc (gstreamer1.0-plugins-bad)",
+    )?;
+    e.set_property_from_str("channels", ch);
+    Ok(e)
+}
+
+pub fn textoverlay(text: &str) -> Result<gst::Element, MediaError> {
+    let e = built(
+        make("textoverlay")
+            .property("text", text)
+            .property("font-desc", "Sans 36")
+            .build(),
+        "textoverlay",
+    )?;
+    e.set_property_from_str("halignment", "center");
+    e.set_property_from_str("valignment", "center");
+    Ok(e)
 }

@@ -8,13 +8,15 @@
 //! caller hands to the HLS packager. No launch strings.
 
 pub mod elements;
+pub mod ingest;
 pub mod master;
 pub mod mixer;
 pub mod pipeline;
 pub mod scene_audio;
 pub mod spec;
+pub mod video_pump;
 
-pub use pipeline::{AudioSnapshot, MediaEvent, SessionPipeline};
+pub use pipeline::{AudioSnapshot, MediaEvent, SessionPipeline, VideoSnapshot};
 pub use spec::PipelineSpec;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,8 @@ pub enum MediaError {
     Spec(String),
     #[error("GStreamer: {0}")]
     Gst(String),
+    #[error("input {input} is unavailable: {reason}")]
+    InputUnavailable { input: String, reason: String },
     #[error("spatial engine: {0}")]
     Spatial(#[from] studiocast_spatial::SpatialError),
 }

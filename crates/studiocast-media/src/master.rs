@@ -20,6 +20,36 @@ use studiocast_audiofile::pcm::{PcmWriter, SampleFormat};
 const QUEUE_BLOCKS: usize = 256;
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// Shared by everything that records a session (audio master, program
+/// video): a request to stop, and why recording ended early.
+#[derive(Debug, Default)]
+pub struct RecordingState {
+    stop: std::sync::atomic::AtomicBool,
+    alarm: std::sync::Mutex<Option<String>>,
+}
+
+impl RecordingState {
+    /// Stop recording now (disk nearly full, write failed); the live
+    /// stream goes on. The first reason is kept.
+    pub fn stop(&self, reason: &str) {
+        if let Ok(mut a) = self.alarm.lock() {
+            if a.is_none() {
+                tracing::error!(%reason, "recording stopped; the live stream continues");
+                *a = Some(reason.to_string());
+            }
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn alarm(&self) -> Option<String> {
+        self.alarm.lock().ok().and_then(|a| a.clone())
+    }
+}
+
 pub struct MasterWriter {
     tx: Option<SyncSender<Vec<f32>>>,
     thread: Option<JoinHandle<()>>,
@@ -29,7 +59,12 @@ pub struct MasterWriter {
 }
 
 impl MasterWriter {
-    pub fn start(path: &Path, channels: u16, rate: u32) -> Result<Self, String> {
+    pub fn start(
+        path: &Path,
+        channels: u16,
+        rate: u32,
+        state: Arc<RecordingState>,
+    ) -> Result<Self, String> {
         let mut w = PcmWriter::create(path, channels, rate, SampleFormat::F32)
             .map_err(|e| format!("cannot create master {}: {e}", path.display()))?;
         let (tx, rx) = sync_channel::<Vec<f32>>(QUEUE_BLOCKS);
@@ -44,16 +79,25 @@ impl MasterWriter {
                     if failed {
                         continue;
                     }
+                    if state.stopped() {
+                        // Close now so the file is whole, however full the
+                        // disk gets afterwards.
+                        failed = true;
+                        if let Err(e) = w.sync() {
+                            tracing::error!(file = %name, %e, "master sync failed");
+                        }
+                        continue;
+                    }
                     let n = block.len() / ch.max(1);
                     let planes: Vec<&[f32]> = (0..ch).map(|c| &block[c * n..(c + 1) * n]).collect();
                     if let Err(e) = w.write_planar(&planes) {
-                        tracing::error!(file = %name, %e, "master recording stopped: write failed (disk full?)");
+                        state.stop(&format!("audio master write failed: {e}"));
                         failed = true;
                         continue;
                     }
                     if last_sync.elapsed() >= SYNC_EVERY {
                         if let Err(e) = w.sync() {
-                            tracing::error!(file = %name, %e, "master recording stopped: sync failed");
+                            state.stop(&format!("audio master sync failed: {e}"));
                             failed = true;
                         }
                         last_sync = Instant::now();

@@ -4,7 +4,7 @@
 
 use studiocast_spatial::encoder::{BedEncoder, Layout, ObjectEncoder, Position};
 
-use crate::spec::AudioSource;
+use crate::spec::{AudioSource, ChannelMap};
 use crate::MediaError;
 
 #[derive(Clone)]
@@ -22,15 +22,17 @@ impl BusMixer {
     pub fn from_source(src: &AudioSource) -> Result<Self, MediaError> {
         let order = src.order();
         let k = (order + 1) * (order + 1);
-        let AudioSource::Device {
+        let Some(ChannelMap {
             ambisonic,
             objects,
             bed,
             stereo,
             ..
-        } = src
+        }) = src.channel_map()
         else {
-            return Err(MediaError::Spec("not a device source".into()));
+            return Err(MediaError::Spec(
+                "synthetic audio has no channel map".into(),
+            ));
         };
         let mut m = BusMixer {
             k,

@@ -14,16 +14,23 @@ use studiocast_spatial::encoder::StereoDownmix;
 use studiocast_spatial::{BinauralRenderer, ShFilters};
 
 use crate::elements as el;
+use crate::ingest::{Ingest, IngestSnapshot, IngestSpec};
 use crate::scene_audio::SyntheticScene;
 use crate::spec::{AudioSource, Mix, PipelineSpec, VideoSource};
+use crate::video_pump::{PumpStats, VideoPump};
 use crate::MediaError;
 use studiocast_capture::compensator::DriftCompensator;
-use studiocast_capture::device::CaptureConfig;
+use studiocast_capture::device::{Capture, CaptureConfig};
+use studiocast_capture::ring::RingConsumer;
 
 /// Frames per audio block: one AAC frame.
 const BLOCK: usize = 1024;
 /// How far ahead of the clock the audio thread may run.
 const LEAD: Duration = Duration::from_millis(40);
+/// An input that delivers nothing for this long is replaced by silence.
+const STARVED: Duration = Duration::from_millis(250);
+/// Ring level the drift compensator holds, in blocks.
+const TARGET_BLOCKS: usize = 3;
 
 /// Live input health. The audio thread updates it per block with atomics
 /// only; the two locked fields are written once, when the source opens.
@@ -34,6 +41,8 @@ pub struct AudioStatus {
     drift_ppm_bits: std::sync::atomic::AtomicU64,
     offset_ms_bits: std::sync::atomic::AtomicU64,
     last_block_ms: AtomicI64,
+    /// Blocks of silence inserted because the input went quiet.
+    silent_blocks: std::sync::atomic::AtomicU64,
 }
 
 /// A copy of [`AudioStatus`] for the API.
@@ -46,6 +55,20 @@ pub struct AudioSnapshot {
     pub drift_ppm: f64,
     pub av_offset_ms: f64,
     pub last_block_age_s: f64,
+    pub silent_blocks: u64,
+    /// Network or capture-card input, when the session has one.
+    pub ingest: Option<IngestSnapshot>,
+    pub video: Option<VideoSnapshot>,
+}
+
+/// Program video counters.
+#[derive(Debug, Clone, Default)]
+pub struct VideoSnapshot {
+    pub frames_out: u64,
+    pub slate_frames: u64,
+    pub repeated_frames: u64,
+    pub dropped_frames: u64,
+    pub on_slate: bool,
 }
 
 fn now_ms() -> i64 {
@@ -73,6 +96,9 @@ impl AudioStatus {
             } else {
                 (now_ms() - last) as f64 / 1000.0
             },
+            silent_blocks: self.silent_blocks.load(Ordering::Relaxed),
+            ingest: None,
+            video: None,
         }
     }
 }
@@ -92,6 +118,11 @@ pub enum MediaEvent {
         /// Capture time of the first sample, ms since the Unix epoch.
         pdt_ms: i64,
         independent: bool,
+    },
+    /// The program returns from a slate: the segments starting at or after
+    /// this capture time (ms since the Unix epoch) follow a discontinuity.
+    Discontinuity {
+        pdt_ms: i64,
     },
     /// Every branch has drained.
     Eos,
@@ -133,11 +164,16 @@ pub struct SessionPipeline {
     pdt_offset_ms: Arc<AtomicI64>,
     eos: EosTracker,
     status: Arc<AudioStatus>,
+    /// A network or capture-card video input and what consumes it.
+    ingest_spec: Option<IngestSpec>,
+    pump: Option<(gst_app::AppSrc, gst::Buffer, u32, u32)>,
+    ingest: Option<Ingest>,
+    pump_stats: Arc<PumpStats>,
 }
 
 struct AudioFeed {
     /// Where to record the untouched device audio (RF64/WAV, float).
-    master: Option<std::path::PathBuf>,
+    master: Option<(std::path::PathBuf, Arc<crate::master::RecordingState>)>,
     source: BusSource,
     renderer: BinauralRenderer,
     outputs: Vec<(Mix, gst_app::AppSrc)>,
@@ -154,6 +190,28 @@ enum BusSource {
         config: CaptureConfig,
         mixer: crate::mixer::BusMixer,
     },
+    /// The audio of the video input (SRT, SDI), from the ingest's ring.
+    Embedded {
+        channels: u16,
+        mixer: crate::mixer::BusMixer,
+        consumer: Option<RingConsumer>,
+    },
+}
+
+/// Where a live input's samples wait for the audio thread.
+enum InputRing {
+    /// Keeps the cpal stream alive.
+    Device(Capture),
+    Embedded(RingConsumer),
+}
+
+impl InputRing {
+    fn consumer(&mut self) -> &mut RingConsumer {
+        match self {
+            InputRing::Device(c) => &mut c.consumer,
+            InputRing::Embedded(r) => r,
+        }
+    }
 }
 
 fn gst_err(e: impl std::fmt::Display) -> MediaError {
@@ -184,17 +242,62 @@ impl SessionPipeline {
         };
         let fragment = gst::ClockTime::from_seconds(spec.segment_seconds as u64);
         let mut video_src = None;
+        let mut ingest_spec = None;
+        let mut pump = None;
         if let Some(v) = &spec.video {
-            let VideoSource::TestPattern { pattern } = &v.source;
-            let src = el::videotestsrc(pattern)?;
-            let raw = el::capsfilter(
-                gst::Caps::builder("video/x-raw")
-                    .field("width", v.width as i32)
-                    .field("height", v.height as i32)
-                    .field("framerate", gst::Fraction::new(v.framerate as i32, 1))
-                    .build(),
-            )?;
-            let clock = el::clockoverlay()?;
+            // The head of the video branch: a test pattern with a burnt-in
+            // clock, or the frames an ingest delivers, paced by a pump.
+            let head: Vec<gst::Element> = match &v.source {
+                VideoSource::TestPattern { pattern } => {
+                    let src = el::videotestsrc(pattern)?;
+                    let raw = el::capsfilter(
+                        gst::Caps::builder("video/x-raw")
+                            .field("width", v.width as i32)
+                            .field("height", v.height as i32)
+                            .field("framerate", gst::Fraction::new(v.framerate as i32, 1))
+                            .build(),
+                    )?;
+                    video_src = Some(src.clone());
+                    vec![src, raw, el::clockoverlay()?]
+                }
+                other => {
+                    crate::ingest::check_present(other).map_err(|reason| {
+                        MediaError::InputUnavailable {
+                            input: IngestSpec::describe_source(other),
+                            reason,
+                        }
+                    })?;
+                    let caps = crate::video_pump::raw_caps(v.width, v.height, v.framerate);
+                    let src = gst_app::AppSrc::builder()
+                        .caps(&caps)
+                        .format(gst::Format::Time)
+                        .is_live(true)
+                        .max_bytes(64 << 20)
+                        // Slack for the encoder, so the muxer does not
+                        // cut fragments on timeout before a GOP is whole.
+                        .min_latency(200_000_000)
+                        .build();
+                    let slate = crate::video_pump::make_slate(
+                        v.width,
+                        v.height,
+                        "Signal lost · back shortly",
+                    )?;
+                    let audio = match &spec.audio.source {
+                        AudioSource::Embedded { channels, .. } => {
+                            Some((*channels, spec.audio.sample_rate))
+                        }
+                        _ => None,
+                    };
+                    ingest_spec = Some(IngestSpec {
+                        source: other.clone(),
+                        width: v.width,
+                        height: v.height,
+                        audio,
+                    });
+                    pump = Some((src.clone(), slate, v.framerate, spec.gop_frames()));
+                    vec![src.upcast()]
+                }
+            };
             let conv = el::videoconvert()?;
             let enc = el::x264enc(v.bitrate_kbps, spec.gop_frames())?;
             let profile = el::capsfilter(
@@ -206,33 +309,10 @@ impl SessionPipeline {
             let q = el::queue()?;
             let mux = el::cmafmux(fragment)?;
             let sink = self::appsink("video", &events, &pdt_offset_ms, &eos);
-            pipeline
-                .add_many([
-                    &src,
-                    &raw,
-                    &clock,
-                    &conv,
-                    &enc,
-                    &profile,
-                    &parse,
-                    &q,
-                    &mux,
-                    sink.upcast_ref(),
-                ])
-                .map_err(gst_err)?;
-            link(&[
-                &src,
-                &raw,
-                &clock,
-                &conv,
-                &enc,
-                &profile,
-                &parse,
-                &q,
-                &mux,
-                sink.upcast_ref(),
-            ])?;
-            video_src = Some(src);
+            let mut chain: Vec<&gst::Element> = head.iter().collect();
+            chain.extend([&conv, &enc, &profile, &parse, &q, &mux, sink.upcast_ref()]);
+            pipeline.add_many(chain.iter().copied()).map_err(gst_err)?;
+            link(&chain)?;
         }
         let order = spec.audio.source.order();
         if filters.order != order {
@@ -312,6 +392,11 @@ impl SessionPipeline {
                         },
                         mixer: crate::mixer::BusMixer::from_source(&spec.audio.source)?,
                     },
+                    AudioSource::Embedded { channels, .. } => BusSource::Embedded {
+                        channels: *channels,
+                        mixer: crate::mixer::BusMixer::from_source(&spec.audio.source)?,
+                        consumer: None,
+                    },
                 },
                 renderer: BinauralRenderer::new(filters, BLOCK)?,
                 outputs,
@@ -322,6 +407,10 @@ impl SessionPipeline {
             pdt_offset_ms,
             eos,
             status: Arc::new(AudioStatus::default()),
+            ingest_spec,
+            pump,
+            ingest: None,
+            pump_stats: Arc::new(PumpStats::default()),
         })
     }
 
@@ -348,6 +437,47 @@ impl SessionPipeline {
         let eos = self.eos.clone();
         self.threads
             .push(std::thread::spawn(move || watch_bus(bus, tx, quit, eos)));
+        if let Some(spec) = self.ingest_spec.clone() {
+            let (ingest, consumer) = match Ingest::start(spec) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.quit.store(true, Ordering::SeqCst);
+                    let _ = self.pipeline.set_state(gst::State::Null);
+                    return Err(e);
+                }
+            };
+            if let Some(AudioFeed {
+                source: BusSource::Embedded { consumer: c, .. },
+                ..
+            }) = self.audio.as_mut()
+            {
+                *c = consumer;
+            }
+            if let Some((appsrc, slate, framerate, gop)) = self.pump.take() {
+                let pump = VideoPump {
+                    appsrc,
+                    frames: ingest.frames(),
+                    slate,
+                    framerate,
+                    gop,
+                    delay: audio_delay(self.audio.as_ref().map_or(48_000, |f| f.rate)),
+                    loss: ingest.loss_timeout(),
+                    lead: LEAD,
+                    events: self.events.clone(),
+                    pdt_offset_ms: self.pdt_offset_ms.clone(),
+                    stats: self.pump_stats.clone(),
+                };
+                let stop = self.stop.clone();
+                let pipeline = self.pipeline.clone();
+                self.threads.push(
+                    std::thread::Builder::new()
+                        .name("video-pump".into())
+                        .spawn(move || pump.run(&pipeline, &stop))
+                        .map_err(gst_err)?,
+                );
+            }
+            self.ingest = Some(ingest);
+        }
         if let Some(feed) = self.audio.take() {
             let stop = self.stop.clone();
             let pipeline = self.pipeline.clone();
@@ -367,7 +497,11 @@ impl SessionPipeline {
                     let _ = self.pipeline.set_state(gst::State::Null);
                     return Err(e);
                 }
-                Err(_) => return Err(gst_err("the audio source did not start within 10 s")),
+                Err(_) => {
+                    self.stop.store(true, Ordering::SeqCst);
+                    let _ = self.pipeline.set_state(gst::State::Null);
+                    return Err(gst_err("the audio source did not start within 10 s"));
+                }
             }
         }
         Ok(())
@@ -385,17 +519,33 @@ impl SessionPipeline {
         }
     }
 
-    /// Record the untouched multichannel input to `path` (device sources).
-    /// Call before [`SessionPipeline::start`].
-    pub fn set_master(&mut self, path: std::path::PathBuf) {
+    /// Record the untouched multichannel input to `path` (live sources),
+    /// until `state` says stop. Call before [`SessionPipeline::start`].
+    pub fn set_master(
+        &mut self,
+        path: std::path::PathBuf,
+        state: Arc<crate::master::RecordingState>,
+    ) {
         if let Some(f) = self.audio.as_mut() {
-            f.master = Some(path);
+            f.master = Some((path, state));
         }
     }
 
     /// Live input health.
     pub fn audio_status(&self) -> AudioSnapshot {
-        self.status.snapshot()
+        let mut s = self.status.snapshot();
+        s.ingest = self.ingest.as_ref().map(|i| i.snapshot());
+        if self.ingest_spec.is_some() {
+            let p = &self.pump_stats;
+            s.video = Some(VideoSnapshot {
+                frames_out: p.frames_out.load(Ordering::Relaxed),
+                slate_frames: p.slate_frames.load(Ordering::Relaxed),
+                repeated_frames: p.repeated.load(Ordering::Relaxed),
+                dropped_frames: p.dropped.load(Ordering::Relaxed),
+                on_slate: p.on_slate.load(Ordering::Relaxed),
+            });
+        }
+        s
     }
 
     /// The underlying pipeline, for diagnostics (graph dumps, statistics).
@@ -411,7 +561,16 @@ impl SessionPipeline {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        if let Some(i) = self.ingest.take() {
+            i.stop();
+        }
     }
+}
+
+/// How long a live input's samples wait in the ring before the program
+/// plays them; video from the same input is held back as long.
+fn audio_delay(rate: u32) -> Duration {
+    Duration::from_secs_f64((TARGET_BLOCKS * BLOCK) as f64 / rate.max(1) as f64)
 }
 
 fn appsink(
@@ -518,10 +677,56 @@ fn watch_bus(bus: gst::Bus, tx: Sender<MediaEvent>, quit: Arc<AtomicBool>, eos: 
     }
 }
 
+/// A live input on the audio thread: its ring, the drift compensator, the
+/// planar block, the role mixer and the master recorder.
+struct LiveInput {
+    ring: InputRing,
+    comp: DriftCompensator,
+    raw: Vec<f32>,
+    mixer: crate::mixer::BusMixer,
+    master: Option<crate::master::MasterWriter>,
+    /// Input starved since (running time, ns).
+    starved_since: Option<u64>,
+    silent: bool,
+}
+
+impl LiveInput {
+    fn new(
+        ring: InputRing,
+        channels: u16,
+        mixer: &crate::mixer::BusMixer,
+        feed: &AudioFeed,
+    ) -> Result<Self, MediaError> {
+        let mut comp =
+            DriftCompensator::new(channels as usize, feed.rate, BLOCK, TARGET_BLOCKS * BLOCK)
+                .map_err(MediaError::Gst)?;
+        // Blocks are taken LEAD ahead of the clock; queue that much more
+        // before starting so the level settles on target.
+        comp.set_prime_extra((LEAD.as_secs_f64() * feed.rate as f64) as usize);
+        let master = match &feed.master {
+            Some((p, state)) => Some(
+                crate::master::MasterWriter::start(p, channels, feed.rate, state.clone())
+                    .map_err(MediaError::Gst)?,
+            ),
+            None => None,
+        };
+        Ok(LiveInput {
+            ring,
+            comp,
+            raw: vec![0.0f32; channels as usize * BLOCK],
+            mixer: mixer.clone(),
+            master,
+            starved_since: None,
+            silent: false,
+        })
+    }
+}
+
 /// The audio thread: fill the AmbiX bus (synthetic scene paced by the
-/// pipeline clock, or a studio interface through the drift compensator),
-/// render it, push it to every audio rendition. Stops with EOS on every
-/// appsrc. Reports on `ready` once its source is open.
+/// pipeline clock, or a live input through the drift compensator), render
+/// it, push it to every audio rendition. A live input that goes quiet is
+/// replaced by silence on schedule, so the stream never stalls. Stops with
+/// EOS on every appsrc. Reports on `ready` once its source is open.
 fn feed_audio(
     mut feed: AudioFeed,
     pipeline: &gst::Pipeline,
@@ -536,60 +741,67 @@ fn feed_audio(
     let downmix = StereoDownmix::default();
     let mut frames: u64 = 0;
     let block_ns = BLOCK as u64 * 1_000_000_000 / feed.rate as u64;
+    let set_source = |text: String| {
+        if let Ok(mut s) = status.source.lock() {
+            *s = text;
+        }
+    };
     // Device input: open here; the stream lives on this thread.
-    let mut device = match &feed.source {
+    let opened = match &mut feed.source {
         BusSource::Device { config, mixer } => match studiocast_capture::device::open(config) {
             Ok(cap) => {
-                if let Ok(mut s) = status.source.lock() {
-                    *s = format!("{}: {}", config.host, cap.device);
-                }
+                set_source(format!("{}: {}", config.host, cap.device));
                 if let Ok(mut r) = status.ring.lock() {
                     *r = Some(cap.stats.clone());
                 }
-                let mut comp =
-                    DriftCompensator::new(config.channels as usize, feed.rate, BLOCK, 3 * BLOCK)
-                        .map_err(MediaError::Gst)?;
-                // Blocks are taken LEAD ahead of the clock; queue that much
-                // more before starting so the level settles on target.
-                comp.set_prime_extra((LEAD.as_secs_f64() * feed.rate as f64) as usize);
-                let master = match &feed.master {
-                    Some(p) => Some(
-                        crate::master::MasterWriter::start(p, config.channels, feed.rate)
-                            .map_err(MediaError::Gst)?,
-                    ),
-                    None => None,
-                };
-                let raw = vec![0.0f32; config.channels as usize * BLOCK];
-                Some((cap, comp, raw, mixer.clone(), master))
+                let (ch, m) = (config.channels, mixer.clone());
+                LiveInput::new(InputRing::Device(cap), ch, &m, &feed).map(Some)
             }
-            Err(e) => {
-                let _ = ready.send(Err(MediaError::Gst(e.to_string())));
-                return Ok(());
+            Err(e) => Err(MediaError::Gst(e.to_string())),
+        },
+        BusSource::Embedded {
+            channels,
+            mixer,
+            consumer,
+        } => match consumer.take() {
+            Some(c) => {
+                set_source("embedded".into());
+                if let Ok(mut r) = status.ring.lock() {
+                    *r = Some(c.stats());
+                }
+                let (ch, m) = (*channels, mixer.clone());
+                LiveInput::new(InputRing::Embedded(c), ch, &m, &feed).map(Some)
             }
+            None => Err(gst_err("embedded audio without an input")),
         },
         BusSource::Synthetic(_) => {
-            if let Ok(mut s) = status.source.lock() {
-                *s = "synthetic".into();
-            }
-            None
+            set_source("synthetic".into());
+            Ok(None)
+        }
+    };
+    let mut input = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Ok(());
         }
     };
     let _ = ready.send(Ok(()));
+    let running = || {
+        pipeline
+            .current_running_time()
+            .unwrap_or(gst::ClockTime::ZERO)
+    };
+    let start = running();
+    let lead = LEAD.as_nanos() as u64;
     let mut base: Option<gst::ClockTime> = None;
     while !stop.load(Ordering::SeqCst) {
-        let pts = match &mut device {
+        let offset = gst::ClockTime::from_nseconds(frames * 1_000_000_000 / feed.rate as u64);
+        let pts = match &mut input {
             None => {
-                let pts = gst::ClockTime::from_nseconds(frames * 1_000_000_000 / feed.rate as u64);
+                let pts = offset;
                 // Pace like a capture device: never run more than LEAD ahead.
-                loop {
-                    let now = pipeline
-                        .current_running_time()
-                        .unwrap_or(gst::ClockTime::ZERO);
-                    if now.nseconds() + LEAD.as_nanos() as u64 >= pts.nseconds()
-                        || stop.load(Ordering::SeqCst)
-                    {
-                        break;
-                    }
+                while running().nseconds() + lead < pts.nseconds() && !stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 if let BusSource::Synthetic(scene) = &mut feed.source {
@@ -597,44 +809,63 @@ fn feed_audio(
                 }
                 pts
             }
-            Some((cap, comp, raw, mixer, master)) => {
+            Some(inp) => {
                 // Once running, take a block when the pipeline clock reaches
                 // it, like the synthetic source: the ring level then shows
                 // only the interface's drift, which the compensator absorbs.
-                if let Some(b) = base {
-                    let due = b + gst::ClockTime::from_nseconds(
-                        frames * 1_000_000_000 / feed.rate as u64,
-                    );
-                    let now = pipeline
-                        .current_running_time()
-                        .unwrap_or(gst::ClockTime::ZERO);
-                    if now.nseconds() + (LEAD.as_nanos() as u64) < due.nseconds() {
-                        std::thread::sleep(Duration::from_millis(2));
-                        continue;
-                    }
-                }
-                if !comp.process_into_buffer(&mut cap.consumer, raw) {
+                let due = base.unwrap_or(start) + offset;
+                let now = running();
+                if base.is_some() && now.nseconds() + lead < due.nseconds() {
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 }
-                if let Some(m) = master {
-                    let (planar, n) = comp.last_input();
-                    m.push(planar, n);
+                if inp
+                    .comp
+                    .process_into_buffer(inp.ring.consumer(), &mut inp.raw)
+                {
+                    inp.starved_since = None;
+                    if inp.silent {
+                        inp.silent = false;
+                        tracing::info!("audio input back");
+                    }
+                    if let Some(m) = &mut inp.master {
+                        let (planar, n) = inp.comp.last_input();
+                        m.push(planar, n);
+                    }
+                } else {
+                    // Nothing yet. Wait while the block is not due, and for
+                    // a short stall; then play silence on schedule.
+                    let since = *inp.starved_since.get_or_insert(now.nseconds());
+                    // A source that has not delivered yet gets longer to open.
+                    let patience = if base.is_some() { STARVED } else { STARVED * 4 };
+                    if now.nseconds() + lead < due.nseconds()
+                        || now.nseconds() - since < patience.as_nanos() as u64
+                    {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                    if !inp.silent {
+                        inp.silent = true;
+                        inp.comp.restart();
+                        tracing::warn!("audio input silent; playing silence until it returns");
+                    }
+                    inp.raw.iter_mut().for_each(|v| *v = 0.0);
+                    inp.ring.consumer().note_underrun(BLOCK);
+                    status.silent_blocks.fetch_add(1, Ordering::Relaxed);
+                    if let Some(m) = &mut inp.master {
+                        // Keep the master on the program's timeline.
+                        m.push(&inp.raw, BLOCK);
+                    }
                 }
-                mixer.mix(raw, BLOCK, &mut bus)?;
-                let ctl = comp.controller();
+                inp.mixer.mix(&inp.raw, BLOCK, &mut bus)?;
+                let ctl = inp.comp.controller();
                 status
                     .drift_ppm_bits
                     .store(ctl.estimated_drift_ppm().to_bits(), Ordering::Relaxed);
                 status
                     .offset_ms_bits
                     .store((ctl.error_s() * 1e3).to_bits(), Ordering::Relaxed);
-                let b = *base.get_or_insert_with(|| {
-                    pipeline
-                        .current_running_time()
-                        .unwrap_or(gst::ClockTime::ZERO)
-                });
-                b + gst::ClockTime::from_nseconds(frames * 1_000_000_000 / feed.rate as u64)
+                *base.get_or_insert(now) + offset
             }
         };
         let ins: Vec<&[f32]> = (0..k).map(|c| &bus[c * BLOCK..(c + 1) * BLOCK]).collect();

@@ -41,10 +41,85 @@ pub enum VideoSource {
         #[serde(default = "smpte")]
         pattern: String,
     },
+    /// MPEG-TS (H.264 or HEVC, AAC or PCM) over SRT from a hardware or
+    /// software encoder. A lost source is replaced by a slate and silence.
+    Srt(SrtInput),
+    /// A UVC camera or HDMI capture card.
+    V4l2 {
+        /// Device node, e.g. `/dev/video0`.
+        device: String,
+    },
+    /// A Blackmagic DeckLink SDI/HDMI input (needs Blackmagic's driver).
+    Decklink {
+        #[serde(default)]
+        device_number: u32,
+        /// DeckLink video mode nickname (e.g. "1080p25"); "auto" detects.
+        #[serde(default = "auto")]
+        mode: String,
+    },
 }
 
 fn smpte() -> String {
     "smpte".into()
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SrtMode {
+    /// Wait for the encoder to call us.
+    Listener,
+    /// Call the encoder (which listens).
+    Caller,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrtInput {
+    pub mode: SrtMode,
+    /// Listener: the address to bind (default all). Caller: the encoder's host.
+    #[serde(default)]
+    pub address: Option<String>,
+    pub port: u16,
+    /// SRT receive latency (the retransmission window), ms.
+    #[serde(default = "srt_latency")]
+    pub latency_ms: u32,
+    /// AES passphrase (10–79 characters) when the encoder encrypts.
+    #[serde(default)]
+    pub passphrase: Option<String>,
+    #[serde(default)]
+    pub stream_id: Option<String>,
+    /// Silence from the source for this long means it is lost: the slate
+    /// goes up and the input is reopened.
+    #[serde(default = "loss_ms")]
+    pub loss_timeout_ms: u32,
+}
+
+fn srt_latency() -> u32 {
+    120
+}
+
+fn loss_ms() -> u32 {
+    1000
+}
+
+impl SrtInput {
+    /// The `srt://` URI srtsrc opens.
+    pub fn uri(&self) -> String {
+        let host = match (&self.address, self.mode) {
+            (Some(a), _) => a.clone(),
+            (None, SrtMode::Listener) => "0.0.0.0".into(),
+            (None, SrtMode::Caller) => "127.0.0.1".into(),
+        };
+        let mode = match self.mode {
+            SrtMode::Listener => "listener",
+            SrtMode::Caller => "caller",
+        };
+        format!("srt://{host}:{}?mode={mode}", self.port)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,7 +167,41 @@ pub enum AudioSource {
         #[serde(default)]
         stereo: Option<StereoInput>,
     },
+    /// The audio carried by the video input (SRT's transport stream, SDI
+    /// embedded audio), converted to `channels` and mapped by role.
+    Embedded {
+        #[serde(default = "two_ch")]
+        channels: u16,
+        #[serde(default)]
+        order: Option<usize>,
+        #[serde(default)]
+        ambisonic: Option<AmbisonicInput>,
+        #[serde(default, rename = "object")]
+        objects: Vec<ObjectInput>,
+        #[serde(default)]
+        bed: Option<BedInput>,
+        /// Default for two channels: a stereo pair on 1 and 2.
+        #[serde(default)]
+        stereo: Option<StereoInput>,
+    },
 }
+
+fn two_ch() -> u16 {
+    2
+}
+
+/// The role map of a device or embedded source, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelMap<'a> {
+    pub channels: u16,
+    pub order: usize,
+    pub ambisonic: Option<&'a AmbisonicInput>,
+    pub objects: &'a [ObjectInput],
+    pub bed: Option<&'a BedInput>,
+    pub stereo: Option<&'a StereoInput>,
+}
+
+static DEFAULT_STEREO: StereoInput = StereoInput { left: 1, right: 2 };
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -153,10 +262,51 @@ impl AudioSource {
     pub fn order(&self) -> usize {
         match self {
             AudioSource::SyntheticScene { order } => *order,
-            AudioSource::Device {
-                ambisonic, order, ..
-            } => ambisonic.as_ref().map_or(order.unwrap_or(3), |a| a.order),
+            _ => self.channel_map().map_or(3, |m| m.order),
         }
+    }
+
+    /// Interface or embedded channels → roles; `None` for synthetic audio.
+    pub fn channel_map(&self) -> Option<ChannelMap<'_>> {
+        let (channels, order, ambisonic, objects, bed, stereo) = match self {
+            AudioSource::SyntheticScene { .. } => return None,
+            AudioSource::Device {
+                channels,
+                order,
+                ambisonic,
+                objects,
+                bed,
+                stereo,
+                ..
+            }
+            | AudioSource::Embedded {
+                channels,
+                order,
+                ambisonic,
+                objects,
+                bed,
+                stereo,
+            } => (channels, order, ambisonic, objects, bed, stereo),
+        };
+        let mut stereo = stereo.as_ref();
+        let embedded = matches!(self, AudioSource::Embedded { .. });
+        if embedded
+            && *channels == 2
+            && stereo.is_none()
+            && ambisonic.is_none()
+            && objects.is_empty()
+            && bed.is_none()
+        {
+            stereo = Some(&DEFAULT_STEREO);
+        }
+        Some(ChannelMap {
+            channels: *channels,
+            order: ambisonic.as_ref().map_or(order.unwrap_or(3), |a| a.order),
+            ambisonic: ambisonic.as_ref(),
+            objects,
+            bed: bed.as_ref(),
+            stereo,
+        })
     }
 }
 
@@ -241,22 +391,67 @@ impl PipelineSpec {
         if !(1..=studiocast_spatial::sh::MAX_ORDER).contains(&order) {
             return bad(format!("ambisonic order {order} is outside 1..=7"));
         }
-        if let AudioSource::Device {
+        let embedded = matches!(self.audio.source, AudioSource::Embedded { .. });
+        if embedded
+            && !matches!(
+                self.video.as_ref().map(|v| &v.source),
+                Some(VideoSource::Srt(_) | VideoSource::Decklink { .. })
+            )
+        {
+            return bad("embedded audio needs an SRT or DeckLink video source".into());
+        }
+        if let Some(VideoSource::Srt(s)) = self.video.as_ref().map(|v| &v.source) {
+            if s.port == 0 {
+                return bad("SRT port 0".into());
+            }
+            if !(20..=8000).contains(&s.latency_ms) {
+                return bad(format!(
+                    "SRT latency {} ms is outside 20..=8000",
+                    s.latency_ms
+                ));
+            }
+            if !(200..=30_000).contains(&s.loss_timeout_ms) {
+                return bad(format!(
+                    "SRT loss timeout {} ms is outside 200..=30000",
+                    s.loss_timeout_ms
+                ));
+            }
+            if let Some(p) = &s.passphrase {
+                if !(10..=79).contains(&p.len()) {
+                    return bad("SRT passphrase must be 10–79 characters".into());
+                }
+            }
+            let uri_safe = |x: &str| {
+                x.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+            };
+            if !s.address.as_deref().is_none_or(uri_safe)
+                || !s.stream_id.as_deref().is_none_or(uri_safe)
+            {
+                return bad("SRT address and stream id take [A-Za-z0-9-._:[]]".into());
+            }
+        }
+        if let Some(VideoSource::V4l2 { device }) = self.video.as_ref().map(|v| &v.source) {
+            if !device.starts_with("/dev/") {
+                return bad(format!("V4L2 device '{device}' is not a /dev path"));
+            }
+        }
+        if let Some(ChannelMap {
             channels,
             ambisonic,
             objects,
             bed,
             stereo,
             ..
-        } = &self.audio.source
+        }) = self.audio.source.channel_map()
         {
-            let n = *channels as usize;
+            let n = channels as usize;
             if n == 0 || n > 64 {
                 return bad(format!("{channels} device channels (1..=64)"));
             }
             if ambisonic.is_none() && objects.is_empty() && bed.is_none() && stereo.is_none() {
                 return bad(
-                    "the device source maps no channels (ambisonic, object, bed or stereo)".into(),
+                    "the audio source maps no channels (ambisonic, object, bed or stereo)".into(),
                 );
             }
             let in_range = |c: u16, what: &str| -> Result<(), MediaError> {

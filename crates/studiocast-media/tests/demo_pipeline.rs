@@ -69,6 +69,7 @@ fn run_demo_once() {
                 break;
             }
             Ok(MediaEvent::Error(e)) => panic!("pipeline error: {e}"),
+            Ok(MediaEvent::Discontinuity { .. }) => panic!("a test pattern never drops"),
             Err(_) => {}
         }
     }

@@ -61,6 +61,44 @@ pub struct InputStatus {
     /// Seconds since the last audio block left the input (signal present
     /// when small).
     pub last_block_age_s: f64,
+    /// Blocks of silence played because the input went quiet.
+    #[serde(default)]
+    pub silent_blocks: u64,
+    /// A network or capture-card input (SRT, V4L2, DeckLink).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoInputStatus>,
+    /// Archival recording of this session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingStatus>,
+}
+
+/// Health of a video input that can come and go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct VideoInputStatus {
+    pub source: String,
+    pub signal_present: bool,
+    /// Seconds since the last frame or sample block (-1: never).
+    pub last_packet_age_s: f64,
+    /// Times the source came back after a loss.
+    pub reconnects: u64,
+    pub losses: u64,
+    pub frames_in: u64,
+    /// The program shows the slate now.
+    pub on_slate: bool,
+    pub slate_frames: u64,
+    /// Output ticks that repeated the previous frame (source slower).
+    pub repeated_frames: u64,
+    /// Decoded frames never shown (source faster than the program).
+    pub dropped_frames: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RecordingStatus {
+    pub recording: bool,
+    /// Why recording stopped early (disk full, write error).
+    pub alarm: Option<String>,
+    pub disk_free_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -90,7 +128,7 @@ pub struct CreateSession {
 /// An input device as the API lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceEntry {
-    /// "audio" now; video inputs join later.
+    /// "audio" or "video".
     pub kind: String,
     /// Backend: ALSA, JACK, …
     pub host: String,
@@ -98,6 +136,9 @@ pub struct DeviceEntry {
     pub max_input_channels: u16,
     pub sample_rates: Vec<u32>,
     pub available: bool,
+    /// Why an expected device cannot be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Errors the supervisor reports; each maps to one HTTP status.

@@ -16,6 +16,8 @@ pub struct Config {
     pub spatial: SpatialConfig,
     #[serde(default)]
     pub server: ServerSection,
+    #[serde(default)]
+    pub recording: crate::daemon::RecordingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +136,16 @@ impl Config {
         }
         if let Ok(v) = std::env::var("STUDIOCAST_API_TOKEN") {
             cfg.server.api_token = v;
+        }
+        for (var, field) in [
+            ("STUDIOCAST_MIN_FREE_MB", &mut cfg.recording.min_free_mb),
+            ("STUDIOCAST_STOP_BELOW_MB", &mut cfg.recording.stop_below_mb),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                *field = v
+                    .parse()
+                    .with_context(|| format!("{var}={v} is not a number of MB"))?;
+            }
         }
         Ok(cfg)
     }

@@ -43,7 +43,9 @@ fn main() -> ExitCode {
         Command::Accuracy(a) => accuracy::run(&cfg, a),
         Command::Encode(a) => encode::run(a),
         Command::Devices => {
-            let list = daemon::device_entries();
+            // Presets name the cameras and cards the studio expects.
+            let presets = daemon::load_presets(&cfg.server.pipelines_dir).unwrap_or_default();
+            let list = daemon::device_entries(&presets);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&list).unwrap_or_default()

@@ -29,20 +29,6 @@ fn create_demo(d: &Daemon) -> String {
     id
 }
 
-fn ffprobe_streams(url: &str) -> Vec<serde_json::Value> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_streams", "-of", "json", url])
-        .output()
-        .expect("ffprobe is required (apt-get install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["streams"].as_array().cloned().unwrap_or_default()
-}
-
 fn rms(x: impl Iterator<Item = f32>) -> f64 {
     let (mut s, mut n) = (0.0f64, 0usize);
     for v in x {

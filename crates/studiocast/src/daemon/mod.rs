@@ -1,5 +1,7 @@
 //! `studiocast serve`: the capture daemon.
 
+mod devices;
+mod recording;
 mod store;
 mod supervisor;
 mod worker;
@@ -12,7 +14,9 @@ use clap::Args;
 use studiocast_server::{router, ServerConfig};
 
 use crate::config::Config;
-pub use supervisor::{device_entries, load_presets, Supervisor};
+pub use devices::device_entries;
+pub use recording::RecordingConfig;
+pub use supervisor::{load_presets, Supervisor};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -65,7 +69,12 @@ async fn serve(cfg: Config) -> Result<()> {
     let s = &cfg.server;
     let presets = load_presets(&s.pipelines_dir)?;
     let store = Arc::new(store::FileStore::new(&s.data_dir)?);
-    let supervisor = Supervisor::spawn(presets.clone(), store, cfg.spatial.clone())?;
+    let supervisor = Supervisor::spawn(
+        presets.clone(),
+        store,
+        cfg.spatial.clone(),
+        cfg.recording.clone(),
+    )?;
     let generated = s.api_token.is_empty();
     let token = if generated {
         random_token()

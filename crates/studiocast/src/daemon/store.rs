@@ -28,6 +28,11 @@ impl FileStore {
     pub fn session_dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
     }
+
+    /// The folder holding every session (checked for free space).
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
 }
 
 /// Write `data` to `path` through a temporary file and a rename, so readers

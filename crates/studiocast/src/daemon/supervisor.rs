@@ -15,9 +15,11 @@ use studiocast_server::{
 use studiocast_spatial::{DecoderMethod, DesignOptions};
 use tokio::sync::{mpsc, oneshot};
 
+use super::recording::{self, Recording, RecordingConfig, Sidecar};
 use super::store::{FileStore, SessionStore};
 use super::worker::{self, Update};
 use crate::config::SpatialConfig;
+use studiocast_media::master::RecordingState;
 
 /// How long a stop may take before the pipeline is torn down regardless.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -37,10 +39,13 @@ enum Cmd {
 #[derive(Clone)]
 pub struct Supervisor {
     tx: mpsc::Sender<Cmd>,
+    presets: Arc<HashMap<String, PipelineSpec>>,
 }
 
 struct Entry {
     info: SessionInfo,
+    /// Recording state while the session runs (alarms), and its sidecar.
+    recording: Option<(Arc<RecordingState>, Sidecar)>,
     pipeline: Option<SessionPipeline>,
     worker: Option<std::thread::JoinHandle<()>>,
     waiters: Vec<Reply>,
@@ -51,6 +56,7 @@ struct Actor {
     presets: HashMap<String, PipelineSpec>,
     store: Arc<FileStore>,
     spatial: SpatialConfig,
+    recording: RecordingConfig,
     updates: mpsc::UnboundedSender<Update>,
     me: mpsc::Sender<Cmd>,
 }
@@ -83,6 +89,7 @@ impl Supervisor {
         presets: HashMap<String, PipelineSpec>,
         store: Arc<FileStore>,
         spatial: SpatialConfig,
+        recording: RecordingConfig,
     ) -> anyhow::Result<Self> {
         let (tx, rx) = mpsc::channel(64);
         let (utx, urx) = mpsc::unbounded_channel();
@@ -91,17 +98,21 @@ impl Supervisor {
             if active(&info.state) {
                 info.state = "interrupted".into();
                 let mut msg = "the daemon stopped while this session was running".to_string();
-                let master = store.session_dir(&info.id).join("master.wav");
+                let sdir = store.session_dir(&info.id);
+                let master = sdir.join("master.wav");
+                let mut recovered = None;
                 if master.exists() {
                     match studiocast_audiofile::pcm::repair(&master) {
                         Ok(h) => {
                             let secs = h.frames() as f64 / h.sample_rate.max(1) as f64;
                             msg.push_str(&format!("; master recovered: {secs:.1} s"));
+                            recovered = Some(secs);
                             tracing::warn!(id = %info.id, seconds = secs, "recovered interrupted master");
                         }
                         Err(e) => msg.push_str(&format!("; master could not be repaired: {e}")),
                     }
                 }
+                recording::mark_interrupted(&sdir.join("master.json"), recovered, &now());
                 info.error = Some(msg);
                 store.save(&info)?;
             }
@@ -109,22 +120,28 @@ impl Supervisor {
                 info.id.clone(),
                 Entry {
                     info,
+                    recording: None,
                     pipeline: None,
                     worker: None,
                     waiters: Vec::new(),
                 },
             );
         }
+        let shared = Arc::new(presets.clone());
         let actor = Actor {
             sessions,
             presets,
             store,
             spatial,
+            recording,
             updates: utx,
             me: tx.clone(),
         };
         tokio::spawn(actor.run(rx, urx));
-        Ok(Supervisor { tx })
+        Ok(Supervisor {
+            tx,
+            presets: shared,
+        })
     }
 
     async fn ask<T>(
@@ -169,7 +186,8 @@ impl SessionControl for Supervisor {
     fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceEntry>, ControlError>> {
         Box::pin(async move {
             // Device probing talks to ALSA and JACK; keep it off the runtime.
-            tokio::task::spawn_blocking(device_entries)
+            let presets = self.presets.clone();
+            tokio::task::spawn_blocking(move || super::devices::device_entries(&presets))
                 .await
                 .map_err(|e| ControlError::Internal(e.to_string()))
         })
@@ -177,7 +195,27 @@ impl SessionControl for Supervisor {
 }
 
 fn input_status(a: studiocast_media::AudioSnapshot) -> studiocast_server::InputStatus {
+    let finite = |x: f64| if x.is_finite() { x } else { -1.0 };
+    let video = a.ingest.map(|i| {
+        let v = a.video.clone().unwrap_or_default();
+        studiocast_server::VideoInputStatus {
+            source: i.source,
+            signal_present: i.connected,
+            last_packet_age_s: finite(i.last_packet_age_s),
+            reconnects: i.reconnects,
+            losses: i.losses,
+            frames_in: i.frames_in,
+            on_slate: v.on_slate,
+            slate_frames: v.slate_frames,
+            repeated_frames: v.repeated_frames,
+            dropped_frames: v.dropped_frames,
+            last_error: i.last_error,
+        }
+    });
     studiocast_server::InputStatus {
+        silent_blocks: a.silent_blocks,
+        video,
+        recording: None,
         audio_source: a.source,
         audio_frames_in: a.frames_in,
         overruns: a.overruns,
@@ -191,21 +229,6 @@ fn input_status(a: studiocast_media::AudioSnapshot) -> studiocast_server::InputS
             -1.0
         },
     }
-}
-
-/// Audio interfaces as the API and `studiocast devices` list them.
-pub fn device_entries() -> Vec<DeviceEntry> {
-    studiocast_capture::device::list_devices()
-        .into_iter()
-        .map(|d| DeviceEntry {
-            kind: "audio".into(),
-            host: d.host,
-            name: d.name,
-            max_input_channels: d.max_input_channels,
-            sample_rates: d.sample_rates,
-            available: true,
-        })
-        .collect()
 }
 
 impl Actor {
@@ -251,8 +274,20 @@ impl Actor {
                         .get(&id)
                         .map(|e| {
                             let mut info = e.info.clone();
-                            info.inputs =
-                                e.pipeline.as_ref().map(|p| input_status(p.audio_status()));
+                            info.inputs = e.pipeline.as_ref().map(|p| {
+                                let mut s = input_status(p.audio_status());
+                                s.recording = e.recording.as_ref().map(|(r, _)| {
+                                    studiocast_server::RecordingStatus {
+                                        recording: !r.stopped(),
+                                        alarm: r.alarm(),
+                                        disk_free_mb: recording::free_mb(
+                                            &self.store.session_dir(&id),
+                                        )
+                                        .unwrap_or(0),
+                                    }
+                                });
+                                s
+                            });
                             info
                         })
                         .ok_or(ControlError::SessionNotFound(id)),
@@ -326,6 +361,8 @@ impl Actor {
         let id = random_id();
         let span = tracing::info_span!("session", %id, pipeline = %req.pipeline);
         let _g = span.enter();
+        recording::check_start(self.store.root(), &self.recording)
+            .map_err(ControlError::Unavailable)?;
         let dir = self.store.session_dir(&id).join("hls");
         std::fs::create_dir_all(&dir).map_err(|e| ControlError::Internal(e.to_string()))?;
         let order = spec.audio.source.order();
@@ -348,42 +385,55 @@ impl Actor {
         let mut pipeline = SessionPipeline::build(&spec, &filters, etx).map_err(|e| {
             ControlError::Unavailable(format!("cannot build pipeline '{}': {e}", spec.name))
         })?;
-        // Studio inputs are recorded untouched next to the stream.
-        if let studiocast_media::spec::AudioSource::Device {
-            host,
-            device,
-            channels,
-            ambisonic,
-            objects,
-            bed,
-            stereo,
-            ..
-        } = &spec.audio.source
-        {
-            let sdir = self.store.session_dir(&id);
-            pipeline.set_master(sdir.join("master.wav"));
-            let sidecar = serde_json::json!({
+        // Live inputs are recorded untouched next to the stream; the
+        // program video of every session with video is kept too.
+        let sdir = self.store.session_dir(&id);
+        let state = Arc::new(RecordingState::default());
+        let map = spec.audio.source.channel_map();
+        if map.is_some() {
+            pipeline.set_master(sdir.join("master.wav"), state.clone());
+        }
+        let device = match &spec.audio.source {
+            studiocast_media::spec::AudioSource::Device { host, device, .. } => {
+                serde_json::json!({ "host": host, "device": device })
+            }
+            studiocast_media::spec::AudioSource::Embedded { .. } => {
+                serde_json::json!({ "embedded_in": spec.video.as_ref().map(|v| studiocast_media::ingest::IngestSpec::describe_source(&v.source)) })
+            }
+            _ => serde_json::json!({ "synthetic": true }),
+        };
+        let sidecar = Sidecar::create(
+            sdir.join("master.json"),
+            serde_json::json!({
                 "title": req.title,
                 "course": req.course,
                 "pipeline": req.pipeline,
-                "host": host,
-                "device": device,
-                "channels": channels,
+                "session": id,
+                "audio_source": device,
+                "audio_master": map.map(|_| "master.wav"),
+                "channels": map.map(|m| m.channels),
                 "sample_rate": rate,
-                "channel_map": {
-                    "ambisonic": ambisonic,
-                    "objects": objects,
-                    "bed": bed,
-                    "stereo": stereo,
-                },
-                "format": "WAV/RF64, 32-bit float, untouched device samples",
+                "channel_map": map.map(|m| serde_json::json!({
+                    "ambisonic": m.ambisonic,
+                    "objects": m.objects,
+                    "bed": m.bed,
+                    "stereo": m.stereo,
+                })),
+                "audio_format": "WAV/RF64, 32-bit float, untouched input samples",
+                "video_master": spec.video.as_ref().map(|_| "program.mp4"),
+                "video_format": "fragmented MP4, H.264 (the program as streamed)",
                 "started_at": now(),
-            });
-            let _ = super::store::write_atomic(
-                &sdir.join("master.json"),
-                sidecar.to_string().as_bytes(),
-            );
-        }
+            }),
+        );
+        recording::watch_disk(
+            sdir.clone(),
+            self.recording.stop_below_mb,
+            Arc::downgrade(&state),
+        );
+        let program = spec.video.as_ref().map(|_| Recording {
+            video: sdir.join("program.mp4"),
+            state: state.clone(),
+        });
         let info = SessionInfo {
             id: id.clone(),
             state: "starting".into(),
@@ -403,7 +453,7 @@ impl Actor {
         let wid = id.clone();
         let worker = std::thread::Builder::new()
             .name(format!("pack-{id}"))
-            .spawn(move || worker::run(wid, dir, spec, erx, updates))
+            .spawn(move || worker::run(wid, dir, spec, erx, updates, program))
             .map_err(|e| ControlError::Internal(e.to_string()))?;
         pipeline
             .start()
@@ -413,6 +463,7 @@ impl Actor {
             id,
             Entry {
                 info: info.clone(),
+                recording: Some((state, sidecar)),
                 pipeline: Some(pipeline),
                 worker: Some(worker),
                 waiters: Vec::new(),
@@ -462,6 +513,16 @@ impl Actor {
         };
         e.info.error = error;
         e.info.ended_at = Some(now());
+        if let Some((state, mut sidecar)) = e.recording.take() {
+            sidecar.finish(e.info.ended_at.as_deref().unwrap_or_default(), &state);
+            if let Some(a) = state.alarm() {
+                let note = format!("recording stopped early: {a}");
+                e.info.error = Some(match e.info.error.take() {
+                    Some(x) => format!("{x}; {note}"),
+                    None => note,
+                });
+            }
+        }
         let _ = self.store.save(&e.info);
         tracing::info!(%id, state = %e.info.state, "session finished");
         for w in e.waiters.drain(..) {
@@ -532,7 +593,16 @@ mod tests {
             std::env::set_var("STUDIOCAST_CACHE_DIR", data.join("cache"));
             let store = Arc::new(FileStore::new(&data).unwrap());
             let presets = load_presets(&repo().join("pipelines")).unwrap();
-            let sup = Supervisor::spawn(presets, store, SpatialConfig::default()).unwrap();
+            let sup = Supervisor::spawn(
+                presets,
+                store,
+                SpatialConfig::default(),
+                RecordingConfig {
+                    min_free_mb: 1,
+                    stop_below_mb: 0,
+                },
+            )
+            .unwrap();
             let req = |t: &str| CreateSession {
                 pipeline: "demo".into(),
                 title: t.into(),

@@ -1,7 +1,7 @@
 //! The packaging worker of one session: CMAF from the pipeline in, HLS files
 //! out. Runs on its own thread (blocking file I/O, no async needed).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 
@@ -10,6 +10,7 @@ use studiocast_media::spec::PipelineSpec;
 use studiocast_media::{avc_codec_string, MediaEvent};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::recording::ProgramRecorder;
 use super::store::write_atomic;
 
 /// What a worker tells the supervisor.
@@ -58,6 +59,7 @@ pub fn run(
     spec: PipelineSpec,
     rx: Receiver<MediaEvent>,
     updates: UnboundedSender<Update>,
+    recording: Option<super::recording::Recording>,
 ) {
     let span = tracing::info_span!("session", %id);
     let _g = span.enter();
@@ -88,6 +90,10 @@ pub fn run(
             }
         }
     };
+    // Per rendition: capture time from which the next segment follows a
+    // discontinuity (the program came back from a slate).
+    let mut pending_disc: HashMap<String, i64> = HashMap::new();
+    let mut program = ProgramRecorder::new(recording);
     let mut inits: HashSet<String> = HashSet::new();
     let mut master_written = false;
     let mut live = false;
@@ -102,6 +108,9 @@ pub fn run(
                     if let Some(c) = avc_codec_string(&data) {
                         let _ = packager.set_codecs("video", &c);
                     }
+                }
+                if rendition == "video" {
+                    program.init(&data);
                 }
                 match packager.push_init(&rendition, data) {
                     Ok(a) => apply(a),
@@ -120,6 +129,19 @@ pub fn run(
                 pdt_ms,
                 independent,
             } => {
+                if rendition == "video" {
+                    program.chunk(&data);
+                }
+                // Audio fragments end on AAC frames, up to one frame off
+                // the video's boundary: allow a little slack.
+                if pending_disc
+                    .get(&rendition)
+                    .is_some_and(|at| pdt_ms + 100 >= *at)
+                {
+                    pending_disc.remove(&rendition);
+                    let _ = packager.discontinuity_in(&rendition);
+                    tracing::info!(%rendition, "discontinuity");
+                }
                 let chunk = Chunk {
                     data,
                     duration,
@@ -135,6 +157,11 @@ pub fn run(
                     live = true;
                     tracing::info!("first segments published");
                     let _ = updates.send(Update::Live { id: id.clone() });
+                }
+            }
+            MediaEvent::Discontinuity { pdt_ms } => {
+                for r in &ids {
+                    pending_disc.insert(r.clone(), pdt_ms);
                 }
             }
             MediaEvent::Eos => break None,

@@ -22,14 +22,23 @@ pub fn repo() -> PathBuf {
 impl Daemon {
     /// Start `studiocast serve` on a free port with its own data folder.
     pub fn start(data: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_studiocast"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        Self::start_with(data, &repo().join("pipelines"), &[])
+    }
+
+    /// The same, with another presets folder and extra environment.
+    pub fn start_with(data: &Path, pipelines: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_studiocast"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .arg("--pipelines")
-            .arg(repo().join("pipelines"))
+            .arg(pipelines)
             .env("STUDIOCAST_API_TOKEN", TOKEN)
             .env("STUDIOCAST_CACHE_DIR", data.join("cache"))
-            .env("STUDIOCAST_LOG", "info")
+            .env("STUDIOCAST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -258,4 +267,19 @@ pub fn decode_audio(url: &str, secs: u32) -> Vec<f32> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
+}
+
+/// The streams ffprobe finds at `url`.
+pub fn ffprobe_streams(url: &str) -> Vec<serde_json::Value> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "json", url])
+        .output()
+        .expect("ffprobe is required (apt-get install ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["streams"].as_array().cloned().unwrap_or_default()
 }

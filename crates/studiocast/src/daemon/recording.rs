@@ -1,0 +1,262 @@
+//! Archival recording around a session: the program video as fragmented
+//! MP4 (appended fragment by fragment, so a crash keeps every whole
+//! fragment), and the disk-space guard that refuses starts on a nearly full
+//! disk and stops recording, not streaming, when the disk fills.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::Deserialize;
+use studiocast_media::master::RecordingState;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// A session does not start with less free space than this on the data
+    /// directory's file system.
+    #[serde(default = "min_free")]
+    pub min_free_mb: u64,
+    /// A running session stops recording (and keeps streaming) below this.
+    #[serde(default = "stop_below")]
+    pub stop_below_mb: u64,
+}
+
+fn min_free() -> u64 {
+    2048
+}
+fn stop_below() -> u64 {
+    512
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            min_free_mb: min_free(),
+            stop_below_mb: stop_below(),
+        }
+    }
+}
+
+/// Free space for unprivileged writers on the file system holding `path`.
+pub fn free_mb(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is written by
+    // statvfs before it is read (only on success).
+    let r = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    // The field widths differ between targets (u32 on some 32-bit ones).
+    #[allow(clippy::unnecessary_cast)]
+    let (blocks, size) = (st.f_bavail as u64, st.f_frsize as u64);
+    Ok(blocks.saturating_mul(size) / (1024 * 1024))
+}
+
+/// Refuse a start below the threshold, naming the figures.
+pub fn check_start(dir: &Path, cfg: &RecordingConfig) -> Result<u64, String> {
+    let free =
+        free_mb(dir).map_err(|e| format!("cannot read free space of {}: {e}", dir.display()))?;
+    if free < cfg.min_free_mb {
+        return Err(format!(
+            "only {free} MB free on {}; a session needs at least {} MB to start (recording.min_free_mb)",
+            dir.display(),
+            cfg.min_free_mb
+        ));
+    }
+    Ok(free)
+}
+
+/// Watch the disk while `state` lives; stop recording below the threshold.
+pub fn watch_disk(dir: PathBuf, stop_below_mb: u64, state: Weak<RecordingState>) {
+    let _ = std::thread::Builder::new()
+        .name("disk-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Some(s) = state.upgrade() else { return };
+            if s.stopped() {
+                return;
+            }
+            if let Ok(free) = free_mb(&dir) {
+                if free < stop_below_mb {
+                    s.stop(&format!(
+                        "disk nearly full: {free} MB free on {}, below {stop_below_mb} MB",
+                        dir.display()
+                    ));
+                    return;
+                }
+            }
+        });
+}
+
+/// The JSON sidecar next to the masters: what was recorded, from when to
+/// when, with which channel map. Rewritten (atomically) at the end.
+pub struct Sidecar {
+    path: PathBuf,
+    value: serde_json::Value,
+}
+
+impl Sidecar {
+    pub fn create(path: PathBuf, value: serde_json::Value) -> Self {
+        let s = Sidecar { path, value };
+        s.save();
+        s
+    }
+
+    fn save(&self) {
+        if let Err(e) = super::store::write_atomic(&self.path, self.value.to_string().as_bytes()) {
+            tracing::error!(file = %self.path.display(), %e, "cannot write the recording sidecar");
+        }
+    }
+
+    pub fn finish(&mut self, ended_at: &str, state: &RecordingState) {
+        if let Some(o) = self.value.as_object_mut() {
+            o.insert("ended_at".into(), ended_at.into());
+            if let Some(a) = state.alarm() {
+                o.insert("recording_stopped_early".into(), a.into());
+            }
+        }
+        self.save();
+    }
+}
+
+/// Mark an interrupted session's sidecar with what the repair recovered.
+pub fn mark_interrupted(path: &Path, recovered_s: Option<f64>, at: &str) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return;
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("interrupted".into(), true.into());
+        o.insert("repaired_at".into(), at.into());
+        if let Some(s) = recovered_s {
+            o.insert("recovered_audio_s".into(), s.into());
+        }
+    }
+    let _ = super::store::write_atomic(path, v.to_string().as_bytes());
+}
+
+/// What the packaging worker records besides the stream.
+pub struct Recording {
+    pub video: PathBuf,
+    pub state: Arc<RecordingState>,
+}
+
+/// Appends the program video's init segment and fragments to one file.
+pub struct ProgramRecorder {
+    file: Option<std::fs::File>,
+    state: Option<Arc<RecordingState>>,
+    has_init: bool,
+}
+
+impl ProgramRecorder {
+    pub fn new(rec: Option<Recording>) -> Self {
+        let Some(rec) = rec else {
+            return ProgramRecorder {
+                file: None,
+                state: None,
+                has_init: false,
+            };
+        };
+        let file = match std::fs::File::create(&rec.video) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                rec.state
+                    .stop(&format!("cannot create {}: {e}", rec.video.display()));
+                None
+            }
+        };
+        ProgramRecorder {
+            file,
+            state: Some(rec.state),
+            has_init: false,
+        }
+    }
+
+    /// The first init segment starts the file; the program's encoder does
+    /// not change, so later ones are not needed.
+    pub fn init(&mut self, data: &[u8]) {
+        if !self.has_init {
+            self.has_init = true;
+            self.write(data);
+        }
+    }
+
+    pub fn chunk(&mut self, data: &[u8]) {
+        if self.has_init {
+            self.write(data);
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        if self.state.as_ref().is_some_and(|s| s.stopped()) {
+            self.close();
+            return;
+        }
+        let Some(f) = self.file.as_mut() else { return };
+        if let Err(e) = f.write_all(data) {
+            if let Some(s) = &self.state {
+                s.stop(&format!("program video write failed: {e}"));
+            }
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(f) = self.file.take() {
+            let _ = f.sync_all();
+        }
+    }
+}
+
+impl Drop for ProgramRecorder {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_stops_the_recording_with_an_alarm() {
+        // /dev/full fails every write with ENOSPC, like a full disk.
+        let state = Arc::new(RecordingState::default());
+        let mut r = ProgramRecorder::new(Some(Recording {
+            video: PathBuf::from("/dev/full"),
+            state: state.clone(),
+        }));
+        r.init(b"ftyp....");
+        r.chunk(b"moof....");
+        let alarm = state.alarm().expect("an alarm");
+        assert!(alarm.contains("program video write failed"), "{alarm}");
+        assert!(state.stopped());
+    }
+
+    #[test]
+    fn free_space_is_read_and_a_high_threshold_refuses_the_start() {
+        let dir = std::env::temp_dir();
+        let free = free_mb(&dir).unwrap();
+        assert!(free > 0);
+        let ok = RecordingConfig {
+            min_free_mb: 1,
+            stop_below_mb: 0,
+        };
+        assert!(check_start(&dir, &ok).is_ok());
+        let greedy = RecordingConfig {
+            min_free_mb: free + 1_000_000,
+            stop_below_mb: 0,
+        };
+        let e = check_start(&dir, &greedy).unwrap_err();
+        assert!(e.contains("min_free_mb"), "{e}");
+    }
+}
