@@ -7,16 +7,19 @@
 //! `appsink` as CMAF init segments and fragments ([`MediaEvent`]), which the
 //! caller hands to the HLS packager. No launch strings.
 
+mod audio_thread;
 pub mod elements;
 pub mod ingest;
 pub mod master;
+pub mod meters;
 pub mod mixer;
 pub mod pipeline;
 pub mod scene_audio;
 pub mod spec;
 pub mod video_pump;
 
-pub use pipeline::{AudioSnapshot, MediaEvent, SessionPipeline, VideoSnapshot};
+pub use audio_thread::{AudioSnapshot, VideoSnapshot};
+pub use pipeline::{MediaEvent, SessionPipeline};
 pub use spec::PipelineSpec;
 
 #[derive(Debug, thiserror::Error)]

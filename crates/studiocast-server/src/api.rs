@@ -80,18 +80,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The bearer token from `Authorization`, checked in constant time.
+pub(crate) fn header_token_ok(st: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| token_ok(st, t.trim()))
+}
+
+pub(crate) fn token_ok(st: &AppState, t: &str) -> bool {
+    constant_time_eq(t.as_bytes(), st.0.config.api_token.as_bytes())
+}
+
 pub async fn require_token(
     State(st): State<AppState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), st.0.config.api_token.as_bytes()));
-    if !ok {
+    if !header_token_ok(&st, req.headers()) {
         return Err(ApiError::Unauthorized);
     }
     Ok(next.run(req).await)

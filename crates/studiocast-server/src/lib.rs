@@ -9,6 +9,7 @@
 //! It knows nothing about GStreamer or how media is made.
 
 mod api;
+mod meters;
 mod origin;
 
 use std::future::Future;
@@ -158,8 +159,36 @@ pub enum ControlError {
     Internal(String),
 }
 
+/// One channel's level over the last tenth of a second.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChannelMeter {
+    /// "in 3", "bus ACN 0", "binaural L", …
+    pub name: String,
+    pub peak_dbfs: f32,
+    pub rms_dbfs: f32,
+    pub clip: bool,
+}
+
+/// What the meters WebSocket sends, about ten times a second.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MeterFrame {
+    /// Increases with every reading.
+    pub seq: u64,
+    pub channels: Vec<ChannelMeter>,
+}
+
+/// Live levels of one running session.
+pub trait MeterSource: Send + Sync {
+    /// The latest reading (`None` before the first).
+    fn read(&self) -> Option<MeterFrame>;
+    /// `false` once the session has stopped.
+    fn running(&self) -> bool;
+}
+
 /// What the HTTP layer needs from the session supervisor.
 pub trait SessionControl: Send + Sync + 'static {
+    /// Levels of a running session.
+    fn meters(&self, id: String) -> BoxFuture<'_, Result<Arc<dyn MeterSource>, ControlError>>;
     fn create(&self, req: CreateSession) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
     fn list(&self) -> BoxFuture<'_, Result<Vec<SessionInfo>, ControlError>>;
     fn get(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
@@ -195,7 +224,10 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_token,
-        ));
+        ))
+        // Browsers cannot set headers on a WebSocket: this route also takes
+        // the token as `?token=`, and checks it itself.
+        .route("/api/v1/sessions/{id}/meters", get(meters::socket));
     let playback = Router::new()
         .route("/live/{id}/{*path}", get(origin::live))
         .route("/vod/{id}/{*path}", get(origin::vod))

@@ -33,6 +33,10 @@ enum Cmd {
     Stop(String, Reply),
     ForceStop(String),
     Pipeline(String, oneshot::Sender<Option<gstreamer::Pipeline>>),
+    Meters(
+        String,
+        oneshot::Sender<Result<Arc<studiocast_media::meters::MeterBank>, ControlError>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -170,7 +174,45 @@ impl Supervisor {
     }
 }
 
+/// A session's meter bank as the HTTP layer sees it; weak, so a socket
+/// left open does not keep a stopped session's meters alive.
+struct BankSource(std::sync::Weak<studiocast_media::meters::MeterBank>);
+
+impl studiocast_server::MeterSource for BankSource {
+    fn read(&self) -> Option<studiocast_server::MeterFrame> {
+        let (seq, levels) = self.0.upgrade()?.read()?;
+        Some(studiocast_server::MeterFrame {
+            seq,
+            channels: levels
+                .into_iter()
+                .map(|l| studiocast_server::ChannelMeter {
+                    name: l.label,
+                    peak_dbfs: l.peak_dbfs,
+                    rms_dbfs: l.rms_dbfs,
+                    clip: l.clip,
+                })
+                .collect(),
+        })
+    }
+
+    fn running(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+}
+
 impl SessionControl for Supervisor {
+    fn meters(
+        &self,
+        id: String,
+    ) -> BoxFuture<'_, Result<Arc<dyn studiocast_server::MeterSource>, ControlError>> {
+        Box::pin(async move {
+            let bank = self.ask(|r| Cmd::Meters(id, r)).await??;
+            let src: Arc<dyn studiocast_server::MeterSource> =
+                Arc::new(BankSource(Arc::downgrade(&bank)));
+            Ok(src)
+        })
+    }
+
     fn create(&self, req: CreateSession) -> BoxFuture<'_, Result<SessionInfo, ControlError>> {
         Box::pin(async move { self.ask(|r| Cmd::Create(req, r)).await? })
     }
@@ -319,6 +361,19 @@ impl Actor {
                     tracing::warn!(%id, "pipeline did not drain in time; tearing it down");
                     self.teardown(&id).await;
                 }
+            }
+            Cmd::Meters(id, reply) => {
+                let r = match self.sessions.get(&id) {
+                    None => Err(ControlError::SessionNotFound(id)),
+                    Some(e) => match &e.pipeline {
+                        Some(p) if active(&e.info.state) => Ok(p.meters()),
+                        _ => Err(ControlError::Conflict(format!(
+                            "session {id} is {}: meters exist while it runs",
+                            e.info.state
+                        ))),
+                    },
+                };
+                let _ = reply.send(r);
             }
             Cmd::Pipeline(id, reply) => {
                 let p = self

@@ -34,7 +34,7 @@ impl Daemon {
             .arg(pipelines)
             .env("STUDIOCAST_API_TOKEN", TOKEN)
             .env("STUDIOCAST_CACHE_DIR", data.join("cache"))
-            .env("STUDIOCAST_LOG", "info");
+            .env("STUDIOCAST_LOG", "info,sofar=warn");
         for (k, v) in env {
             cmd.env(k, v);
         }

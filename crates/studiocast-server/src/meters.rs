@@ -1,0 +1,70 @@
+//! `GET /api/v1/sessions/{id}/meters`: a WebSocket of level readings (JSON
+//! [`MeterFrame`] text messages, about ten a second) for the technician's
+//! console. The control token comes in `Authorization: Bearer …` or, for
+//! browsers, as `?token=…`. The socket closes when the session stops.
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::api::{header_token_ok, token_ok, valid_id, ApiError};
+use crate::{AppState, MeterSource};
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+pub async fn socket(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let authorised =
+        header_token_ok(&st, &headers) || q.token.as_deref().is_some_and(|t| token_ok(&st, t));
+    if !authorised {
+        return Err(ApiError::Unauthorized);
+    }
+    if !valid_id(&id) {
+        return Err(ApiError::NotFound(format!("session '{id}' not found")));
+    }
+    let ws = ws.map_err(|e| ApiError::BadRequest(format!("a WebSocket upgrade is needed: {e}")))?;
+    let source = st.0.control.meters(id).await?;
+    Ok(ws.on_upgrade(move |socket| stream(socket, source)))
+}
+
+async fn stream(mut socket: WebSocket, source: std::sync::Arc<dyn MeterSource>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if !source.running() {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                let Some(frame) = source.read() else { continue };
+                if frame.seq == last {
+                    continue;
+                }
+                last = frame.seq;
+                let Ok(text) = serde_json::to_string(&frame) else { continue };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            msg = socket.recv() => match msg {
+                // Pings are answered by axum; anything else is ignored.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
