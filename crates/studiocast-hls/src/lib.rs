@@ -17,6 +17,7 @@
 //! Chunks accumulate into segments, so low-latency parts can be added
 //! without changing the producer side.
 
+mod journal;
 mod layout;
 mod playlist;
 
@@ -50,12 +51,15 @@ pub enum Action {
     /// Create or replace a file (relative path, '/'-separated). Playlists
     /// should be replaced atomically (write then rename).
     Write { path: String, data: Vec<u8> },
+    /// Append to a file, creating it (the segment journal, one line per
+    /// published segment, from which an interrupted stream is republished).
+    Append { path: String, data: Vec<u8> },
 }
 
 impl Action {
     pub fn path(&self) -> &str {
         match self {
-            Action::Write { path, .. } => path,
+            Action::Write { path, .. } | Action::Append { path, .. } => path,
         }
     }
 }

@@ -72,12 +72,12 @@ pub struct Chunk {
 }
 
 #[derive(Debug, Clone)]
-struct Segment {
-    seq: u64,
-    duration: f64,
-    pdt_ms: Option<i64>,
-    discontinuity: bool,
-    map: String,
+pub(crate) struct Segment {
+    pub(crate) seq: u64,
+    pub(crate) duration: f64,
+    pub(crate) pdt_ms: Option<i64>,
+    pub(crate) discontinuity: bool,
+    pub(crate) map: String,
 }
 
 #[derive(Debug, Default)]
@@ -89,24 +89,24 @@ struct Open {
 }
 
 #[derive(Debug)]
-struct State {
-    spec: Rendition,
-    init_uri: Option<String>,
-    init_count: u32,
+pub(crate) struct State {
+    pub(crate) spec: Rendition,
+    pub(crate) init_uri: Option<String>,
+    pub(crate) init_count: u32,
     open: Option<Open>,
-    segments: Vec<Segment>,
-    window_start: usize,
-    discontinuity_seq: u64,
-    next_seq: u64,
-    pending_discontinuity: bool,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) window_start: usize,
+    pub(crate) discontinuity_seq: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) pending_discontinuity: bool,
 }
 
 /// One stream's packager: several renditions, one set of playlists.
 #[derive(Debug)]
 pub struct Packager {
-    config: PackagerConfig,
-    states: Vec<State>,
-    ended: bool,
+    pub(crate) config: PackagerConfig,
+    pub(crate) states: Vec<State>,
+    pub(crate) ended: bool,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -289,13 +289,15 @@ impl Packager {
         st.next_seq += 1;
         let discontinuity =
             std::mem::take(&mut st.pending_discontinuity) && !st.segments.is_empty();
-        st.segments.push(Segment {
+        let segment = Segment {
             seq,
             duration: open.duration,
             pdt_ms: open.pdt_ms,
             discontinuity,
             map: st.init_uri.clone().unwrap_or_default(),
-        });
+        };
+        let journal = crate::journal::line(&segment);
+        st.segments.push(segment);
         // Slide the live window, never below 3 target durations.
         loop {
             let live = &st.segments[st.window_start..];
@@ -316,6 +318,10 @@ impl Packager {
             Action::Write {
                 path: format!("{id}/seg{seq:06}.m4s"),
                 data: open.data,
+            },
+            Action::Append {
+                path: format!("{id}/{}", crate::journal::FILE),
+                data: journal.into_bytes(),
             },
             Action::Write {
                 path: format!("{id}/live.m3u8"),

@@ -54,8 +54,9 @@ fn chunk(i: i64, dur: f64) -> Chunk {
 fn write_map(actions: &[Action]) -> std::collections::HashMap<String, Vec<u8>> {
     actions
         .iter()
-        .map(|a| match a {
-            Action::Write { path, data } => (path.clone(), data.clone()),
+        .filter_map(|a| match a {
+            Action::Write { path, data } => Some((path.clone(), data.clone())),
+            Action::Append { .. } => None,
         })
         .collect()
 }

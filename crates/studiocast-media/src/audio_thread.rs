@@ -352,13 +352,15 @@ pub(crate) fn feed_audio(
         let ins: Vec<&[f32]> = (0..k).map(|c| &bus[c * BLOCK..(c + 1) * BLOCK]).collect();
         feed.renderer.process_into_buffer(&ins, &mut l, &mut r)?;
         downmix.process(&ins, &mut sl, &mut sr)?;
-        let metered = match &input {
-            Some(i) => &i.raw[..],
-            None => &bus[..],
+        // Inputs are metered as they arrived, before drift correction.
+        let (metered, n) = match &input {
+            Some(i) if !i.silent => i.comp.last_input(),
+            Some(i) => (&i.raw[..], BLOCK),
+            None => (&bus[..], BLOCK),
         };
         let mut planes: [&[f32]; 66] = [&[]; 66];
         for (c, p) in planes.iter_mut().enumerate().take(inputs) {
-            *p = &metered[c * BLOCK..(c + 1) * BLOCK];
+            *p = metered.get(c * n..(c + 1) * n).unwrap_or(&[]);
         }
         meter.add(0, &planes[..inputs]);
         meter.add(inputs, &[&l, &r]);

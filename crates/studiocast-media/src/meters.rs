@@ -88,6 +88,9 @@ pub struct MeterAccumulator {
     peak: Vec<f32>,
     sumsq: Vec<f64>,
     clip: Vec<bool>,
+    /// Samples summed per channel (inputs may come in other block sizes
+    /// than the output).
+    count: Vec<usize>,
     frames: usize,
     window: usize,
 }
@@ -99,6 +102,7 @@ impl MeterAccumulator {
             peak: vec![0.0; channels],
             sumsq: vec![0.0; channels],
             clip: vec![false; channels],
+            count: vec![0; channels],
             frames: 0,
             window: window.max(1),
         }
@@ -119,6 +123,7 @@ impl MeterAccumulator {
             }
             self.peak[c] = p;
             self.sumsq[c] += s;
+            self.count[c] += ch.len();
             self.clip[c] |= p >= CLIP;
         }
     }
@@ -130,7 +135,7 @@ impl MeterAccumulator {
             return;
         }
         for (c, cell) in bank.cells.iter().enumerate().take(self.peak.len()) {
-            let rms = (self.sumsq[c] / self.frames as f64).sqrt();
+            let rms = (self.sumsq[c] / self.count[c].max(1) as f64).sqrt();
             cell.peak_dbfs
                 .store(db(self.peak[c] as f64).to_bits(), Ordering::Relaxed);
             cell.rms_dbfs.store(db(rms).to_bits(), Ordering::Relaxed);
@@ -138,6 +143,7 @@ impl MeterAccumulator {
             self.peak[c] = 0.0;
             self.sumsq[c] = 0.0;
             self.clip[c] = false;
+            self.count[c] = 0;
         }
         self.frames = 0;
         bank.windows.fetch_add(1, Ordering::Release);

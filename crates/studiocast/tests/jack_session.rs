@@ -58,42 +58,57 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
 
-    // Feed pink noise encoded as a third-order AmbiX plane wave from the
-    // left (azimuth +90°): the SN3D gains of that direction, ACN order.
+    // The known signal: 3 s of silence (while the 16 ports are wired, so
+    // every channel starts on the same frame), then white noise encoded as a
+    // third-order AmbiX plane wave from the left (azimuth +90°; SN3D gains,
+    // ACN order) plus a distinct quiet sine per channel.
     let gains = [
         1.0, 1.0, 0.0, 0.0, 0.0, 0.0, -0.5, 0.0, -0.866, -0.791, 0.0, -0.612, 0.0, 0.0, 0.0, 0.0,
     ];
-    let mut args: Vec<String> = [
-        "-q",
-        "audiotestsrc",
-        "is-live=true",
-        "wave=pink-noise",
-        "volume=0.2",
-        "!",
-        "audio/x-raw,format=F32LE,rate=48000,channels=1",
-        "!",
-        "tee",
-        "name=t",
-        "interleave",
-        "name=i",
-        "!",
-        "audioconvert",
-        "!",
-        "jackaudiosink",
-        "connect=none",
-        "client-name=feeder",
-    ]
-    .map(String::from)
-    .to_vec();
-    for (c, g) in gains.iter().enumerate() {
-        args.extend(["t.", "!", "queue", "!", "audioamplify"].map(String::from));
-        args.push(format!("amplification={g}"));
-        args.push("!".into());
-        args.push(format!("i.sink_{c}"));
+    let (lead, body) = (3 * 48_000usize, 14 * 48_000usize);
+    let mut planes = vec![vec![0.0f32; lead + body]; 16];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..body {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let noise = ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.4;
+        for (c, g) in gains.iter().enumerate() {
+            let f = 220.0 + 110.0 * c as f32;
+            let sine = 0.01 * (2.0 * std::f32::consts::PI * f * i as f32 / 48_000.0 + 1.0).sin();
+            planes[c][lead + i] = g * noise + sine;
+        }
+    }
+    let signal = d.data.join("feed.wav");
+    {
+        let mut w = studiocast_audiofile::pcm::PcmWriter::create(
+            &signal,
+            16,
+            48_000,
+            studiocast_audiofile::pcm::SampleFormat::F32,
+        )
+        .unwrap();
+        let refs: Vec<&[f32]> = planes.iter().map(|p| &p[..]).collect();
+        w.write_planar(&refs).unwrap();
+        w.finalize().unwrap();
     }
     let _feeder = Kill(
         Command::new("gst-launch-1.0")
-            .args(&args)
+            .args(["-q", "filesrc"])
+            .arg(format!("location={}", signal.display()))
+            .args([
+                "!",
+                "wavparse",
+                "!",
+                "audioconvert",
+                "!",
+                "jackaudiosink",
+                "connect=none",
+                "client-name=feeder",
+                // A deep buffer, so the feeder never underruns while the
+                // test machine's two cores are busy encoding.
+                "buffer-time=2000000",
+            ])
             .env("JACK_DEFAULT_SERVER", &server)
             .stdout(Stdio::null())
             .spawn()
@@ -126,6 +141,39 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     assert_eq!(inp["overruns"], 0, "{st}");
     assert!(inp["last_block_age_s"].as_f64().unwrap() < 1.0, "{st}");
     assert!(inp["av_offset_ms"].as_f64().unwrap().abs() < 20.0, "{st}");
+    // The meters show each interface channel at the level fed: W carries
+    // the noise (-18.7 dBFS RMS), Z only its -43 dBFS sine.
+    let (mut ws, _) = tungstenite::connect(format!(
+        "ws://{}/api/v1/sessions/{id}/meters?token={TOKEN}",
+        d.addr
+    ))
+    .expect("meters socket");
+    let level = |f: &serde_json::Value, name: &str| {
+        f["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["rms_dbfs"].as_f64().unwrap())
+            .unwrap_or_else(|| panic!("no meter {name}: {f}"))
+    };
+    let mut frame = serde_json::Value::Null;
+    for _ in 0..100 {
+        if let tungstenite::Message::Text(t) = ws.read().expect("a reading") {
+            frame = serde_json::from_str(&t).unwrap();
+            if level(&frame, "in 1") > -30.0 {
+                break;
+            }
+        }
+    }
+    eprintln!("meters: {frame}");
+    assert!((level(&frame, "in 1") + 18.7).abs() < 1.0, "{frame}");
+    assert!((level(&frame, "in 3") + 43.0).abs() < 1.0, "{frame}");
+    assert!(
+        level(&frame, "binaural L") > level(&frame, "binaural R"),
+        "{frame}"
+    );
+    drop(ws);
     // The binaural rendition carries the interface's signal, louder on the left.
     std::thread::sleep(Duration::from_secs(4));
     let pcm = decode_audio(&d.url(&format!("/live/{id}/binaural/index.m3u8")), 4);
@@ -154,13 +202,42 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     assert_eq!((m.channels(), m.sample_rate()), (16, 48_000));
     let secs = m.frames().unwrap() as f64 / 48_000.0;
     assert!(secs > 8.0, "master holds {secs} s");
-    let mut planes = vec![Vec::new(); 16];
-    m.read_planar(48_000, &mut planes).unwrap();
-    let w: f64 = planes[0].iter().map(|v| (*v as f64).powi(2)).sum();
-    let z: f64 = planes[2].iter().map(|v| (*v as f64).powi(2)).sum();
-    assert!(
-        w > 100.0 * z.max(1e-12),
-        "W carries the signal, Z (gain 0) does not"
+    let mut got = vec![Vec::new(); 16];
+    m.read_planar(usize::MAX, &mut got).unwrap();
+    // Bit-exact: find where the fed signal starts in the master, then every
+    // sample of every channel must be the very float that was fed.
+    let start = got[0]
+        .iter()
+        .position(|v| *v != 0.0)
+        .expect("the signal reached the master");
+    let n = (got[0].len() - start).min(body);
+    assert!(n >= 5 * 48_000, "only {n} frames of signal in the master");
+    for c in 0..16 {
+        let fed = &planes[c][lead..lead + n];
+        let rec = &got[c][start..start + n];
+        if let Some(i) = fed
+            .iter()
+            .zip(rec)
+            .position(|(a, b)| a.to_bits() != b.to_bits())
+        {
+            // Say what kind of difference: a run of zeros (a gap) or a jump.
+            let zeros = rec[i..].iter().take_while(|v| **v == 0.0).count();
+            panic!(
+                "channel {}: frame {i} of {n} differs (fed {}, recorded {}; {zeros} zeros follow)",
+                c + 1,
+                fed[i],
+                rec[i]
+            );
+        }
+        assert!(
+            got[c][..start].iter().all(|v| *v == 0.0),
+            "channel {} starts early",
+            c + 1
+        );
+    }
+    eprintln!(
+        "master: {n} frames ({:.1} s) of 16 channels bit-exact, starting at frame {start}",
+        n as f64 / 48_000.0
     );
     let sidecar: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sdir.join("master.json")).unwrap()).unwrap();
@@ -196,6 +273,18 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     assert_eq!(rec["state"], "interrupted", "{rec}");
     let msg = rec["error"].as_str().unwrap_or("");
     assert!(msg.contains("master recovered"), "{msg}");
+    assert!(msg.contains("stream republished"), "{msg}");
+    // What was streamed before the crash is published as a finished stream.
+    let vod = get(&d, &format!("/vod/{crash}/binaural/index.m3u8")).text();
+    assert!(vod.trim_end().ends_with("#EXT-X-ENDLIST"), "{vod}");
+    let recovered = decode_audio(&d.url(&format!("/vod/{crash}/binaural/index.m3u8")), 60);
+    assert!(
+        recovered.len() / 2 >= 2 * 48_000,
+        "{} frames",
+        recovered.len() / 2
+    );
+    let live = get(&d, &format!("/live/{crash}/video/index.m3u8")).text();
+    assert!(live.trim_end().ends_with("#EXT-X-ENDLIST"), "{live}");
     let m = PcmReader::open(&cdir.join("master.wav")).unwrap();
     assert!(m.info().size_was_valid, "header repaired at start");
     let secs = m.frames().unwrap() as f64 / 48_000.0;

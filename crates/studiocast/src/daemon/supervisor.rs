@@ -117,6 +117,19 @@ impl Supervisor {
                     }
                 }
                 recording::mark_interrupted(&sdir.join("master.json"), recovered, &now());
+                match presets.get(&info.pipeline) {
+                    Some(spec) => match worker::republish(&sdir.join("hls"), spec) {
+                        Ok(secs) => {
+                            msg.push_str(&format!("; stream republished: {secs:.1} s"));
+                            tracing::warn!(id = %info.id, seconds = secs, "republished interrupted stream");
+                        }
+                        Err(e) => msg.push_str(&format!("; stream not republished: {e}")),
+                    },
+                    None => msg.push_str(&format!(
+                        "; stream not republished: preset '{}' is gone",
+                        info.pipeline
+                    )),
+                }
                 info.error = Some(msg);
                 store.save(&info)?;
             }

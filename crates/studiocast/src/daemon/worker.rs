@@ -2,7 +2,7 @@
 //! out. Runs on its own thread (blocking file I/O, no async needed).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 
 use studiocast_hls::{Action, Chunk, Packager, PackagerConfig, Rendition, RenditionKind};
@@ -53,6 +53,68 @@ pub fn renditions(spec: &PipelineSpec) -> Vec<Rendition> {
     r
 }
 
+/// Carry out the packager's file actions under `dir`.
+pub fn apply_actions(dir: &Path, actions: Vec<Action>) {
+    for a in actions {
+        let p = dir.join(a.path());
+        if let Some(parent) = p.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let r = match a {
+            Action::Write { data, .. } => write_atomic(&p, &data),
+            Action::Append { data, .. } => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, &data)),
+        };
+        if let Err(e) = r {
+            tracing::error!(file = %p.display(), %e, "cannot write HLS file");
+        }
+    }
+}
+
+/// Publish what an interrupted session's journals recorded as a finished
+/// stream (VOD playlists, live playlists ended). Returns the seconds of the
+/// longest rendition.
+pub fn republish(dir: &Path, spec: &PipelineSpec) -> Result<f64, String> {
+    let all = renditions(spec);
+    let journals: Vec<(String, String)> = all
+        .iter()
+        .filter_map(|r| {
+            std::fs::read_to_string(dir.join(&r.id).join("segments.log"))
+                .ok()
+                .map(|t| (r.id.clone(), t))
+        })
+        .collect();
+    if journals.is_empty() {
+        return Err("no segments were published".into());
+    }
+    let config = PackagerConfig {
+        target_duration: spec.segment_seconds as u64,
+        window_segments: 6,
+    };
+    let mut p = Packager::recover(config, all, &journals).map_err(|e| e.to_string())?;
+    if let Some(c) = std::fs::read(dir.join("video/init.mp4"))
+        .ok()
+        .and_then(|i| avc_codec_string(&i))
+    {
+        let _ = p.set_codecs("video", &c);
+    }
+    let secs = journals
+        .iter()
+        .map(|(_, t)| {
+            t.lines()
+                .filter_map(|l| l.split_ascii_whitespace().nth(1)?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max);
+    let mut actions = p.end();
+    actions.push(p.master_action());
+    apply_actions(dir, actions);
+    Ok(secs)
+}
+
 pub fn run(
     id: String,
     dir: PathBuf,
@@ -79,17 +141,7 @@ pub fn run(
             return;
         }
     };
-    let apply = |actions: Vec<Action>| {
-        for Action::Write { path, data } in actions {
-            let p = dir.join(&path);
-            if let Some(parent) = p.parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
-            if let Err(e) = write_atomic(&p, &data) {
-                tracing::error!(file = %p.display(), %e, "cannot write HLS file");
-            }
-        }
-    };
+    let apply = |actions: Vec<Action>| apply_actions(&dir, actions);
     // Per rendition: capture time from which the next segment follows a
     // discontinuity (the program came back from a slate).
     let mut pending_disc: HashMap<String, i64> = HashMap::new();
