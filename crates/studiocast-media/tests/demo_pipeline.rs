@@ -142,3 +142,52 @@ fn an_element_error_is_reported_and_teardown_does_not_hang() {
         t.elapsed()
     );
 }
+
+/// The media timescale (sample rate for audio) of an init segment's `mdhd`.
+fn mdhd_timescale(init: &[u8]) -> Option<u32> {
+    let p = init.windows(4).position(|w| w == b"mdhd")?;
+    let version = *init.get(p + 4)?;
+    let at = p + 8 + if version == 1 { 16 } else { 8 };
+    let b = init.get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Studio rates other than 48 kHz: filters designed at the rate, AAC at the
+/// rate, fragments of the right length.
+#[test]
+fn audio_renditions_at_44k1_and_96k() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for rate in [44_100u32, 96_000] {
+        let text = format!(
+            "name = \"r{rate}\"\n[audio]\nsample_rate = {rate}\nsource = {{ kind = \"synthetic-scene\", order = 1 }}\n[[audio.rendition]]\nid = \"binaural\"\nname = \"B\"\nmix = \"binaural\"\ndefault = true\n"
+        );
+        let spec = PipelineSpec::parse(&text).unwrap();
+        let hrtf = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), rate).unwrap();
+        let filters = design(&hrtf, &DesignOptions::new(DecoderMethod::Ls, 1)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let mut p = SessionPipeline::build(&spec, &filters, tx).unwrap();
+        p.start().unwrap();
+        let t0 = Instant::now();
+        let (mut init, mut total, mut eos) = (None, 0.0f64, false);
+        while t0.elapsed() < Duration::from_secs(20) {
+            if t0.elapsed() > Duration::from_secs(5) {
+                p.request_eos();
+            }
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(MediaEvent::Init { data, .. }) => init = Some(data),
+                Ok(MediaEvent::Chunk { duration, .. }) => total += duration,
+                Ok(MediaEvent::Eos) => {
+                    eos = true;
+                    break;
+                }
+                Ok(MediaEvent::Error(e)) => panic!("{rate} Hz: {e}"),
+                _ => {}
+            }
+        }
+        p.shutdown();
+        assert!(eos, "{rate} Hz: no EOS");
+        let init = init.expect("an init segment");
+        assert_eq!(mdhd_timescale(&init), Some(rate), "{rate} Hz");
+        assert!(total > 3.5, "{rate} Hz: only {total} s of audio");
+    }
+}
