@@ -343,3 +343,90 @@ fn absent_cameras_and_sdi_cards_fail_the_start_by_name() {
     assert_eq!(r.status, 201, "{}", r.text());
     d.terminate();
 }
+
+/// Caller mode (we call the encoder), with HEVC video and PCM audio
+/// (SMPTE 302M) in the transport stream.
+#[test]
+fn srt_caller_mode_with_hevc_and_pcm() {
+    let root = tmpdir("srt-caller");
+    let presets = root.join("pipelines");
+    std::fs::create_dir_all(&presets).unwrap();
+    let port = free_udp_port();
+    let text = std::fs::read_to_string(repo().join("pipelines/srt-listener.toml"))
+        .unwrap()
+        .replace("port = 9000", &format!("port = {port}"))
+        .replace(
+            "mode = \"listener\"",
+            "mode = \"caller\", address = \"127.0.0.1\"",
+        )
+        .replace("name = \"srt-listener\"", "name = \"srt-caller\"");
+    std::fs::write(presets.join("srt-caller.toml"), text).unwrap();
+    // The encoder listens; it is up before the session calls.
+    let _enc = Kill(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=640x360:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=1000:sample_rate=48000",
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=error",
+                "-g",
+                "25",
+                "-c:a",
+                "s302m",
+                "-strict",
+                "-2",
+                "-ac",
+                "2",
+                "-f",
+                "mpegts",
+            ])
+            .arg(format!("srt://127.0.0.1:{port}?mode=listener"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    let d = Daemon::start_with(&root.join("data"), &presets, &[]);
+    let r = api(
+        &d,
+        "POST",
+        "/api/v1/sessions",
+        Some(r#"{"pipeline":"srt-caller","title":"Remote encoder"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    wait_for("the encoder's signal", 30, || {
+        video_status(&d, &id)["signal_present"] == true
+    });
+    let since = last_seq(&playlist(&d, &id, "stereo"));
+    wait_for("three segments with the encoder's sound", 30, || {
+        last_seq(&playlist(&d, &id, "stereo")) >= since + 3
+    });
+    let st = api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json();
+    assert!(
+        st["inputs"]["audio_frames_in"].as_u64().unwrap() > 48_000,
+        "{st}"
+    );
+    let pcm = decode_audio(&d.url(&format!("/live/{id}/stereo/index.m3u8")), 4);
+    let rms = rms_per_second(&pcm);
+    assert!(
+        rms.iter().any(|x| *x > 0.02),
+        "the PCM tone is missing: {rms:?}"
+    );
+    assert!(video_status(&d, &id)["frames_in"].as_u64().unwrap() > 50);
+    d.terminate();
+}
