@@ -59,6 +59,10 @@ pub struct AudioSnapshot {
     pub av_offset_ms: f64,
     pub last_block_age_s: f64,
     pub silent_blocks: u64,
+    /// How far the encoded video trails the wall clock at the end of each
+    /// fragment (encoder and muxer latency); a rising value means the
+    /// encoder cannot keep up. 0 without video.
+    pub video_lag_ms: i64,
     /// Network or capture-card input, when the session has one.
     pub ingest: Option<IngestSnapshot>,
     pub video: Option<VideoSnapshot>,
@@ -74,7 +78,7 @@ pub struct VideoSnapshot {
     pub on_slate: bool,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -100,6 +104,7 @@ impl AudioStatus {
                 (now_ms() - last) as f64 / 1000.0
             },
             silent_blocks: self.silent_blocks.load(Ordering::Relaxed),
+            video_lag_ms: 0,
             ingest: None,
             video: None,
         }

@@ -92,6 +92,8 @@ pub struct SessionPipeline {
     ingest: Option<Ingest>,
     pump_stats: Arc<PumpStats>,
     meters: Arc<MeterBank>,
+    /// Wall clock minus capture time at the end of the last video fragment.
+    video_lag: Arc<AtomicI64>,
 }
 
 fn gst_err(e: impl std::fmt::Display) -> MediaError {
@@ -121,6 +123,7 @@ impl SessionPipeline {
             tx: events.clone(),
         };
         let fragment = gst::ClockTime::from_seconds(spec.segment_seconds as u64);
+        let video_lag = Arc::new(AtomicI64::new(0));
         let mut video_src = None;
         let mut ingest_spec = None;
         let mut pump = None;
@@ -188,7 +191,7 @@ impl SessionPipeline {
             let parse = el::h264parse()?;
             let q = el::queue()?;
             let mux = el::cmafmux(fragment)?;
-            let sink = self::appsink("video", &events, &pdt_offset_ms, &eos);
+            let sink = self::appsink("video", &events, &pdt_offset_ms, &eos, Some(&video_lag));
             let mut chain: Vec<&gst::Element> = head.iter().collect();
             chain.extend([&conv, &enc, &profile, &parse, &q, &mux, sink.upcast_ref()]);
             pipeline.add_many(chain.iter().copied()).map_err(gst_err)?;
@@ -230,7 +233,7 @@ impl SessionPipeline {
             let parse = el::aacparse()?;
             let q = el::queue()?;
             let mux = el::cmafmux(fragment)?;
-            let sink = self::appsink(&r.id, &events, &pdt_offset_ms, &eos);
+            let sink = self::appsink(&r.id, &events, &pdt_offset_ms, &eos, None);
             pipeline
                 .add_many([
                     src.upcast_ref(),
@@ -301,6 +304,7 @@ impl SessionPipeline {
             ingest: None,
             pump_stats: Arc::new(PumpStats::default()),
             meters,
+            video_lag,
         })
     }
 
@@ -424,6 +428,7 @@ impl SessionPipeline {
     /// Live input health.
     pub fn audio_status(&self) -> AudioSnapshot {
         let mut s = self.status.snapshot();
+        s.video_lag_ms = self.video_lag.load(Ordering::Relaxed);
         s.ingest = self.ingest.as_ref().map(|i| i.snapshot());
         if self.ingest_spec.is_some() {
             let p = &self.pump_stats;
@@ -467,6 +472,7 @@ fn appsink(
     events: &Sender<MediaEvent>,
     pdt_offset: &Arc<AtomicI64>,
     eos: &EosTracker,
+    lag: Option<&Arc<AtomicI64>>,
 ) -> gst_app::AppSink {
     let sink = gst_app::AppSink::builder()
         .sync(false)
@@ -477,12 +483,16 @@ fn appsink(
     let id = rendition.to_string();
     let offset = pdt_offset.clone();
     let eos = eos.clone();
+    let lag = lag.cloned();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .eos(move |_| eos.sink_done())
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                handle_sample(&id, &sample, &tx, offset.load(Ordering::SeqCst));
+                let end = handle_sample(&id, &sample, &tx, offset.load(Ordering::SeqCst));
+                if let (Some(lag), Some(end)) = (&lag, end) {
+                    lag.store(crate::audio_thread::now_ms() - end, Ordering::Relaxed);
+                }
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -492,7 +502,13 @@ fn appsink(
 
 /// Split a cmafmux output list into the init segment (HEADER|DISCONT, sent
 /// once) and the fragment (moof header + mdat buffers).
-fn handle_sample(id: &str, sample: &gst::Sample, tx: &Sender<MediaEvent>, pdt_offset_ms: i64) {
+/// Returns the capture time at the fragment's end (ms since the epoch).
+fn handle_sample(
+    id: &str,
+    sample: &gst::Sample,
+    tx: &Sender<MediaEvent>,
+    pdt_offset_ms: i64,
+) -> Option<i64> {
     let mut buffers: Vec<gst::Buffer> = Vec::new();
     if let Some(list) = sample.buffer_list() {
         buffers.extend(list.iter_owned());
@@ -528,15 +544,18 @@ fn handle_sample(id: &str, sample: &gst::Sample, tx: &Sender<MediaEvent>, pdt_of
         }
         data.extend_from_slice(&map);
     }
-    if !data.is_empty() {
-        let _ = tx.send(MediaEvent::Chunk {
-            rendition: id.to_string(),
-            data,
-            duration,
-            pdt_ms: pdt_offset_ms + pts_ms.unwrap_or(0),
-            independent,
-        });
+    if data.is_empty() {
+        return None;
     }
+    let pdt_ms = pdt_offset_ms + pts_ms.unwrap_or(0);
+    let _ = tx.send(MediaEvent::Chunk {
+        rendition: id.to_string(),
+        data,
+        duration,
+        pdt_ms,
+        independent,
+    });
+    Some(pdt_ms + (duration * 1000.0) as i64)
 }
 
 fn watch_bus(bus: gst::Bus, tx: Sender<MediaEvent>, quit: Arc<AtomicBool>, eos: EosTracker) {

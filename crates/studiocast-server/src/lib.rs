@@ -65,6 +65,10 @@ pub struct InputStatus {
     /// Blocks of silence played because the input went quiet.
     #[serde(default)]
     pub silent_blocks: u64,
+    /// Encoder load: how far the encoded video trails the wall clock at
+    /// each fragment's end, ms. Steady is fine; rising means overload.
+    #[serde(default)]
+    pub video_lag_ms: i64,
     /// A network or capture-card input (SRT, V4L2, DeckLink).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoInputStatus>,

@@ -40,6 +40,19 @@ fn meters_stream_levels_over_a_websocket_with_the_token() {
     wait_for("live", 30, || {
         api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json()["state"] == "live"
     });
+    // Encoder load: the video leaves a steady, small lag behind the clock.
+    wait_for("a video fragment", 20, || {
+        api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json()["inputs"]["video_lag_ms"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0
+    });
+    let lag = api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json()["inputs"]
+        ["video_lag_ms"]
+        .as_i64()
+        .unwrap();
+    eprintln!("video lag {lag} ms");
+    assert!(lag < 5_000, "video lag {lag} ms");
     let path = format!("/api/v1/sessions/{id}/meters");
     // No token, a wrong one, an unknown session.
     match ws_connect(&d, &path) {

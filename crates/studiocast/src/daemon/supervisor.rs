@@ -269,6 +269,7 @@ fn input_status(a: studiocast_media::AudioSnapshot) -> studiocast_server::InputS
     });
     studiocast_server::InputStatus {
         silent_blocks: a.silent_blocks,
+        video_lag_ms: a.video_lag_ms,
         video,
         recording: None,
         audio_source: a.source,
