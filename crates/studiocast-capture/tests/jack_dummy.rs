@@ -5,6 +5,6 @@
 mod jack_common;
 
 #[test]
-fn sixteen_channels_from_jack_dummy_server_at_48k() {
-    jack_common::capture_at(48_000);
+fn capture_from_jack_dummy_server_at_48k_with_16_channels() {
+    jack_common::capture_at(48_000, 16);
 }

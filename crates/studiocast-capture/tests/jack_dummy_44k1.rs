@@ -5,6 +5,6 @@
 mod jack_common;
 
 #[test]
-fn sixteen_channels_from_jack_dummy_server_at_44k1() {
-    jack_common::capture_at(44_100);
+fn capture_from_jack_dummy_server_at_44k1_with_16_channels() {
+    jack_common::capture_at(44_100, 16);
 }
