@@ -199,3 +199,9 @@ pub fn textoverlay(text: &str) -> Result<gst::Element, MediaError> {
     e.set_property_from_str("valignment", "center");
     Ok(e)
 }
+
+/// Interlaced camera and SDI signals (1080i) become progressive for the
+/// web; progressive input passes through untouched.
+pub fn deinterlace() -> Result<gst::Element, MediaError> {
+    built(make("deinterlace").build(), "deinterlace")
+}

@@ -426,6 +426,7 @@ fn video_branch(
         pad,
         &[
             e(el::queue())?,
+            e(el::deinterlace())?,
             e(el::videoconvert())?,
             e(el::videoscale())?,
             sink.upcast(),

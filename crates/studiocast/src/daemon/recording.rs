@@ -144,6 +144,43 @@ pub fn mark_interrupted(path: &Path, recovered_s: Option<f64>, at: &str) {
     let _ = super::store::write_atomic(path, v.to_string().as_bytes());
 }
 
+/// Cut a fragmented MP4 after its last whole top-level box: a `kill -9`
+/// in the middle of appending a fragment leaves a torn tail that some
+/// players choke on. Returns the bytes kept.
+pub fn repair_fmp4(path: &Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    let mut at = 0u64;
+    let mut head = [0u8; 16];
+    while at + 8 <= len {
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut head[..8])?;
+        let mut size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as u64;
+        if size == 1 {
+            if at + 16 > len {
+                break;
+            }
+            f.read_exact(&mut head[8..16])?;
+            size = u64::from_be_bytes([
+                head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
+            ]);
+        }
+        if size < 8 || at + size > len {
+            break;
+        }
+        at += size;
+    }
+    if at < len {
+        f.set_len(at)?;
+        f.sync_all()?;
+    }
+    Ok(at)
+}
+
 /// What the packaging worker records besides the stream.
 pub struct Recording {
     pub video: PathBuf,
@@ -240,6 +277,33 @@ mod tests {
         let alarm = state.alarm().expect("an alarm");
         assert!(alarm.contains("program video write failed"), "{alarm}");
         assert!(state.stopped());
+    }
+
+    #[test]
+    fn a_torn_fragment_is_cut_off() {
+        let p = std::env::temp_dir().join(format!("studiocast-fmp4-{}", std::process::id()));
+        let mut bytes = Vec::new();
+        for (kind, n) in [
+            (b"ftyp", 16u32),
+            (b"moov", 24),
+            (b"moof", 40),
+            (b"mdat", 100),
+        ] {
+            bytes.extend_from_slice(&n.to_be_bytes());
+            bytes.extend_from_slice(kind);
+            bytes.resize(bytes.len() + n as usize - 8, 0);
+        }
+        let whole = bytes.len() as u64;
+        // A second fragment, torn by the kill.
+        bytes.extend_from_slice(&40u32.to_be_bytes());
+        bytes.extend_from_slice(b"moof");
+        bytes.extend_from_slice(&[0; 10]);
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(repair_fmp4(&p).unwrap(), whole);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), whole);
+        // A whole file is left alone.
+        assert_eq!(repair_fmp4(&p).unwrap(), whole);
+        let _ = std::fs::remove_file(&p);
     }
 
     #[test]

@@ -116,6 +116,17 @@ impl Supervisor {
                         Err(e) => msg.push_str(&format!("; master could not be repaired: {e}")),
                     }
                 }
+                let program = sdir.join("program.mp4");
+                if program.exists() {
+                    match recording::repair_fmp4(&program) {
+                        Ok(bytes) => {
+                            msg.push_str(&format!("; program video kept: {} MB", bytes / 1_000_000))
+                        }
+                        Err(e) => {
+                            msg.push_str(&format!("; program video could not be repaired: {e}"))
+                        }
+                    }
+                }
                 recording::mark_interrupted(&sdir.join("master.json"), recovered, &now());
                 match presets.get(&info.pipeline) {
                     Some(spec) => match worker::republish(&sdir.join("hls"), spec) {
