@@ -276,7 +276,14 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     assert!(msg.contains("stream republished"), "{msg}");
     assert!(msg.contains("program video kept"), "{msg}");
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(cdir.join("program.mp4"))
         .output()
         .unwrap();
@@ -284,7 +291,10 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
         .trim()
         .parse()
         .unwrap_or(0.0);
-    assert!(video_secs >= 3.0, "program video after kill -9: {video_secs} s");
+    assert!(
+        video_secs >= 3.0,
+        "program video after kill -9: {video_secs} s"
+    );
     // What was streamed before the crash is published as a finished stream.
     let vod = get(&d, &format!("/vod/{crash}/binaural/index.m3u8")).text();
     assert!(vod.trim_end().ends_with("#EXT-X-ENDLIST"), "{vod}");
