@@ -15,6 +15,7 @@
 //! (default 4 and 1500) set the optimiser's effort; `CAP=T` caps the loss
 //! at T dB per band (robust fit, for the medians).
 use realfft::RealFftPlanner;
+use studiocast_spatial::design::{design, DecoderMethod, DesignOptions};
 use studiocast_spatial::hrtf::{HrtfSet, DEFAULT_SOFA};
 use studiocast_spatial::metrics::erb_bands;
 use studiocast_spatial::sh::{Normalisation, ShEvaluator};
@@ -43,8 +44,63 @@ fn band_db(h: &HrtfSet, bands: &[(usize, usize)], nfft: usize) -> [Vec<Vec<f64>>
     ]
 }
 
+/// Σ over the band's bins of Re(c cᴴ) for one ear of a designed decoder:
+/// its own level pattern, as a starting point (so the optimum found is never
+/// worse than what the decoder already does).
+fn decoder_gram(filters: &[Vec<f32>], bands: &[(usize, usize)], nfft: usize) -> Vec<Vec<f64>> {
+    let k = filters.len();
+    let mut planner = RealFftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(nfft);
+    let spectra: Vec<_> = filters
+        .iter()
+        .map(|f| {
+            let mut buf = vec![0.0; nfft];
+            for (b, s) in buf.iter_mut().zip(f) {
+                *b = *s as f64;
+            }
+            let mut out = fft.make_output_vec();
+            let _ = fft.process(&mut buf, &mut out);
+            out
+        })
+        .collect();
+    bands
+        .iter()
+        .map(|&(lo, hi)| {
+            let mut a = vec![0.0; k * k];
+            for f in lo..hi {
+                for i in 0..k {
+                    for j in 0..k {
+                        a[i * k + j] += (spectra[i][f] * spectra[j][f].conj()).re;
+                    }
+                }
+            }
+            a
+        })
+        .collect()
+}
+
+/// Lower Cholesky factor of a (loaded) PSD matrix, row-major.
+fn cholesky(a: &[f64], k: usize) -> Vec<f64> {
+    let load = 1e-9 * (0..k).map(|i| a[i * k + i]).sum::<f64>().max(1e-300) / k as f64;
+    let mut l = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..=i {
+            let mut s = a[i * k + j] + if i == j { load } else { 0.0 };
+            for m in 0..j {
+                s -= l[i * k + m] * l[j * k + m];
+            }
+            l[i * k + j] = if i == j {
+                s.max(1e-300).sqrt()
+            } else {
+                s / l[j * k + j]
+            };
+        }
+    }
+    l
+}
+
 /// Best PSD quadratic-form levels (dB) for one ear and band.
-fn fit_band(y: &[Vec<f64>], target: &[f64], k: usize) -> Vec<f64> {
+fn fit_band(y: &[Vec<f64>], target: &[f64], k: usize, init: Option<&[f64]>) -> Vec<f64> {
     let q = y.len();
     let mean = target.iter().sum::<f64>() / q as f64;
     let scale = 10f64.powf(mean / 20.0);
@@ -82,12 +138,15 @@ fn fit_band(y: &[Vec<f64>], target: &[f64], k: usize) -> Vec<f64> {
                 scale * r
             };
         }
+        if start == 1 {
+            if let Some(a) = init {
+                b = cholesky(a, k);
+            }
+        }
         let (mut m, mut v2) = (vec![0.0; k * k], vec![0.0; k * k]);
-        let lr = 0.02 * scale;
-        let mut loss = f64::MAX;
+        let lr = 0.02 * b.iter().map(|x| x.abs()).fold(0.0, f64::max).max(1e-30);
         for it in 1..=iters {
             let mut grad = vec![0.0; k * k];
-            let mut total = 0.0;
             let mut bty = vec![0.0; k];
             for (yq, t) in y.iter().zip(target) {
                 for (j, o) in bty.iter_mut().enumerate() {
@@ -99,13 +158,11 @@ fn fit_band(y: &[Vec<f64>], target: &[f64], k: usize) -> Vec<f64> {
                 // Optionally cap the loss (T·tanh(|d|/T)), giving up on the
                 // worst directions of a band to fit the majority better: the
                 // report takes medians.
-                let (l, dl) = if cap > 0.0 {
-                    let th = (a / cap).tanh();
-                    (cap * th, 1.0 - th * th)
+                let dl = if cap > 0.0 {
+                    1.0 - (a / cap).tanh().powi(2)
                 } else {
-                    (a, 1.0)
+                    1.0
                 };
-                total += l;
                 let g = dl * d / a * c * 2.0 / e;
                 for i in 0..k {
                     for j in 0..k {
@@ -113,7 +170,6 @@ fn fit_band(y: &[Vec<f64>], target: &[f64], k: usize) -> Vec<f64> {
                     }
                 }
             }
-            loss = total / q as f64;
             for i in 0..k * k {
                 let gi = grad[i] / q as f64;
                 m[i] = 0.9 * m[i] + 0.1 * gi;
@@ -123,6 +179,24 @@ fn fit_band(y: &[Vec<f64>], target: &[f64], k: usize) -> Vec<f64> {
                 b[i] -= lr * mh / (vh.sqrt() + 1e-12 * scale);
             }
         }
+        // The loss where the optimiser stopped (also with no iterations).
+        let loss = y
+            .iter()
+            .zip(target)
+            .map(|(yq, t)| {
+                let e: f64 = (0..k)
+                    .map(|j| (0..k).map(|i| b[i * k + j] * yq[i]).sum::<f64>().powi(2))
+                    .sum();
+                let d = c * e.max(1e-300).ln() - t;
+                let a = (d * d + eps * eps).sqrt();
+                if cap > 0.0 {
+                    cap * (a / cap).tanh()
+                } else {
+                    a
+                }
+            })
+            .sum::<f64>()
+            / q as f64;
         if best.as_ref().is_none_or(|(l, _)| loss < *l) {
             let lev = y
                 .iter()
@@ -163,14 +237,18 @@ fn main() {
         let y: Vec<Vec<f64>> = h
             .dirs
             .iter()
-            .map(|d| ev.eval_vec(*d, Normalisation::N3d))
+            .map(|d| ev.eval_vec(*d, Normalisation::Sn3d))
             .collect();
-        let fit_all = |reference: &[Vec<Vec<f64>>; 2], nb: usize| -> [Vec<Vec<f64>>; 2] {
+        // SN3D, the designed filters' convention, so that they seed the fit.
+        let dec = design(&h, &DesignOptions::new(DecoderMethod::MagLs, order)).expect("design");
+        let fit_all = |reference: &[Vec<Vec<f64>>; 2], bands: &[(usize, usize)]| {
             let per_ear = |ear: usize| -> Vec<Vec<f64>> {
-                let cols: Vec<Vec<f64>> = (0..nb)
+                let filters = if ear == 0 { &dec.left } else { &dec.right };
+                let grams = decoder_gram(filters, bands, nfft);
+                let cols: Vec<Vec<f64>> = (0..bands.len())
                     .map(|b| {
                         let target: Vec<f64> = reference[ear].iter().map(|l| l[b]).collect();
-                        fit_band(&y, &target, k)
+                        fit_band(&y, &target, k, Some(&grams[b]))
                     })
                     .collect();
                 (0..h.len())
@@ -179,7 +257,7 @@ fn main() {
             };
             [per_ear(0), per_ear(1)]
         };
-        let spec_fit = fit_all(&spec_ref, spec_bands.len());
+        let spec_fit = fit_all(&spec_ref, &spec_bands);
         let sd: Vec<f64> = (0..h.len())
             .map(|q| {
                 (0..2)
@@ -195,7 +273,7 @@ fn main() {
                     / 2.0
             })
             .collect();
-        let ild_fit = fit_all(&ild_ref, ild_bands.len());
+        let ild_fit = fit_all(&ild_ref, &ild_bands);
         let ild: Vec<f64> = (0..h.len())
             .map(|q| {
                 (0..ild_bands.len())
