@@ -67,11 +67,13 @@ fn decoder_gram(filters: &[Vec<f32>], bands: &[(usize, usize)], nfft: usize) -> 
         .iter()
         .map(|&(lo, hi)| {
             let mut a = vec![0.0; k * k];
-            for f in lo..hi {
-                for i in 0..k {
-                    for j in 0..k {
-                        a[i * k + j] += (spectra[i][f] * spectra[j][f].conj()).re;
-                    }
+            for (i, si) in spectra.iter().enumerate() {
+                for (j, sj) in spectra.iter().enumerate() {
+                    a[i * k + j] += si[lo..hi]
+                        .iter()
+                        .zip(&sj[lo..hi])
+                        .map(|(x, y)| (x * y.conj()).re)
+                        .sum::<f64>();
                 }
             }
             a
