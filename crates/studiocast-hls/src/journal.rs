@@ -79,10 +79,13 @@ fn restore(st: &mut State, text: &str) {
         if st.segments.last().is_some_and(|l| seg.seq <= l.seq) {
             continue;
         }
+        let Some(next) = seg.seq.checked_add(1) else {
+            continue;
+        };
         if !maps.contains(&seg.map) {
             maps.push(seg.map.clone());
         }
-        st.next_seq = seg.seq + 1;
+        st.next_seq = next;
         st.init_uri = Some(seg.map.clone());
         st.segments.push(seg);
     }

@@ -282,7 +282,10 @@ pub(crate) fn feed_audio(
     let mut meter = MeterAccumulator::new(inputs + 2, feed.rate as usize / 10);
     let mut base: Option<gst::ClockTime> = None;
     while !stop.load(Ordering::SeqCst) {
-        let offset = gst::ClockTime::from_nseconds(frames * 1_000_000_000 / feed.rate as u64);
+        // u128: frames × 10⁹ outgrows u64 after two days at 96 kHz.
+        let offset = gst::ClockTime::from_nseconds(
+            (frames as u128 * 1_000_000_000 / feed.rate.max(1) as u128) as u64,
+        );
         let pts = match &mut input {
             None => {
                 let pts = offset;
@@ -325,7 +328,7 @@ pub(crate) fn feed_audio(
                     // A source that has not delivered yet gets longer to open.
                     let patience = if base.is_some() { STARVED } else { STARVED * 4 };
                     if now.nseconds() + lead < due.nseconds()
-                        || now.nseconds() - since < patience.as_nanos() as u64
+                        || now.nseconds().saturating_sub(since) < patience.as_nanos() as u64
                     {
                         std::thread::sleep(Duration::from_millis(2));
                         continue;

@@ -64,6 +64,9 @@ pub struct IngestHealth {
     /// Wall clock of the last decoded frame or sample block, ms since the
     /// Unix epoch (0: never).
     pub last_packet_ms: AtomicI64,
+    /// The same on the monotonic clock ([`mono_ns`]), for loss detection:
+    /// a wall-clock step must not fake or hide a loss.
+    pub last_packet_mono: AtomicU64,
     /// Times the source came back after being lost.
     pub reconnects: AtomicU64,
     /// Times the source was lost.
@@ -177,10 +180,15 @@ impl Ingest {
         let thread = {
             let spec = spec.clone();
             let stop = stop.clone();
+            let keep = first.clone();
             std::thread::Builder::new()
                 .name("ingest".into())
                 .spawn(move || supervise(spec, sinks, first, &stop))
-                .map_err(|e| MediaError::Gst(e.to_string()))?
+                .map_err(|e| {
+                    // Release the port or device the first open holds.
+                    let _ = keep.set_state(gst::State::Null);
+                    MediaError::Gst(e.to_string())
+                })?
         };
         Ok((
             Ingest {
@@ -262,9 +270,13 @@ impl Sinks {
     fn packet(&self) {
         let h = &self.health;
         h.last_packet_ms.store(wall_ms(), Ordering::Relaxed);
+        h.last_packet_mono.store(mono_ns(), Ordering::Relaxed);
         if !h.connected.swap(true, Ordering::SeqCst) {
             if h.losses.load(Ordering::SeqCst) > 0 {
                 h.reconnects.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Ok(mut e) = h.last_error.lock() {
+                *e = None;
             }
             tracing::info!("input signal present");
         }
@@ -526,13 +538,15 @@ fn supervise(spec: IngestSpec, sinks: Sinks, first: gst::Pipeline, stop: &Atomic
         };
         let opened = Instant::now();
         let why = watch(&pipeline, &sinks.health, loss, stop);
+        let t = Instant::now();
+        let _ = pipeline.set_state(gst::State::Null);
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "ingest closed");
+        // Only now: a frame still arriving during the close would otherwise
+        // flip the flag back and count a reconnect that never happened.
         if sinks.health.connected.swap(false, Ordering::SeqCst) {
             sinks.health.losses.fetch_add(1, Ordering::SeqCst);
             tracing::warn!(reason = %why, "input lost; slate until it returns");
         }
-        let t = Instant::now();
-        let _ = pipeline.set_state(gst::State::Null);
-        tracing::debug!(ms = t.elapsed().as_millis() as u64, "ingest closed");
         if let Ok(mut q) = sinks.frames.lock() {
             q.clear();
         }
@@ -569,9 +583,9 @@ fn watch(pipeline: &gst::Pipeline, h: &IngestHealth, loss: Duration, stop: &Atom
             return "stopping".into();
         }
         if h.connected.load(Ordering::SeqCst) {
-            let age = wall_ms() - h.last_packet_ms.load(Ordering::Relaxed);
-            if age > loss.as_millis() as i64 {
-                return format!("no data for {age} ms");
+            let age = mono_ns().saturating_sub(h.last_packet_mono.load(Ordering::Relaxed));
+            if age > loss.as_nanos() as u64 {
+                return format!("no data for {} ms", age / 1_000_000);
             }
         }
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {

@@ -41,6 +41,17 @@ impl RecordingState {
         self.stop.store(true, Ordering::SeqCst);
     }
 
+    /// One recording failed on its own (a write error): it stops itself
+    /// and raises the alarm; the others carry on.
+    pub fn fail(&self, reason: &str) {
+        if let Ok(mut a) = self.alarm.lock() {
+            tracing::error!(%reason, "a recording failed; the live stream continues");
+            if a.is_none() {
+                *a = Some(reason.to_string());
+            }
+        }
+    }
+
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
@@ -91,13 +102,13 @@ impl MasterWriter {
                     let n = block.len() / ch.max(1);
                     let planes: Vec<&[f32]> = (0..ch).map(|c| &block[c * n..(c + 1) * n]).collect();
                     if let Err(e) = w.write_planar(&planes) {
-                        state.stop(&format!("audio master write failed: {e}"));
+                        state.fail(&format!("audio master write failed: {e}"));
                         failed = true;
                         continue;
                     }
                     if last_sync.elapsed() >= SYNC_EVERY {
                         if let Err(e) = w.sync() {
-                            state.stop(&format!("audio master sync failed: {e}"));
+                            state.fail(&format!("audio master sync failed: {e}"));
                             failed = true;
                         }
                         last_sync = Instant::now();

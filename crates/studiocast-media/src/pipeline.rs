@@ -335,8 +335,7 @@ impl SessionPipeline {
             let (ingest, consumer) = match Ingest::start(spec) {
                 Ok(x) => x,
                 Err(e) => {
-                    self.quit.store(true, Ordering::SeqCst);
-                    let _ = self.pipeline.set_state(gst::State::Null);
+                    self.teardown();
                     return Err(e);
                 }
             };
@@ -387,13 +386,11 @@ impl SessionPipeline {
             match ready_rx.recv_timeout(Duration::from_secs(10)) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    self.stop.store(true, Ordering::SeqCst);
-                    let _ = self.pipeline.set_state(gst::State::Null);
+                    self.teardown();
                     return Err(e);
                 }
                 Err(_) => {
-                    self.stop.store(true, Ordering::SeqCst);
-                    let _ = self.pipeline.set_state(gst::State::Null);
+                    self.teardown();
                     return Err(gst_err("the audio source did not start within 10 s"));
                 }
             }
@@ -455,6 +452,11 @@ impl SessionPipeline {
 
     /// Tear down (after EOS, or to abort).
     pub fn shutdown(mut self) {
+        self.teardown();
+    }
+
+    /// Stop every thread and the pipelines; safe to call twice.
+    fn teardown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         self.quit.store(true, Ordering::SeqCst);
         let _ = self.pipeline.set_state(gst::State::Null);
@@ -464,6 +466,14 @@ impl SessionPipeline {
         if let Some(i) = self.ingest.take() {
             i.stop();
         }
+    }
+}
+
+/// A pipeline dropped without [`SessionPipeline::shutdown`] (a failed start,
+/// say) still stops its threads, so nothing keeps the event channel open.
+impl Drop for SessionPipeline {
+    fn drop(&mut self) {
+        self.teardown();
     }
 }
 

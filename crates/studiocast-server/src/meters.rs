@@ -1,7 +1,9 @@
 //! `GET /api/v1/sessions/{id}/meters`: a WebSocket of level readings (JSON
 //! [`MeterFrame`] text messages, about ten a second) for the technician's
-//! console. The control token comes in `Authorization: Bearer …` or, for
-//! browsers, as `?token=…`. The socket closes when the session stops.
+//! console. The control token comes in `Authorization: Bearer …`; browsers,
+//! which cannot set that header, offer the subprotocols
+//! `studiocast.bearer, <token>` (kept out of URLs and proxy logs) or, as a
+//! last resort, `?token=…`. The socket closes when the session stops.
 
 use std::time::Duration;
 
@@ -13,6 +15,12 @@ use serde::Deserialize;
 
 use crate::api::{header_token_ok, token_ok, valid_id, ApiError};
 use crate::{AppState, MeterSource};
+
+/// The subprotocol that says "the other one is the token".
+const PROTOCOL: &str = "studiocast.bearer";
+
+/// A client that stops reading is dropped after this.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
@@ -26,8 +34,17 @@ pub async fn socket(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let authorised =
-        header_token_ok(&st, &headers) || q.token.as_deref().is_some_and(|t| token_ok(&st, t));
+    let offered: Vec<String> = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    let by_protocol = offered.iter().any(|p| p == PROTOCOL)
+        && offered.iter().any(|p| p != PROTOCOL && token_ok(&st, p));
+    let authorised = header_token_ok(&st, &headers)
+        || by_protocol
+        || q.token.as_deref().is_some_and(|t| token_ok(&st, t));
     if !authorised {
         return Err(ApiError::Unauthorized);
     }
@@ -36,6 +53,12 @@ pub async fn socket(
     }
     let ws = ws.map_err(|e| ApiError::BadRequest(format!("a WebSocket upgrade is needed: {e}")))?;
     let source = st.0.control.meters(id).await?;
+    // A browser that offered the subprotocol needs it confirmed.
+    let ws = if by_protocol {
+        ws.protocols([PROTOCOL])
+    } else {
+        ws
+    };
     Ok(ws.on_upgrade(move |socket| stream(socket, source)))
 }
 
@@ -47,7 +70,7 @@ async fn stream(mut socket: WebSocket, source: std::sync::Arc<dyn MeterSource>) 
         tokio::select! {
             _ = tick.tick() => {
                 if !source.running() {
-                    let _ = socket.send(Message::Close(None)).await;
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
                     return;
                 }
                 let Some(frame) = source.read() else { continue };
@@ -56,8 +79,9 @@ async fn stream(mut socket: WebSocket, source: std::sync::Arc<dyn MeterSource>) 
                 }
                 last = frame.seq;
                 let Ok(text) = serde_json::to_string(&frame) else { continue };
-                if socket.send(Message::Text(text.into())).await.is_err() {
-                    return;
+                match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await {
+                    Ok(Ok(())) => {}
+                    _ => return,
                 }
             }
             msg = socket.recv() => match msg {

@@ -34,6 +34,15 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("JACK"), "{}", r.text());
     assert_eq!(get(&d, "/healthz").status, 200, "the daemon stays up");
+    // The attempt is on record as failed, with the reason (not left
+    // "starting", which a restart would call interrupted).
+    let list = api(&d, "GET", "/api/v1/sessions", None).json();
+    let rec = &list.as_array().unwrap()[0];
+    assert_eq!(rec["state"], "failed", "{list}");
+    assert!(
+        rec["error"].as_str().unwrap_or("").contains("JACK"),
+        "{list}"
+    );
 
     let _jackd = studiocast_capture::jack_server::JackServer::start(&server, 48_000, 256, 16)
         .expect("JACK dummy server");

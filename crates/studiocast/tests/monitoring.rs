@@ -133,6 +133,24 @@ fn meters_stream_levels_over_a_websocket_with_the_token() {
         .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
     let (mut ws2, _) = tungstenite::connect(req).expect("header auth");
     assert!(matches!(ws2.read().unwrap(), tungstenite::Message::Text(_)));
+    // And as a browser would: the token as the second subprotocol.
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{}{path}",
+        d.addr
+    ))
+    .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        format!("studiocast.bearer, {TOKEN}").parse().unwrap(),
+    );
+    let (mut ws3, resp) = tungstenite::connect(req).expect("subprotocol auth");
+    assert_eq!(
+        resp.headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("studiocast.bearer")
+    );
+    assert!(matches!(ws3.read().unwrap(), tungstenite::Message::Text(_)));
     // Stopping the session closes the socket.
     let r = api(&d, "POST", &format!("/api/v1/sessions/{id}/stop"), None);
     assert_eq!(r.status, 200, "{}", r.text());

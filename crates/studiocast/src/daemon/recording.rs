@@ -75,24 +75,36 @@ pub fn check_start(dir: &Path, cfg: &RecordingConfig) -> Result<u64, String> {
 
 /// Watch the disk while `state` lives; stop recording below the threshold.
 pub fn watch_disk(dir: PathBuf, stop_below_mb: u64, state: Weak<RecordingState>) {
-    let _ = std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("disk-watch".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(1));
-            let Some(s) = state.upgrade() else { return };
-            if s.stopped() {
-                return;
-            }
-            if let Ok(free) = free_mb(&dir) {
-                if free < stop_below_mb {
-                    s.stop(&format!(
-                        "disk nearly full: {free} MB free on {}, below {stop_below_mb} MB",
-                        dir.display()
-                    ));
+        .spawn(move || {
+            let mut warned = false;
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let Some(s) = state.upgrade() else { return };
+                if s.stopped() {
                     return;
+                }
+                match free_mb(&dir) {
+                    Ok(free) if free < stop_below_mb => {
+                        s.stop(&format!(
+                            "disk nearly full: {free} MB free on {}, below {stop_below_mb} MB",
+                            dir.display()
+                        ));
+                        return;
+                    }
+                    Ok(_) => warned = false,
+                    Err(e) if !warned => {
+                        warned = true;
+                        tracing::error!(dir = %dir.display(), %e, "cannot read free disk space");
+                    }
+                    Err(_) => {}
                 }
             }
         });
+    if let Err(e) = spawned {
+        tracing::error!(%e, "disk-space watch not started: recording is not guarded");
+    }
 }
 
 /// The JSON sidecar next to the masters: what was recorded, from when to
@@ -128,11 +140,19 @@ impl Sidecar {
 
 /// Mark an interrupted session's sidecar with what the repair recovered.
 pub fn mark_interrupted(path: &Path, recovered_s: Option<f64>, at: &str) {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), %e, "no recording sidecar to mark");
+            return;
+        }
     };
-    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return;
+    let mut v = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(file = %path.display(), %e, "recording sidecar is damaged");
+            return;
+        }
     };
     if let Some(o) = v.as_object_mut() {
         o.insert("interrupted".into(), true.into());
@@ -141,7 +161,9 @@ pub fn mark_interrupted(path: &Path, recovered_s: Option<f64>, at: &str) {
             o.insert("recovered_audio_s".into(), s.into());
         }
     }
-    let _ = super::store::write_atomic(path, v.to_string().as_bytes());
+    if let Err(e) = super::store::write_atomic(path, v.to_string().as_bytes()) {
+        tracing::error!(file = %path.display(), %e, "cannot update the recording sidecar");
+    }
 }
 
 /// Cut a fragmented MP4 after its last whole top-level box: a `kill -9`
@@ -155,6 +177,9 @@ pub fn repair_fmp4(path: &Path) -> std::io::Result<u64> {
         .open(path)?;
     let len = f.metadata()?.len();
     let mut at = 0u64;
+    // Start of the last whole `moof`: a fragment is only whole with its
+    // `mdat`, so a torn `mdat` takes its `moof` with it.
+    let mut open_moof: Option<u64> = None;
     let mut head = [0u8; 16];
     while at + 8 <= len {
         f.seek(SeekFrom::Start(at))?;
@@ -169,10 +194,18 @@ pub fn repair_fmp4(path: &Path) -> std::io::Result<u64> {
                 head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
             ]);
         }
-        if size < 8 || at + size > len {
+        if size < 8 || size > len - at {
             break;
         }
+        open_moof = match &head[4..8] {
+            b"moof" => Some(at),
+            b"mdat" => None,
+            _ => open_moof,
+        };
         at += size;
+    }
+    if let Some(m) = open_moof {
+        at = m;
     }
     if at < len {
         f.set_len(at)?;
@@ -192,6 +225,8 @@ pub struct ProgramRecorder {
     file: Option<std::fs::File>,
     state: Option<Arc<RecordingState>>,
     has_init: bool,
+    /// Bytes of whole init and fragments written.
+    written: u64,
 }
 
 impl ProgramRecorder {
@@ -201,6 +236,7 @@ impl ProgramRecorder {
                 file: None,
                 state: None,
                 has_init: false,
+                written: 0,
             };
         };
         let file = match std::fs::File::create(&rec.video) {
@@ -215,6 +251,7 @@ impl ProgramRecorder {
             file,
             state: Some(rec.state),
             has_init: false,
+            written: 0,
         }
     }
 
@@ -240,10 +277,15 @@ impl ProgramRecorder {
         }
         let Some(f) = self.file.as_mut() else { return };
         if let Err(e) = f.write_all(data) {
+            // Drop the part of the fragment that made it, so the file ends
+            // on a whole fragment.
+            let _ = f.set_len(self.written);
             if let Some(s) = &self.state {
-                s.stop(&format!("program video write failed: {e}"));
+                s.fail(&format!("program video write failed: {e}"));
             }
             self.close();
+        } else {
+            self.written += data.len() as u64;
         }
     }
 
@@ -276,7 +318,9 @@ mod tests {
         r.chunk(b"moof....");
         let alarm = state.alarm().expect("an alarm");
         assert!(alarm.contains("program video write failed"), "{alarm}");
-        assert!(state.stopped());
+        // Only this recording stops; the audio master is not told to.
+        assert!(!state.stopped());
+        assert!(r.file.is_none());
     }
 
     #[test]
@@ -302,6 +346,23 @@ mod tests {
         assert_eq!(repair_fmp4(&p).unwrap(), whole);
         assert_eq!(std::fs::metadata(&p).unwrap().len(), whole);
         // A whole file is left alone.
+        assert_eq!(repair_fmp4(&p).unwrap(), whole);
+        // A whole moof with a torn mdat goes too: it is no fragment.
+        bytes.truncate(whole as usize);
+        bytes.extend_from_slice(&16u32.to_be_bytes());
+        bytes.extend_from_slice(b"moof");
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.extend_from_slice(&100u32.to_be_bytes());
+        bytes.extend_from_slice(b"mdat");
+        bytes.extend_from_slice(&[0; 20]);
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(repair_fmp4(&p).unwrap(), whole);
+        // A 64-bit size that would overflow is damage, not a panic.
+        bytes.truncate(whole as usize);
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(b"mdat");
+        bytes.extend_from_slice(&u64::MAX.to_be_bytes());
+        std::fs::write(&p, &bytes).unwrap();
         assert_eq!(repair_fmp4(&p).unwrap(), whole);
         let _ = std::fs::remove_file(&p);
     }

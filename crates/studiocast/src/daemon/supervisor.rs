@@ -345,7 +345,7 @@ impl Actor {
                                 let mut s = input_status(p.audio_status());
                                 s.recording = e.recording.as_ref().map(|(r, _)| {
                                     studiocast_server::RecordingStatus {
-                                        recording: !r.stopped(),
+                                        recording: !r.stopped() && r.alarm().is_none(),
                                         alarm: r.alarm(),
                                         disk_free_mb: recording::free_mb(
                                             &self.store.session_dir(&id),
@@ -462,9 +462,15 @@ impl Actor {
             ControlError::Unavailable(format!("cannot prepare the binaural renderer: {e:#}"))
         })?;
         let (etx, erx) = std::sync::mpsc::channel();
-        let mut pipeline = SessionPipeline::build(&spec, &filters, etx).map_err(|e| {
-            ControlError::Unavailable(format!("cannot build pipeline '{}': {e}", spec.name))
-        })?;
+        // Building renders the slate and checks devices: off the runtime.
+        let bspec = spec.clone();
+        let mut pipeline =
+            tokio::task::spawn_blocking(move || SessionPipeline::build(&bspec, &filters, etx))
+                .await
+                .map_err(|e| ControlError::Internal(e.to_string()))?
+                .map_err(|e| {
+                    ControlError::Unavailable(format!("cannot build pipeline '{}': {e}", spec.name))
+                })?;
         // Live inputs are recorded untouched next to the stream; the
         // program video of every session with video is kept too.
         let sdir = self.store.session_dir(&id);
@@ -535,9 +541,40 @@ impl Actor {
             .name(format!("pack-{id}"))
             .spawn(move || worker::run(wid, dir, spec, erx, updates, program))
             .map_err(|e| ControlError::Internal(e.to_string()))?;
-        pipeline
-            .start()
-            .map_err(|e| ControlError::Unavailable(format!("cannot start pipeline: {e}")))?;
+        // Opening inputs can take seconds (an interface, a camera, a port).
+        let (pipeline, started) = tokio::task::spawn_blocking(move || {
+            let r = pipeline.start();
+            (pipeline, r)
+        })
+        .await
+        .map_err(|e| ControlError::Internal(e.to_string()))?;
+        if let Err(e) = started {
+            // Dropping the pipeline stops its threads and closes the event
+            // channel, so the worker finalises and exits; the record says why.
+            let msg = format!("cannot start pipeline: {e}");
+            let _ = tokio::task::spawn_blocking(move || drop(pipeline)).await;
+            // Not joined here: should it linger, it must not hold up the
+            // reply. Its final update is ignored (the record is settled).
+            drop(worker);
+            let mut info = info;
+            info.state = "failed".into();
+            info.error = Some(msg.clone());
+            info.ended_at = Some(now());
+            let mut sidecar = sidecar;
+            sidecar.finish(info.ended_at.as_deref().unwrap_or_default(), &state);
+            let _ = self.store.save(&info);
+            self.sessions.insert(
+                id,
+                Entry {
+                    info,
+                    recording: None,
+                    pipeline: None,
+                    worker: None,
+                    waiters: Vec::new(),
+                },
+            );
+            return Err(ControlError::Unavailable(msg));
+        }
         tracing::info!(title = %info.title, "session started");
         self.sessions.insert(
             id,
@@ -583,6 +620,10 @@ impl Actor {
         let Some(e) = self.sessions.get_mut(id) else {
             return;
         };
+        if !active(&e.info.state) {
+            // Already settled (a start that failed); nothing to change.
+            return;
+        }
         if let Some(w) = e.worker.take() {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
