@@ -216,22 +216,7 @@ fn live_session_then_vod_and_restart() {
         "VOD does not decode: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            &d.url(&format!("/vod/{id}/master.m3u8")),
-        ])
-        .output()
-        .unwrap();
-    let dur: f64 = String::from_utf8_lossy(&probe.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let dur = ffprobe_duration(&d.url(&format!("/vod/{id}/master.m3u8")));
     assert!(
         (dur - vod_secs).abs() <= 1.0,
         "VOD lasts {dur} s, playlist says {vod_secs} s"

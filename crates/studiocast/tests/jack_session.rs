@@ -284,22 +284,7 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     assert!(msg.contains("master recovered"), "{msg}");
     assert!(msg.contains("stream republished"), "{msg}");
     assert!(msg.contains("program video kept"), "{msg}");
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(cdir.join("program.mp4"))
-        .output()
-        .unwrap();
-    let video_secs: f64 = String::from_utf8_lossy(&probe.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0.0);
+    let video_secs = ffprobe_duration(&cdir.join("program.mp4").display().to_string());
     assert!(
         video_secs >= 3.0,
         "program video after kill -9: {video_secs} s"

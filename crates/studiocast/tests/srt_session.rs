@@ -28,44 +28,45 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// ffmpeg as a software encoder: 640x360 25 fps H.264 and a 1 kHz AAC tone,
-/// calling our listener.
-fn sender(port: u16) -> Kill {
+/// ffmpeg as a software encoder: 640x360 25 fps test video and a 1 kHz
+/// tone, encoded with `codecs`, to `srt://127.0.0.1:port?mode=…`.
+fn encoder(port: u16, mode: &str, codecs: &[&str]) -> Kill {
     Kill(
         Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+            .args(["testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i"])
             .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=640x360:rate=25",
-                "-f",
-                "lavfi",
-                "-i",
                 "sine=frequency=1000:sample_rate=48000",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
                 "-g",
                 "25",
-                "-c:a",
-                "aac",
                 "-ac",
                 "2",
-                "-f",
-                "mpegts",
             ])
-            .arg(format!("srt://127.0.0.1:{port}?mode=caller"))
+            .args(codecs)
+            .args(["-f", "mpegts"])
+            .arg(format!("srt://127.0.0.1:{port}?mode={mode}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("ffmpeg is required (apt-get install ffmpeg)"),
+    )
+}
+
+/// A hardware-encoder stand-in calling our listener: H.264 and AAC.
+fn sender(port: u16) -> Kill {
+    encoder(
+        port,
+        "caller",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-c:a",
+            "aac",
+        ],
     )
 }
 
@@ -257,22 +258,7 @@ fn srt_source_loss_shows_a_slate_and_its_return_a_discontinuity() {
     assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{vod}");
     // The program video master is a playable MP4 as long as the stream.
     let master = d.data.join("sessions").join(&id).join("program.mp4");
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&master)
-        .output()
-        .unwrap();
-    let dur: f64 = String::from_utf8_lossy(&probe.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0.0);
+    let dur = ffprobe_duration(&master.display().to_string());
     let (_, segs) = media_playlist(&vod);
     let total: f64 = segs.iter().sum();
     assert!(
@@ -362,43 +348,21 @@ fn srt_caller_mode_with_hevc_and_pcm() {
         .replace("name = \"srt-listener\"", "name = \"srt-caller\"");
     std::fs::write(presets.join("srt-caller.toml"), text).unwrap();
     // The encoder listens; it is up before the session calls.
-    let _enc = Kill(
-        Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=640x360:rate=25",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=1000:sample_rate=48000",
-                "-c:v",
-                "libx265",
-                "-preset",
-                "ultrafast",
-                "-x265-params",
-                "log-level=error",
-                "-g",
-                "25",
-                "-c:a",
-                "s302m",
-                "-strict",
-                "-2",
-                "-ac",
-                "2",
-                "-f",
-                "mpegts",
-            ])
-            .arg(format!("srt://127.0.0.1:{port}?mode=listener"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg"),
+    let _enc = encoder(
+        port,
+        "listener",
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error",
+            "-c:a",
+            "s302m",
+            "-strict",
+            "-2",
+        ],
     );
     let d = Daemon::start_with(&root.join("data"), &presets, &[]);
     let r = api(

@@ -55,6 +55,19 @@ struct Entry {
     waiters: Vec<Reply>,
 }
 
+impl Entry {
+    /// A session that is not running (past, failed or interrupted).
+    fn settled(info: SessionInfo) -> Self {
+        Entry {
+            info,
+            recording: None,
+            pipeline: None,
+            worker: None,
+            waiters: Vec::new(),
+        }
+    }
+}
+
 struct Actor {
     sessions: BTreeMap<String, Entry>,
     presets: HashMap<String, PipelineSpec>,
@@ -144,16 +157,7 @@ impl Supervisor {
                 info.error = Some(msg);
                 store.save(&info)?;
             }
-            sessions.insert(
-                info.id.clone(),
-                Entry {
-                    info,
-                    recording: None,
-                    pipeline: None,
-                    worker: None,
-                    waiters: Vec::new(),
-                },
-            );
+            sessions.insert(info.id.clone(), Entry::settled(info));
         }
         let shared = Arc::new(presets.clone());
         let actor = Actor {
@@ -563,16 +567,7 @@ impl Actor {
             let mut sidecar = sidecar;
             sidecar.finish(info.ended_at.as_deref().unwrap_or_default(), &state);
             let _ = self.store.save(&info);
-            self.sessions.insert(
-                id,
-                Entry {
-                    info,
-                    recording: None,
-                    pipeline: None,
-                    worker: None,
-                    waiters: Vec::new(),
-                },
-            );
+            self.sessions.insert(id, Entry::settled(info));
             return Err(ControlError::Unavailable(msg));
         }
         tracing::info!(title = %info.title, "session started");

@@ -283,3 +283,23 @@ pub fn ffprobe_streams(url: &str) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["streams"].as_array().cloned().unwrap_or_default()
 }
+
+/// The duration ffprobe reads for a file or URL, seconds (0 if unreadable).
+pub fn ffprobe_duration(what: &str) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            what,
+        ])
+        .output()
+        .expect("ffprobe is required (apt-get install ffmpeg)");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0.0)
+}
