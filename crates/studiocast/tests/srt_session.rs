@@ -300,6 +300,11 @@ fn absent_cameras_and_sdi_cards_fail_the_start_by_name() {
         assert!(r.text().contains("libDeckLinkAPI"), "{}", r.text());
     }
     assert_eq!(get(&d, "/healthz").status, 200, "the daemon stays up");
+    // A refused start leaves no session folder behind.
+    let left = std::fs::read_dir(d.data.join("sessions"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "refused starts left {left} session folders");
     // Both show in the device listing as unavailable, with the reason.
     let devs = api(&d, "GET", "/api/v1/devices", None).json();
     let find = |host: &str| {

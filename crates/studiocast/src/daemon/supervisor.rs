@@ -447,8 +447,6 @@ impl Actor {
         let _g = span.enter();
         recording::check_start(self.store.root(), &self.recording)
             .map_err(ControlError::Unavailable)?;
-        let dir = self.store.session_dir(&id).join("hls");
-        std::fs::create_dir_all(&dir).map_err(|e| ControlError::Internal(e.to_string()))?;
         let order = spec.audio.source.order();
         let method: DecoderMethod = self
             .spatial
@@ -475,6 +473,9 @@ impl Actor {
                 .map_err(|e| {
                     ControlError::Unavailable(format!("cannot build pipeline '{}': {e}", spec.name))
                 })?;
+        // Only now the session gets a folder: a refused start leaves none.
+        let dir = self.store.session_dir(&id).join("hls");
+        std::fs::create_dir_all(&dir).map_err(|e| ControlError::Internal(e.to_string()))?;
         // Live inputs are recorded untouched next to the stream; the
         // program video of every session with video is kept too.
         let sdir = self.store.session_dir(&id);
