@@ -190,6 +190,14 @@ impl Packager {
             .map_or(0, |s| s.segments.len())
     }
 
+    /// Seconds of every segment published for a rendition.
+    pub fn duration(&self, id: &str) -> f64 {
+        self.states
+            .iter()
+            .find(|s| s.spec.id == id)
+            .map_or(0.0, |s| s.segments.iter().map(|x| x.duration).sum())
+    }
+
     /// Replace a rendition's CODECS string (for example once the encoder's
     /// real profile and level are read from its init segment).
     pub fn set_codecs(&mut self, id: &str, codecs: &str) -> Result<(), HlsError> {

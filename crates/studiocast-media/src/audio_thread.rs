@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use gst::prelude::*;
 use gstreamer as gst;
@@ -78,12 +78,6 @@ pub struct VideoSnapshot {
     pub on_slate: bool,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl AudioStatus {
     pub fn snapshot(&self) -> AudioSnapshot {
         let ring = self.ring.lock().ok().and_then(|r| r.clone());
@@ -101,7 +95,7 @@ impl AudioStatus {
             last_block_age_s: if last == 0 {
                 f64::INFINITY
             } else {
-                (now_ms() - last) as f64 / 1000.0
+                (crate::now_ms() - last) as f64 / 1000.0
             },
             silent_blocks: self.silent_blocks.load(Ordering::Relaxed),
             video_lag_ms: 0,
@@ -396,7 +390,9 @@ pub(crate) fn feed_audio(
             }
         }
         frames += BLOCK as u64;
-        status.last_block_ms.store(now_ms(), Ordering::Relaxed);
+        status
+            .last_block_ms
+            .store(crate::now_ms(), Ordering::Relaxed);
     }
     for (_, src) in &feed.outputs {
         let _ = src.end_of_stream();

@@ -87,12 +87,6 @@ pub struct IngestSnapshot {
     pub last_error: Option<String>,
 }
 
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Monotonic nanoseconds on the same clock GStreamer pipelines use.
 pub(crate) fn mono_ns() -> u64 {
     gst::SystemClock::obtain().time().nseconds()
@@ -223,12 +217,8 @@ impl Ingest {
         snapshot(&self.spec.describe(), &self.health)
     }
 
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    /// Close the input and wait for its thread (what dropping does).
+    pub fn stop(self) {}
 }
 
 impl Drop for Ingest {
@@ -248,7 +238,7 @@ pub fn snapshot(source: &str, h: &IngestHealth) -> IngestSnapshot {
         last_packet_age_s: if last == 0 {
             f64::INFINITY
         } else {
-            (wall_ms() - last) as f64 / 1000.0
+            (crate::now_ms() - last) as f64 / 1000.0
         },
         reconnects: h.reconnects.load(Ordering::Relaxed),
         losses: h.losses.load(Ordering::Relaxed),
@@ -269,7 +259,7 @@ impl Sinks {
     /// A frame or sample block arrived: the source is up.
     fn packet(&self) {
         let h = &self.health;
-        h.last_packet_ms.store(wall_ms(), Ordering::Relaxed);
+        h.last_packet_ms.store(crate::now_ms(), Ordering::Relaxed);
         h.last_packet_mono.store(mono_ns(), Ordering::Relaxed);
         if !h.connected.swap(true, Ordering::SeqCst) {
             if h.losses.load(Ordering::SeqCst) > 0 {

@@ -37,6 +37,13 @@ pub enum MediaError {
     Spatial(#[from] studiocast_spatial::SpatialError),
 }
 
+/// Wall clock, ms since the Unix epoch (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Initialise GStreamer and register the statically linked plugins once.
 pub fn init() -> Result<(), MediaError> {
     static ONCE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use gst::prelude::*;
 use gstreamer as gst;
@@ -100,7 +100,9 @@ fn gst_err(e: impl std::fmt::Display) -> MediaError {
     MediaError::Gst(e.to_string())
 }
 
-fn link(elems: &[&gst::Element]) -> Result<(), MediaError> {
+/// Add a chain of elements to the pipeline and link them in order.
+fn add_and_link(pipeline: &gst::Pipeline, elems: &[&gst::Element]) -> Result<(), MediaError> {
+    pipeline.add_many(elems.iter().copied()).map_err(gst_err)?;
     gst::Element::link_many(elems).map_err(gst_err)
 }
 
@@ -194,8 +196,7 @@ impl SessionPipeline {
             let sink = self::appsink("video", &events, &pdt_offset_ms, &eos, Some(&video_lag));
             let mut chain: Vec<&gst::Element> = head.iter().collect();
             chain.extend([&conv, &enc, &profile, &parse, &q, &mux, sink.upcast_ref()]);
-            pipeline.add_many(chain.iter().copied()).map_err(gst_err)?;
-            link(&chain)?;
+            add_and_link(&pipeline, &chain)?;
         }
         let order = spec.audio.source.order();
         if filters.order != order {
@@ -234,8 +235,9 @@ impl SessionPipeline {
             let q = el::queue()?;
             let mux = el::cmafmux(fragment)?;
             let sink = self::appsink(&r.id, &events, &pdt_offset_ms, &eos, None);
-            pipeline
-                .add_many([
+            add_and_link(
+                &pipeline,
+                &[
                     src.upcast_ref(),
                     &conv,
                     &enc,
@@ -243,17 +245,8 @@ impl SessionPipeline {
                     &q,
                     &mux,
                     sink.upcast_ref(),
-                ])
-                .map_err(gst_err)?;
-            link(&[
-                src.upcast_ref(),
-                &conv,
-                &enc,
-                &parse,
-                &q,
-                &mux,
-                sink.upcast_ref(),
-            ])?;
+                ],
+            )?;
             outputs.push((r.mix, src));
         }
         Ok(SessionPipeline {
@@ -314,9 +307,7 @@ impl SessionPipeline {
             .set_state(gst::State::Playing)
             .map_err(gst_err)?;
         // Capture time = wall clock at running time 0 + running time.
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::now_ms();
         let running = self
             .pipeline
             .current_running_time()
@@ -427,7 +418,7 @@ impl SessionPipeline {
         let mut s = self.status.snapshot();
         s.video_lag_ms = self.video_lag.load(Ordering::Relaxed);
         s.ingest = self.ingest.as_ref().map(|i| i.snapshot());
-        if self.ingest_spec.is_some() {
+        if self.ingest.is_some() {
             let p = &self.pump_stats;
             s.video = Some(VideoSnapshot {
                 frames_out: p.frames_out.load(Ordering::Relaxed),
@@ -501,7 +492,7 @@ fn appsink(
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let end = handle_sample(&id, &sample, &tx, offset.load(Ordering::SeqCst));
                 if let (Some(lag), Some(end)) = (&lag, end) {
-                    lag.store(crate::audio_thread::now_ms() - end, Ordering::Relaxed);
+                    lag.store(crate::now_ms() - end, Ordering::Relaxed);
                 }
                 Ok(gst::FlowSuccess::Ok)
             })

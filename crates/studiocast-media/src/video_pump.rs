@@ -109,7 +109,9 @@ impl VideoPump {
                 continue;
             }
             let now = mono_ns();
-            let (pick, newest) = match self.frames.lock() {
+            // One look at the queue per tick: the frame to show, the newest
+            // arrival, and the frames passed over since the last one shown.
+            let (pick, newest, skipped) = match self.frames.lock() {
                 Ok(q) => {
                     let newest = q.back().map(|(t, _)| *t);
                     let pick = q
@@ -117,9 +119,16 @@ impl VideoPump {
                         .rev()
                         .find(|(t, _)| *t + delay <= now)
                         .map(|(t, b)| (*t, b.clone()));
-                    (pick, newest)
+                    let skipped = match pick {
+                        Some((t, _)) if last_arrival != 0 => q
+                            .iter()
+                            .filter(|(x, _)| *x > last_arrival && *x < t)
+                            .count(),
+                        _ => 0,
+                    };
+                    (pick, newest, skipped)
                 }
-                Err(_) => (None, None),
+                Err(_) => (None, None, 0),
             };
             let fresh = newest.is_some_and(|t| now.saturating_sub(t) < loss);
             if live && !fresh {
@@ -146,20 +155,9 @@ impl VideoPump {
             let frame = if live {
                 match pick {
                     Some((t, b)) if t != last_arrival => {
-                        if last_arrival != 0 {
-                            let skipped = self
-                                .frames
-                                .lock()
-                                .map(|q| {
-                                    q.iter()
-                                        .filter(|(x, _)| *x > last_arrival && *x < t)
-                                        .count()
-                                })
-                                .unwrap_or(0);
-                            self.stats
-                                .dropped
-                                .fetch_add(skipped as u64, Ordering::Relaxed);
-                        }
+                        self.stats
+                            .dropped
+                            .fetch_add(skipped as u64, Ordering::Relaxed);
                         last_arrival = t;
                         last = Some(b.clone());
                         b

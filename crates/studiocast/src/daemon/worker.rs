@@ -103,11 +103,7 @@ pub fn republish(dir: &Path, spec: &PipelineSpec) -> Result<f64, String> {
     }
     let secs = journals
         .iter()
-        .map(|(_, t)| {
-            t.lines()
-                .filter_map(|l| l.split_ascii_whitespace().nth(1)?.parse::<f64>().ok())
-                .sum::<f64>()
-        })
+        .map(|(id, _)| p.duration(id))
         .fold(0.0, f64::max);
     let mut actions = p.end();
     actions.push(p.master_action());
