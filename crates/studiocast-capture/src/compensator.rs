@@ -22,6 +22,11 @@ pub struct DriftCompensator {
     prime_extra: usize,
     primed: bool,
     last_frames: usize,
+    /// The ratio the controller chose for the block not produced yet. The
+    /// controller integrates once per block taken, never per retry: a
+    /// consumer that polls a short ring every few milliseconds would
+    /// otherwise wind the loop up with every poll.
+    pending_ratio: Option<f64>,
 }
 
 impl DriftCompensator {
@@ -53,6 +58,7 @@ impl DriftCompensator {
             prime_extra: 0,
             primed: false,
             last_frames: 0,
+            pending_ratio: None,
         })
     }
 
@@ -67,6 +73,7 @@ impl DriftCompensator {
     /// next block, and re-learn the drift, which a new sender may not share.
     pub fn restart(&mut self) {
         self.primed = false;
+        self.pending_ratio = None;
         self.controller = DriftController::new(DriftSettings::new(self.target_fill), self.rate);
     }
 
@@ -90,8 +97,12 @@ impl DriftCompensator {
     }
 
     /// Produce one block (planar, channel c at `out[c * block..]`) when the
-    /// ring holds enough input; `false` means "not yet, try again".
+    /// ring holds enough input; `false` means "not yet, try again". A failed
+    /// attempt leaves the drift loop exactly as it was.
     pub fn process_into_buffer(&mut self, ring: &mut RingConsumer, out: &mut [f32]) -> bool {
+        if out.len() < self.channels * self.block {
+            return false;
+        }
         let fill = ring.fill_frames();
         // Start only once the ring holds its target, so the capture delay
         // (and the A/V offset) starts where the loop will hold it.
@@ -101,14 +112,25 @@ impl DriftCompensator {
             }
             self.primed = true;
         }
-        let ratio = self.controller.update(fill, self.block);
-        if let Some(adj) = self.resampler.as_adjustable() {
-            let _ = adj.set_resample_ratio_relative(ratio, true);
-        }
-        let need = self.resampler.input_frames_next();
-        if fill < need || out.len() < self.channels * self.block {
+        // Not even enough for the ratio in force: the loop learns nothing
+        // from a poll that finds the ring short.
+        if self.pending_ratio.is_none() && fill < self.resampler.input_frames_next() {
             return false;
         }
+        if self.pending_ratio.is_none() {
+            let ratio = self.controller.update(fill, self.block);
+            if let Some(adj) = self.resampler.as_adjustable() {
+                let _ = adj.set_resample_ratio_relative(ratio, true);
+            }
+            self.pending_ratio = Some(ratio);
+        }
+        // The new ratio may ask for a frame more than the ring holds: wait
+        // for it with the ratio already chosen.
+        let need = self.resampler.input_frames_next();
+        if fill < need {
+            return false;
+        }
+        self.pending_ratio = None;
         let buf = &mut self.input[..self.channels * need];
         ring.pop_planar(need, buf);
         self.last_frames = need;
@@ -184,6 +206,34 @@ mod tests {
         for f in [500.0, 1500.0, 3000.0] {
             assert!(goertzel(x, f, rate) < tone * 1e-5, "energy at {f} Hz");
         }
+    }
+
+    /// A consumer polls a short ring many times before a block is due in
+    /// full: the drift loop must see one update per block taken, not one
+    /// per poll (each poll used to integrate another step of "ring low").
+    #[test]
+    fn polling_a_short_ring_does_not_move_the_loop() {
+        let (mut p, mut c, _) = ring(2, 48_000);
+        let mut comp = DriftCompensator::new(2, 48_000, 1024, 4096).unwrap();
+        let mut out = vec![0.0f32; 2 * 1024];
+        p.push_interleaved(&vec![0.0; 2 * 4096]);
+        assert!(comp.process_into_buffer(&mut c, &mut out));
+        let before = comp.controller().clone();
+        // 3072 left, then 100 polls that find too little.
+        let mut sink = vec![0.0f32; 2 * 3000];
+        c.pop_planar(3000, &mut sink);
+        for _ in 0..100 {
+            assert!(!comp.process_into_buffer(&mut c, &mut out));
+        }
+        assert_eq!(comp.controller().ratio(), before.ratio());
+        assert_eq!(comp.controller().error_s(), before.error_s());
+        // Enough again: exactly one update for the block taken.
+        p.push_interleaved(&vec![0.0; 2 * 4096]);
+        let fill_then = c.fill_frames();
+        assert!(comp.process_into_buffer(&mut c, &mut out));
+        let mut once = before.clone();
+        once.update(fill_then, 1024);
+        assert_eq!(comp.controller().ratio(), once.ratio());
     }
 
     fn goertzel(x: &[f32], f: f64, rate: u32) -> f64 {
