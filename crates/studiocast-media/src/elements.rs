@@ -10,6 +10,40 @@ fn make<'a>(factory: &'static str) -> gst::element_factory::ElementBuilder<'a> {
     gst::ElementFactory::make(factory)
 }
 
+/// Set an enum or flags property from its text form (a nick such as
+/// "zerolatency"), refusing a value the element does not know with the
+/// list of those it does. `set_property_from_str` panics instead, and
+/// preset strings reach here.
+fn set_checked(e: &gst::Element, prop: &str, text: &str) -> Result<(), MediaError> {
+    let factory = e
+        .factory()
+        .map(|f| f.name().to_string())
+        .unwrap_or_default();
+    let pspec = e
+        .find_property(prop)
+        .ok_or_else(|| MediaError::Gst(format!("{factory} has no property '{prop}'")))?;
+    match gst::glib::Value::deserialize_with_pspec(text, &pspec) {
+        Ok(v) => {
+            e.set_property_from_value(prop, &v);
+            Ok(())
+        }
+        Err(_) => {
+            let known = gst::glib::EnumClass::with_type(pspec.value_type())
+                .map(|c| {
+                    c.values()
+                        .iter()
+                        .map(|v| v.nick().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            Err(MediaError::Spec(format!(
+                "{factory}: '{text}' is not a valid {prop} ({known})"
+            )))
+        }
+    }
+}
+
 fn built(
     r: Result<gst::Element, gst::glib::BoolError>,
     factory: &str,
@@ -29,7 +63,7 @@ pub fn videotestsrc(pattern: &str) -> Result<gst::Element, MediaError> {
         make("videotestsrc").property("is-live", true).build(),
         "videotestsrc",
     )?;
-    e.set_property_from_str("pattern", pattern);
+    set_checked(&e, "pattern", pattern)?;
     Ok(e)
 }
 
@@ -41,8 +75,8 @@ pub fn clockoverlay() -> Result<gst::Element, MediaError> {
             .build(),
         "clockoverlay",
     )?;
-    e.set_property_from_str("halignment", "center");
-    e.set_property_from_str("valignment", "bottom");
+    set_checked(&e, "halignment", "center")?;
+    set_checked(&e, "valignment", "bottom")?;
     Ok(e)
 }
 
@@ -71,8 +105,8 @@ pub fn x264enc(bitrate_kbps: u32, gop_frames: u32) -> Result<gst::Element, Media
             .build(),
         "x264enc",
     )?;
-    e.set_property_from_str("tune", "zerolatency");
-    e.set_property_from_str("speed-preset", "veryfast");
+    set_checked(&e, "tune", "zerolatency")?;
+    set_checked(&e, "speed-preset", "veryfast")?;
     Ok(e)
 }
 
@@ -105,11 +139,22 @@ pub fn queue() -> Result<gst::Element, MediaError> {
     )
 }
 
-/// CMAF muxer: one fragment per HLS segment.
-pub fn cmafmux(fragment: gst::ClockTime) -> Result<gst::Element, MediaError> {
+/// CMAF muxer: one fragment per HLS segment. `force_keys`: the muxer asks
+/// upstream for a key frame at each fragment start (leave it off when the
+/// encoder or the pump already places them). `slack`: time the muxer waits
+/// beyond the latency upstream reports; x264 in zero-latency mode reports
+/// none, yet takes tens of ms per frame, and a muxer that gives up before
+/// the next GOP's key frame arrives cuts the fragment on a timeout.
+pub fn cmafmux(
+    fragment: gst::ClockTime,
+    force_keys: bool,
+    slack: gst::ClockTime,
+) -> Result<gst::Element, MediaError> {
     built(
         make("cmafmux")
             .property("fragment-duration", fragment)
+            .property("send-force-keyunit", force_keys)
+            .property("latency", slack)
             .build(),
         "cmafmux",
     )
@@ -166,7 +211,7 @@ pub fn decklinkvideosrc(device_number: u32, mode: &str) -> Result<gst::Element, 
             .build(),
         "decklinkvideosrc (gstreamer1.0-plugins-bad)",
     )?;
-    e.set_property_from_str("mode", mode);
+    set_checked(&e, "mode", mode)?;
     Ok(e)
 }
 
@@ -183,7 +228,7 @@ pub fn decklinkaudiosrc(device_number: u32, channels: u16) -> Result<gst::Elemen
             .build(),
         "decklinkaudiosrc (gstreamer1.0-plugins-bad)",
     )?;
-    e.set_property_from_str("channels", ch);
+    set_checked(&e, "channels", ch)?;
     Ok(e)
 }
 
@@ -195,8 +240,8 @@ pub fn textoverlay(text: &str) -> Result<gst::Element, MediaError> {
             .build(),
         "textoverlay",
     )?;
-    e.set_property_from_str("halignment", "center");
-    e.set_property_from_str("valignment", "center");
+    set_checked(&e, "halignment", "center")?;
+    set_checked(&e, "valignment", "center")?;
     Ok(e)
 }
 

@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
-use studiocast_capture::ring::{ring, RingConsumer, RingProducer, RingStats};
+use studiocast_capture::ring::{ring, RingConsumer, RingProducer};
 
 use crate::elements as el;
+use crate::machines::{LossConfig, LossDetector, Observation, Reopen, StopReason};
 use crate::spec::{SrtMode, VideoSource};
 use crate::MediaError;
 
 /// Decoded frames kept for the session to pick from (enough to cover the
 /// audio path's delay at 60 fps).
-const MAX_FRAMES: usize = 16;
+pub(crate) const MAX_FRAMES: usize = 16;
 
 /// What to ingest and what to convert it to.
 #[derive(Debug, Clone)]
@@ -99,7 +100,6 @@ pub struct Ingest {
     spec: IngestSpec,
     frames: FrameQueue,
     health: Arc<IngestHealth>,
-    audio_stats: Option<Arc<RingStats>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -146,7 +146,7 @@ pub fn check_present(source: &VideoSource) -> Result<(), String> {
 }
 
 impl Ingest {
-    /// Open the input and keep it open until [`Ingest::stop`]. Fails when the
+    /// Open the input and keep it open until the ingest is dropped. Fails when the
     /// device is absent or the first open fails (port taken, driver missing);
     /// an SRT listener with no encoder yet connected starts fine.
     /// Returns the ingest and, when embedded audio is wanted, the consumer
@@ -156,12 +156,12 @@ impl Ingest {
         check_present(&spec.source).map_err(|r| unavailable(&spec, r))?;
         let frames: FrameQueue = Arc::new(Mutex::new(VecDeque::new()));
         let health = Arc::new(IngestHealth::default());
-        let (producer, consumer, stats) = match spec.audio {
+        let (producer, consumer) = match spec.audio {
             Some((ch, rate)) => {
-                let (p, c, s) = ring(ch as usize, rate as usize * 2);
-                (Some(Arc::new(Mutex::new(p))), Some(c), Some(s))
+                let (p, c, _) = ring(ch as usize, rate as usize * 2);
+                (Some(Arc::new(Mutex::new(p))), Some(c))
             }
-            None => (None, None, None),
+            None => (None, None),
         };
         let sinks = Sinks {
             frames: frames.clone(),
@@ -189,7 +189,6 @@ impl Ingest {
                 spec,
                 frames,
                 health,
-                audio_stats: stats,
                 stop,
                 thread: Some(thread),
             },
@@ -205,20 +204,9 @@ impl Ingest {
         self.frames.clone()
     }
 
-    pub fn health(&self) -> Arc<IngestHealth> {
-        self.health.clone()
-    }
-
-    pub fn audio_stats(&self) -> Option<Arc<RingStats>> {
-        self.audio_stats.clone()
-    }
-
     pub fn snapshot(&self) -> IngestSnapshot {
         snapshot(&self.spec.describe(), &self.health)
     }
-
-    /// Close the input and wait for its thread (what dropping does).
-    pub fn stop(self) {}
 }
 
 impl Drop for Ingest {
@@ -506,12 +494,18 @@ fn audio_branch(
 }
 
 /// Keep the input open: reopen it after end of stream, an error, or a
-/// silence longer than the loss timeout.
+/// silence longer than the loss timeout, as the [`LossDetector`] decides.
 fn supervise(spec: IngestSpec, sinks: Sinks, first: gst::Pipeline, stop: &AtomicBool) {
     let span = tracing::info_span!("ingest", input = %spec.describe());
     let _g = span.enter();
-    let loss = spec.loss_timeout();
-    let caller = matches!(&spec.source, VideoSource::Srt(s) if s.mode == SrtMode::Caller);
+    let cfg = LossConfig {
+        timeout_ns: spec.loss_timeout().as_nanos() as u64,
+        retry_ns: 1_000_000_000,
+        mode: match &spec.source {
+            VideoSource::Srt(s) if s.mode == SrtMode::Listener => Reopen::Listener,
+            _ => Reopen::Caller,
+        },
+    };
     let mut current = Some(first);
     while !stop.load(Ordering::SeqCst) {
         let pipeline = match current.take() {
@@ -521,13 +515,13 @@ fn supervise(spec: IngestSpec, sinks: Sinks, first: gst::Pipeline, stop: &Atomic
                 Err(e) => {
                     tracing::debug!(%e, "reopen failed");
                     set_error(&sinks.health, &e);
-                    sleep_unless(stop, Duration::from_secs(1));
+                    sleep_unless(stop, Duration::from_nanos(cfg.retry_ns));
                     continue;
                 }
             },
         };
-        let opened = Instant::now();
-        let why = watch(&pipeline, &sinks.health, loss, stop);
+        let mut detector = LossDetector::new(cfg, mono_ns());
+        let why = watch(&pipeline, &sinks.health, &mut detector, stop);
         let t = Instant::now();
         let _ = pipeline.set_state(gst::State::Null);
         tracing::debug!(ms = t.elapsed().as_millis() as u64, "ingest closed");
@@ -540,12 +534,13 @@ fn supervise(spec: IngestSpec, sinks: Sinks, first: gst::Pipeline, stop: &Atomic
         if let Ok(mut q) = sinks.frames.lock() {
             q.clear();
         }
-        if why != "stopping" {
-            set_error(&sinks.health, &why);
+        if why != StopReason::Stopping {
+            set_error(&sinks.health, &why.to_string());
         }
-        // A caller retries once a second; a listener is ready at once.
-        if caller || opened.elapsed() < Duration::from_millis(200) {
-            sleep_unless(stop, Duration::from_secs(1));
+        match detector.pause_before_reopen(mono_ns(), &why) {
+            None => return,
+            Some(0) => {}
+            Some(ns) => sleep_unless(stop, Duration::from_nanos(ns)),
         }
     }
 }
@@ -563,28 +558,38 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     }
 }
 
-/// Run until the input ends, fails, goes quiet, or we are told to stop.
-fn watch(pipeline: &gst::Pipeline, h: &IngestHealth, loss: Duration, stop: &AtomicBool) -> String {
+/// Run until the input ends, fails, goes quiet, or we are told to stop:
+/// feed the detector what the bus and the streaming threads saw.
+fn watch(
+    pipeline: &gst::Pipeline,
+    h: &IngestHealth,
+    detector: &mut LossDetector,
+    stop: &AtomicBool,
+) -> StopReason {
     let Some(bus) = pipeline.bus() else {
-        return "pipeline has no bus".into();
+        return StopReason::Failed("pipeline has no bus".into());
     };
+    let opened = mono_ns();
     loop {
-        if stop.load(Ordering::SeqCst) {
-            return "stopping".into();
-        }
-        if h.connected.load(Ordering::SeqCst) {
-            let age = mono_ns().saturating_sub(h.last_packet_mono.load(Ordering::Relaxed));
-            if age > loss.as_nanos() as u64 {
-                return format!("no data for {} ms", age / 1_000_000);
+        let seen = if stop.load(Ordering::SeqCst) {
+            Observation::Stop
+        } else {
+            match bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
+                Some(msg) => match msg.view() {
+                    gst::MessageView::Eos(_) => Observation::Eos,
+                    gst::MessageView::Error(e) => Observation::Error(e.error().to_string()),
+                    _ => Observation::Nothing,
+                },
+                None => Observation::Nothing,
             }
-        }
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
         };
-        match msg.view() {
-            gst::MessageView::Eos(_) => return "the source ended the stream".into(),
-            gst::MessageView::Error(e) => return e.error().to_string(),
-            _ => {}
+        // Packets of this opening only (the stamp survives reopenings).
+        let last = h.last_packet_mono.load(Ordering::Relaxed);
+        if last >= opened {
+            detector.packet(last);
+        }
+        if let Some(why) = detector.tick(mono_ns(), &seen) {
+            return why;
         }
     }
 }

@@ -1,15 +1,17 @@
 //! studiocast-media: typed GStreamer pipelines for sessions.
 //!
 //! A [`spec::PipelineSpec`] (parsed from `pipelines/*.toml`) becomes a
-//! [`pipeline::SessionPipeline`] built from the element wrappers in
-//! [`elements`]. The audio renditions come from the spatial engine, fed
+//! [`pipeline::BuiltPipeline`] built from the element wrappers in
+//! [`elements`], then a [`pipeline::RunningPipeline`]. The audio renditions come from the spatial engine, fed
 //! through `appsrc`; every rendition leaves through its own `cmafmux` and
 //! `appsink` as CMAF init segments and fragments ([`MediaEvent`]), which the
 //! caller hands to the HLS packager. No launch strings.
 
 mod audio_thread;
 pub mod elements;
+pub mod events;
 pub mod ingest;
+pub mod machines;
 pub mod master;
 pub mod meters;
 pub mod mixer;
@@ -19,7 +21,8 @@ pub mod spec;
 pub mod video_pump;
 
 pub use audio_thread::{AudioSnapshot, VideoSnapshot};
-pub use pipeline::{MediaEvent, SessionPipeline};
+pub use events::{event_queue, EventReceiver, EventSender, MediaEvent, QueueStats};
+pub use pipeline::{BuildOptions, BuiltPipeline, RunningPipeline, SessionPipeline};
 pub use spec::PipelineSpec;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,13 +58,14 @@ pub fn init() -> Result<(), MediaError> {
     .map_err(MediaError::Gst)
 }
 
-/// RFC 6381 codec string of an H.264 init segment, from its `avcC` box
-/// (profile, constraint flags, level), e.g. `avc1.64001f`.
-pub fn avc_codec_string(init: &[u8]) -> Option<String> {
-    let pos = init.windows(4).position(|w| w == b"avcC")?;
-    let b = init.get(pos + 5..pos + 8)?;
-    Some(format!("avc1.{:02x}{:02x}{:02x}", b[0], b[1], b[2]))
-}
+/// GStreamer warnings known to be harmless here, shown at debug level only:
+/// the video muxer's first latency query runs before x264 has negotiated
+/// (it is answered a moment later), and the AAC encoder's last frame at
+/// end of stream has no input buffer to copy metadata from.
+const HARMLESS: &[&str] = &[
+    "Latency query failed",
+    "Can't copy metadata because input buffer disappeared",
+];
 
 /// Route GStreamer's own warnings and errors into `tracing`.
 pub fn bridge_logs() {
@@ -71,6 +75,12 @@ pub fn bridge_logs() {
     gst::log::add_log_function(|cat, level, _file, _func, _line, obj, msg| {
         let obj = obj.map(|o| o.to_string()).unwrap_or_default();
         let text = msg.get().map(|m| m.to_string()).unwrap_or_default();
+        let level =
+            if level == gst::DebugLevel::Warning && HARMLESS.iter().any(|h| text.starts_with(h)) {
+                gst::DebugLevel::Debug
+            } else {
+                level
+            };
         match level {
             gst::DebugLevel::Error => {
                 tracing::error!(target: "gstreamer", category = cat.name(), object = %obj, "{text}")

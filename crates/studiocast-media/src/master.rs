@@ -8,17 +8,18 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use studiocast_audiofile::pcm::{PcmWriter, SampleFormat};
 
-/// Blocks that may queue before the audio thread starts dropping them
-/// (about 5 s at 1024 frames and 48 kHz).
-const QUEUE_BLOCKS: usize = 256;
+/// Seconds of audio that may queue before the audio thread starts
+/// dropping blocks (the disk stalls longer than this).
+const QUEUE_SECONDS: usize = 5;
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How often the writer looks for new samples.
+const POLL: Duration = Duration::from_millis(20);
 
 /// Shared by everything that records a session (audio master, program
 /// video): a request to stop, and why recording ended early.
@@ -62,7 +63,8 @@ impl RecordingState {
 }
 
 pub struct MasterWriter {
-    tx: Option<SyncSender<Vec<f32>>>,
+    ring: rtrb::Producer<f32>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
     channels: usize,
     /// Blocks dropped because the writer fell behind or failed.
@@ -70,77 +72,128 @@ pub struct MasterWriter {
 }
 
 impl MasterWriter {
+    /// Start writing `channels` at `rate` to `path`; `block` is the most
+    /// frames one [`MasterWriter::push`] carries.
     pub fn start(
         path: &Path,
         channels: u16,
         rate: u32,
+        block: usize,
         state: Arc<RecordingState>,
     ) -> Result<Self, String> {
-        let mut w = PcmWriter::create(path, channels, rate, SampleFormat::F32)
+        let w = PcmWriter::create(path, channels, rate, SampleFormat::F32)
             .map_err(|e| format!("cannot create master {}: {e}", path.display()))?;
-        let (tx, rx) = sync_channel::<Vec<f32>>(QUEUE_BLOCKS);
-        let ch = channels as usize;
+        let ch = (channels as usize).max(1);
+        // Interleaved samples in flight: a few seconds, whatever the block.
+        let capacity = ch * (rate as usize * QUEUE_SECONDS).max(4 * block);
+        let (ring, rx) = rtrb::RingBuffer::new(capacity);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let name = path.display().to_string();
+        let writer = Writer {
+            w,
+            rx,
+            ch,
+            state,
+            stop: stop.clone(),
+            name,
+        };
         let thread = std::thread::Builder::new()
             .name("master-writer".into())
-            .spawn(move || {
-                let mut last_sync = Instant::now();
-                let mut failed = false;
-                while let Ok(block) = rx.recv() {
-                    if failed {
-                        continue;
-                    }
-                    if state.stopped() {
-                        // Close now so the file is whole, however full the
-                        // disk gets afterwards.
-                        failed = true;
-                        if let Err(e) = w.sync() {
-                            tracing::error!(file = %name, %e, "master sync failed");
-                        }
-                        continue;
-                    }
-                    let n = block.len() / ch.max(1);
-                    let planes: Vec<&[f32]> = (0..ch).map(|c| &block[c * n..(c + 1) * n]).collect();
-                    if let Err(e) = w.write_planar(&planes) {
-                        state.fail(&format!("audio master write failed: {e}"));
-                        failed = true;
-                        continue;
-                    }
-                    if last_sync.elapsed() >= SYNC_EVERY {
-                        if let Err(e) = w.sync() {
-                            state.fail(&format!("audio master sync failed: {e}"));
-                            failed = true;
-                        }
-                        last_sync = Instant::now();
-                    }
-                }
-                match w.finalize() {
-                    Ok(frames) => tracing::info!(file = %name, frames, "master closed"),
-                    Err(e) => tracing::error!(file = %name, %e, "master could not be finalised"),
-                }
-            })
+            .spawn(move || writer.run())
             .map_err(|e| e.to_string())?;
         Ok(MasterWriter {
-            tx: Some(tx),
+            ring,
+            stop,
             thread: Some(thread),
             channels: ch,
             dropped: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    /// Queue one planar block (channel c at `[c * frames..]`). Never blocks.
-    pub fn push(&self, planar: &[f32], frames: usize) {
-        let Some(tx) = &self.tx else { return };
-        let block = planar[..(self.channels * frames).min(planar.len())].to_vec();
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(block) {
+    /// Queue one planar block (channel c at `[c * frames..]`). Never blocks,
+    /// locks or allocates: a block that does not fit is dropped and counted.
+    pub fn push(&mut self, planar: &[f32], frames: usize) {
+        let ch = self.channels;
+        let frames = frames.min(planar.len() / ch);
+        let Ok(chunk) = self.ring.write_chunk_uninit(frames * ch) else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        // Interleave on the way in: the file is interleaved.
+        chunk.fill_from_iter((0..frames * ch).map(|i| planar[(i % ch) * frames + i / ch]));
+    }
+}
+
+/// The writer thread's side.
+struct Writer {
+    w: PcmWriter,
+    rx: rtrb::Consumer<f32>,
+    ch: usize,
+    state: Arc<RecordingState>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    name: String,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut last_sync = Instant::now();
+        let mut failed = false;
+        let mut planar: Vec<f32> = Vec::new();
+        loop {
+            let done = self.stop.load(Ordering::SeqCst);
+            let n = self.rx.slots() / self.ch * self.ch;
+            if n == 0 {
+                if done {
+                    break;
+                }
+                std::thread::sleep(POLL);
+                continue;
+            }
+            let frames = n / self.ch;
+            planar.resize(n, 0.0);
+            if let Ok(chunk) = self.rx.read_chunk(n) {
+                let (a, b) = chunk.as_slices();
+                for (i, v) in a.iter().chain(b).enumerate() {
+                    planar[(i % self.ch) * frames + i / self.ch] = *v;
+                }
+                chunk.commit_all();
+            }
+            if failed {
+                continue;
+            }
+            if self.state.stopped() {
+                // Close now so the file is whole, however full the disk
+                // gets afterwards.
+                failed = true;
+                if let Err(e) = self.w.sync() {
+                    tracing::error!(file = %self.name, %e, "master sync failed");
+                }
+                continue;
+            }
+            let planes: Vec<&[f32]> = planar.chunks(frames).collect();
+            if let Err(e) = self.w.write_planar(&planes) {
+                self.state.fail(&format!("audio master write failed: {e}"));
+                failed = true;
+                continue;
+            }
+            if last_sync.elapsed() >= SYNC_EVERY {
+                if let Err(e) = self.w.sync() {
+                    self.state.fail(&format!("audio master sync failed: {e}"));
+                    failed = true;
+                }
+                last_sync = Instant::now();
+            }
+        }
+        match self.w.finalize() {
+            Ok(frames) => tracing::info!(file = %self.name, frames, "master closed"),
+            Err(e) => tracing::error!(file = %self.name, %e, "master could not be finalised"),
         }
     }
 }
 
 impl Drop for MasterWriter {
     fn drop(&mut self) {
-        self.tx.take();
+        self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -67,6 +67,109 @@ fn auto() -> String {
     "auto".into()
 }
 
+/// `videotestsrc` patterns (GStreamer 1.22). Checked when a preset loads,
+/// so a typo names the file instead of failing a start.
+pub const TEST_PATTERNS: &[&str] = &[
+    "smpte",
+    "snow",
+    "black",
+    "white",
+    "red",
+    "green",
+    "blue",
+    "checkers-1",
+    "checkers-2",
+    "checkers-4",
+    "checkers-8",
+    "circular",
+    "blink",
+    "smpte75",
+    "zone-plate",
+    "gamut",
+    "chroma-zone-plate",
+    "solid-color",
+    "ball",
+    "smpte100",
+    "bar",
+    "pinwheel",
+    "spokes",
+    "gradient",
+    "colors",
+    "smpte-rp-219",
+];
+
+/// DeckLink video modes (GStreamer 1.22 `GstDecklinkModes` nicks).
+pub const DECKLINK_MODES: &[&str] = &[
+    "auto",
+    "ntsc",
+    "ntsc2398",
+    "pal",
+    "ntsc-p",
+    "pal-p",
+    "1080p2398",
+    "1080p24",
+    "1080p25",
+    "1080p2997",
+    "1080p30",
+    "1080i50",
+    "1080i5994",
+    "1080i60",
+    "1080p50",
+    "1080p5994",
+    "1080p60",
+    "720p50",
+    "720p5994",
+    "720p60",
+    "1556p2398",
+    "1556p24",
+    "1556p25",
+    "2kdcip2398",
+    "2kdcip24",
+    "2kdcip25",
+    "2kdcip2997",
+    "2kdcip30",
+    "2kdcip50",
+    "2kdcip5994",
+    "2kdcip60",
+    "2160p2398",
+    "2160p24",
+    "2160p25",
+    "2160p2997",
+    "2160p30",
+    "2160p50",
+    "2160p5994",
+    "2160p60",
+    "ntsc-widescreen",
+    "ntsc2398-widescreen",
+    "pal-widescreen",
+    "ntsc-p-widescreen",
+    "pal-p-widescreen",
+    "4kdcip2398",
+    "4kdcip24",
+    "4kdcip25",
+    "4kdcip2997",
+    "4kdcip30",
+    "4kdcip50",
+    "4kdcip5994",
+    "4kdcip60",
+    "8kp2398",
+    "8kp24",
+    "8kp25",
+    "8kp2997",
+    "8kp30",
+    "8kp50",
+    "8kp5994",
+    "8kp60",
+    "8kdcip2398",
+    "8kdcip24",
+    "8kdcip25",
+    "8kdcip2997",
+    "8kdcip30",
+    "8kdcip50",
+    "8kdcip5994",
+    "8kdcip60",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SrtMode {
@@ -96,6 +199,10 @@ pub struct SrtInput {
     /// goes up and the input is reopened.
     #[serde(default = "loss_ms")]
     pub loss_timeout_ms: u32,
+    /// A listener without a passphrase lets anyone who can reach the port
+    /// feed the live program: it must be asked for explicitly.
+    #[serde(default)]
+    pub allow_unencrypted: bool,
 }
 
 fn srt_latency() -> u32 {
@@ -343,53 +450,31 @@ impl PipelineSpec {
         Ok(spec)
     }
 
+    /// Check everything that reaches GStreamer, a device or a playlist, so
+    /// that a bad preset fails when it loads, with its name and the reason.
     pub fn validate(&self) -> Result<(), MediaError> {
-        let bad = |m: String| Err(MediaError::Spec(format!("pipeline '{}': {m}", self.name)));
-        let id_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 32
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
+        let bad = |m: String| MediaError::Spec(format!("pipeline '{}': {m}", self.name));
         if !id_ok(&self.name) {
-            return bad("name must be 1–32 of [A-Za-z0-9_-]".into());
+            return Err(bad("name must be 1–32 of [A-Za-z0-9_-]".into()));
         }
         if !(1..=10).contains(&self.segment_seconds) {
-            return bad(format!(
+            return Err(bad(format!(
                 "segment_seconds {} is outside 1..=10",
                 self.segment_seconds
-            ));
+            )));
         }
         if let Some(v) = &self.video {
-            if !(16..=3840).contains(&v.width)
-                || !(16..=2160).contains(&v.height)
-                || v.width % 2 == 1
-                || v.height % 2 == 1
-            {
-                return bad(format!(
-                    "video size {}x{} is not an even size up to 3840x2160",
-                    v.width, v.height
-                ));
-            }
-            if !(1..=60).contains(&v.framerate) {
-                return bad(format!("framerate {} is outside 1..=60", v.framerate));
-            }
-            if !(100..=50_000).contains(&v.bitrate_kbps) {
-                return bad(format!(
-                    "video bitrate {} kb/s is outside 100..=50000",
-                    v.bitrate_kbps
-                ));
-            }
+            v.validate().map_err(bad)?;
         }
         if ![44_100, 48_000, 96_000].contains(&self.audio.sample_rate) {
-            return bad(format!(
+            return Err(bad(format!(
                 "sample rate {} (44100, 48000 or 96000)",
                 self.audio.sample_rate
-            ));
+            )));
         }
         let order = self.audio.source.order();
         if !(1..=studiocast_spatial::sh::MAX_ORDER).contains(&order) {
-            return bad(format!("ambisonic order {order} is outside 1..=7"));
+            return Err(bad(format!("ambisonic order {order} is outside 1..=7")));
         }
         let embedded = matches!(self.audio.source, AudioSource::Embedded { .. });
         if embedded
@@ -398,138 +483,14 @@ impl PipelineSpec {
                 Some(VideoSource::Srt(_) | VideoSource::Decklink { .. })
             )
         {
-            return bad("embedded audio needs an SRT or DeckLink video source".into());
+            return Err(bad(
+                "embedded audio needs an SRT or DeckLink video source".into()
+            ));
         }
-        if let Some(VideoSource::Srt(s)) = self.video.as_ref().map(|v| &v.source) {
-            if s.port == 0 {
-                return bad("SRT port 0".into());
-            }
-            if !(20..=8000).contains(&s.latency_ms) {
-                return bad(format!(
-                    "SRT latency {} ms is outside 20..=8000",
-                    s.latency_ms
-                ));
-            }
-            if !(200..=30_000).contains(&s.loss_timeout_ms) {
-                return bad(format!(
-                    "SRT loss timeout {} ms is outside 200..=30000",
-                    s.loss_timeout_ms
-                ));
-            }
-            if let Some(p) = &s.passphrase {
-                if !(10..=79).contains(&p.len()) {
-                    return bad("SRT passphrase must be 10–79 characters".into());
-                }
-            }
-            let uri_safe = |x: &str| {
-                x.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
-            };
-            if !s.address.as_deref().is_none_or(uri_safe)
-                || !s.stream_id.as_deref().is_none_or(uri_safe)
-            {
-                return bad("SRT address and stream id take [A-Za-z0-9-._:[]]".into());
-            }
+        if let Some(map) = self.audio.source.channel_map() {
+            map.validate().map_err(bad)?;
         }
-        if let Some(VideoSource::V4l2 { device }) = self.video.as_ref().map(|v| &v.source) {
-            if !device.starts_with("/dev/") {
-                return bad(format!("V4L2 device '{device}' is not a /dev path"));
-            }
-        }
-        if let Some(ChannelMap {
-            channels,
-            ambisonic,
-            objects,
-            bed,
-            stereo,
-            ..
-        }) = self.audio.source.channel_map()
-        {
-            let n = channels as usize;
-            if n == 0 || n > 64 {
-                return bad(format!("{channels} device channels (1..=64)"));
-            }
-            if ambisonic.is_none() && objects.is_empty() && bed.is_none() && stereo.is_none() {
-                return bad(
-                    "the audio source maps no channels (ambisonic, object, bed or stereo)".into(),
-                );
-            }
-            let in_range = |c: u16, what: &str| -> Result<(), MediaError> {
-                if c == 0 || c as usize > n {
-                    return Err(MediaError::Spec(format!(
-                        "pipeline '{}': {what} channel {c} is outside 1..={n}",
-                        self.name
-                    )));
-                }
-                Ok(())
-            };
-            if let Some(ambisonic) = ambisonic {
-                let Some(fmt) = ambisonic.format() else {
-                    return bad(format!(
-                        "normalisation '{}' (ambix, n3d or fuma)",
-                        ambisonic.normalisation
-                    ));
-                };
-                if let Err(e) = fmt.to_ambix_map(order) {
-                    return bad(e.to_string());
-                }
-                let k = (order + 1) * (order + 1);
-                let first = ambisonic.first_channel as usize;
-                if first == 0 || first - 1 + k > n {
-                    return bad(format!(
-                        "an order-{order} bus needs {k} channels from channel {first}, the device has {channels}"
-                    ));
-                }
-            }
-            for o in objects {
-                in_range(o.channel, "object")?;
-                let pos = studiocast_spatial::encoder::Position {
-                    azimuth_deg: o.azimuth,
-                    elevation_deg: o.elevation,
-                    distance_m: 1.0,
-                };
-                if let Err(e) = pos.validate("object") {
-                    return bad(e.to_string());
-                }
-                if !o.gain_db.is_finite() || o.gain_db > 40.0 {
-                    return bad(format!("object gain {} dB", o.gain_db));
-                }
-            }
-            if let Some(b) = bed {
-                let layout: studiocast_spatial::encoder::Layout = match b.layout.parse() {
-                    Ok(l) => l,
-                    Err(e) => return bad(e.to_string()),
-                };
-                in_range(b.first_channel, "bed")?;
-                in_range(b.first_channel + layout.channels() as u16 - 1, "bed")?;
-            }
-            if let Some(st) = stereo {
-                in_range(st.left, "stereo left")?;
-                in_range(st.right, "stereo right")?;
-            }
-        }
-        let r = &self.audio.renditions;
-        if r.is_empty() {
-            return bad("at least one [[audio.rendition]] is needed".into());
-        }
-        if r.iter().filter(|x| x.default).count() != 1 {
-            return bad("exactly one audio rendition must be default".into());
-        }
-        for (i, x) in r.iter().enumerate() {
-            if !id_ok(&x.id) || x.id == "video" || r[..i].iter().any(|o| o.id == x.id) {
-                return bad(format!(
-                    "audio rendition id '{}' is invalid or repeated",
-                    x.id
-                ));
-            }
-            if !(32..=512).contains(&x.bitrate_kbps) {
-                return bad(format!(
-                    "audio bitrate {} kb/s is outside 32..=512",
-                    x.bitrate_kbps
-                ));
-            }
-        }
-        Ok(())
+        validate_renditions(&self.audio.renditions).map_err(bad)
     }
 
     /// Frames between keyframes: one GOP per segment, so every segment
@@ -539,4 +500,203 @@ impl PipelineSpec {
             .as_ref()
             .map_or(0, |v| v.framerate * self.segment_seconds)
     }
+}
+
+fn id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Text that goes into a playlist attribute: printable, no quotes.
+fn label_ok(s: &str) -> bool {
+    !s.trim().is_empty()
+        && s.chars().count() <= 64
+        && !s.chars().any(|c| c.is_control() || c == '"')
+}
+
+impl VideoSpec {
+    fn validate(&self) -> Result<(), String> {
+        if !(16..=3840).contains(&self.width)
+            || !(16..=2160).contains(&self.height)
+            || self.width % 2 == 1
+            || self.height % 2 == 1
+        {
+            return Err(format!(
+                "video size {}x{} is not an even size up to 3840x2160",
+                self.width, self.height
+            ));
+        }
+        if !(1..=60).contains(&self.framerate) {
+            return Err(format!("framerate {} is outside 1..=60", self.framerate));
+        }
+        if !(100..=50_000).contains(&self.bitrate_kbps) {
+            return Err(format!(
+                "video bitrate {} kb/s is outside 100..=50000",
+                self.bitrate_kbps
+            ));
+        }
+        match &self.source {
+            VideoSource::TestPattern { pattern } if !TEST_PATTERNS.contains(&pattern.as_str()) => {
+                Err(format!(
+                    "test pattern '{pattern}' is unknown (one of {})",
+                    TEST_PATTERNS.join(", ")
+                ))
+            }
+            VideoSource::Decklink { mode, .. } if !DECKLINK_MODES.contains(&mode.as_str()) => {
+                Err(format!(
+                    "DeckLink mode '{mode}' is unknown (auto, 1080p25, 1080i50, 720p50, … as GStreamer names them)"
+                ))
+            }
+            VideoSource::V4l2 { device }
+                if !device.starts_with("/dev/")
+                    || device.contains("..")
+                    || device.chars().any(|c| c.is_control()) =>
+            {
+                Err(format!("V4L2 device '{}' is not a /dev path", device.escape_debug()))
+            }
+            VideoSource::Srt(s) => s.validate(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl SrtInput {
+    fn validate(&self) -> Result<(), String> {
+        if self.port == 0 {
+            return Err("SRT port 0".into());
+        }
+        if !(20..=8000).contains(&self.latency_ms) {
+            return Err(format!(
+                "SRT latency {} ms is outside 20..=8000",
+                self.latency_ms
+            ));
+        }
+        if !(200..=30_000).contains(&self.loss_timeout_ms) {
+            return Err(format!(
+                "SRT loss timeout {} ms is outside 200..=30000",
+                self.loss_timeout_ms
+            ));
+        }
+        match &self.passphrase {
+            Some(p) if !(10..=79).contains(&p.len()) || p.chars().any(|c| c.is_control()) => {
+                return Err("SRT passphrase must be 10–79 printable characters".into());
+            }
+            None if self.mode == SrtMode::Listener && !self.allow_unencrypted => {
+                return Err(
+                    "an SRT listener needs a passphrase (anyone who reaches the port could feed the program); set allow_unencrypted = true to accept that"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        let uri_safe = |x: &str| {
+            !x.is_empty()
+                && x.len() <= 255
+                && x.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+        };
+        if !self.address.as_deref().is_none_or(uri_safe)
+            || !self.stream_id.as_deref().is_none_or(uri_safe)
+        {
+            return Err("SRT address and stream id take 1–255 of [A-Za-z0-9-._:[]]".into());
+        }
+        Ok(())
+    }
+}
+
+impl ChannelMap<'_> {
+    fn validate(&self) -> Result<(), String> {
+        let n = self.channels as u32;
+        if n == 0 || n > 64 {
+            return Err(format!("{} device channels (1..=64)", self.channels));
+        }
+        if self.ambisonic.is_none()
+            && self.objects.is_empty()
+            && self.bed.is_none()
+            && self.stereo.is_none()
+        {
+            return Err(
+                "the audio source maps no channels (ambisonic, object, bed or stereo)".into(),
+            );
+        }
+        // u32: a first channel near u16::MAX plus a layout must not wrap.
+        let in_range = |c: u32, what: &str| {
+            if c == 0 || c > n {
+                Err(format!("{what} channel {c} is outside 1..={n}"))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(a) = self.ambisonic {
+            let fmt = a.format().ok_or_else(|| {
+                format!("normalisation '{}' (ambix, n3d or fuma)", a.normalisation)
+            })?;
+            fmt.to_ambix_map(self.order).map_err(|e| e.to_string())?;
+            let k = ((self.order + 1) * (self.order + 1)) as u32;
+            let first = a.first_channel as u32;
+            if first == 0 || first - 1 + k > n {
+                return Err(format!(
+                    "an order-{} bus needs {k} channels from channel {first}, the device has {n}",
+                    self.order
+                ));
+            }
+        }
+        for o in self.objects {
+            in_range(o.channel as u32, "object")?;
+            let pos = studiocast_spatial::encoder::Position {
+                azimuth_deg: o.azimuth,
+                elevation_deg: o.elevation,
+                distance_m: 1.0,
+            };
+            pos.validate("object").map_err(|e| e.to_string())?;
+            if !o.gain_db.is_finite() || o.gain_db > 40.0 {
+                return Err(format!("object gain {} dB", o.gain_db));
+            }
+        }
+        if let Some(b) = self.bed {
+            let layout: studiocast_spatial::encoder::Layout = b
+                .layout
+                .parse()
+                .map_err(|e: studiocast_spatial::SpatialError| e.to_string())?;
+            in_range(b.first_channel as u32, "bed")?;
+            in_range(b.first_channel as u32 + layout.channels() as u32 - 1, "bed")?;
+        }
+        if let Some(st) = self.stereo {
+            in_range(st.left as u32, "stereo left")?;
+            in_range(st.right as u32, "stereo right")?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_renditions(r: &[AudioRendition]) -> Result<(), String> {
+    if r.is_empty() {
+        return Err("at least one [[audio.rendition]] is needed".into());
+    }
+    if r.iter().filter(|x| x.default).count() != 1 {
+        return Err("exactly one audio rendition must be default".into());
+    }
+    for (i, x) in r.iter().enumerate() {
+        if !id_ok(&x.id) || x.id == "video" || r[..i].iter().any(|o| o.id == x.id) {
+            return Err(format!(
+                "audio rendition id '{}' is invalid or repeated",
+                x.id.escape_debug()
+            ));
+        }
+        if !label_ok(&x.name) {
+            return Err(format!(
+                "audio rendition name '{}' must be 1–64 printable characters without quotes",
+                x.name.escape_debug()
+            ));
+        }
+        if !(32..=512).contains(&x.bitrate_kbps) {
+            return Err(format!(
+                "audio bitrate {} kb/s is outside 32..=512",
+                x.bitrate_kbps
+            ));
+        }
+    }
+    Ok(())
 }

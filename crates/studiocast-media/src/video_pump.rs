@@ -2,10 +2,10 @@
 //! clock, the freshest decoded frame when the source is up, a slate when it
 //! is not. The encoder downstream sees one continuous, evenly timed stream
 //! whatever the source does. A return from the slate happens on a segment
-//! boundary and is announced as a discontinuity.
+//! boundary and is announced as a discontinuity. The decisions are the
+//! Sans-IO [`SlateMachine`]'s; this thread paces it and moves frames.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +14,9 @@ use gstreamer as gst;
 use gstreamer_app as gst_app;
 
 use crate::elements as el;
-use crate::ingest::{mono_ns, FrameQueue};
-use crate::pipeline::MediaEvent;
+use crate::events::{EventSender, MediaEvent};
+use crate::ingest::{mono_ns, FrameQueue, MAX_FRAMES as MAX_QUEUED};
+use crate::machines::{Show, SlateConfig, SlateMachine};
 use crate::MediaError;
 
 /// Counters for the session status.
@@ -42,7 +43,7 @@ pub(crate) struct VideoPump {
     pub delay: Duration,
     pub loss: Duration,
     pub lead: Duration,
-    pub events: Sender<MediaEvent>,
+    pub events: EventSender,
     pub pdt_offset_ms: Arc<AtomicI64>,
     pub stats: Arc<PumpStats>,
 }
@@ -84,107 +85,41 @@ pub fn make_slate(width: u32, height: u32, text: &str) -> Result<gst::Buffer, Me
 impl VideoPump {
     /// Runs until `stop`, then ends the stream.
     pub fn run(self, pipeline: &gst::Pipeline, stop: &AtomicBool) {
-        let frame_ns = 1_000_000_000u64 / self.framerate.max(1) as u64;
-        let delay = self.delay.as_nanos() as u64;
-        let loss = self.loss.as_nanos() as u64;
+        let fps = self.framerate.max(1) as u64;
+        let frame_ns = 1_000_000_000 / fps;
+        let mut machine = SlateMachine::new(SlateConfig {
+            gop: self.gop.max(1) as u64,
+            delay_ns: self.delay.as_nanos() as u64,
+            loss_ns: self.loss.as_nanos() as u64,
+        });
         // Start on the next frame due: frames stamped in the past would
         // arrive late at the muxer.
         let mut n: u64 = pipeline
             .current_running_time()
             .map_or(0, |t| t.nseconds().div_ceil(frame_ns));
-        let gop = self.gop.max(1) as u64;
         self.stats.on_slate.store(true, Ordering::SeqCst);
-        let mut live = false;
-        let mut ever_live = false;
         let mut last: Option<gst::Buffer> = None;
-        let mut last_arrival = 0u64;
         while !stop.load(Ordering::SeqCst) {
             // Exact per frame (no accumulated rounding), so that every
             // GOP boundary lands on the muxer's fragment boundary.
-            let fps = self.framerate.max(1) as u64;
             let due = n * 1_000_000_000 / fps;
             let now_rt = pipeline.current_running_time().map_or(0, |t| t.nseconds());
             if now_rt + (self.lead.as_nanos() as u64) < due {
                 std::thread::sleep(Duration::from_millis(3));
                 continue;
             }
-            let now = mono_ns();
-            // One look at the queue per tick: the frame to show, the newest
-            // arrival, and the frames passed over since the last one shown.
-            let (pick, newest, skipped) = match self.frames.lock() {
-                Ok(q) => {
-                    let newest = q.back().map(|(t, _)| *t);
-                    let pick = q
-                        .iter()
-                        .rev()
-                        .find(|(t, _)| *t + delay <= now)
-                        .map(|(t, b)| (*t, b.clone()));
-                    let skipped = match pick {
-                        Some((t, _)) if last_arrival != 0 => q
-                            .iter()
-                            .filter(|(x, _)| *x > last_arrival && *x < t)
-                            .count(),
-                        _ => 0,
-                    };
-                    (pick, newest, skipped)
+            let (tick, picked) = self.decide(&mut machine, n, mono_ns());
+            self.report(&tick, due);
+            let frame = match (tick.show, picked) {
+                (Show::Frame(_), Some(b)) => {
+                    last = Some(b.clone());
+                    b
                 }
-                Err(_) => (None, None, 0),
+                (Show::Repeat, _) => last.clone().unwrap_or_else(|| self.slate.clone()),
+                _ => self.slate.clone(),
             };
-            let fresh = newest.is_some_and(|t| now.saturating_sub(t) < loss);
-            if live && !fresh {
-                live = false;
-                self.stats.on_slate.store(true, Ordering::SeqCst);
-                tracing::warn!("program video: slate");
-            } else if !live && fresh && pick.is_some() {
-                // The first signal of the session cuts in at once; a
-                // return waits for a segment boundary so the discontinuity
-                // falls between segments.
-                if !ever_live {
-                    live = true;
-                } else if n.is_multiple_of(gop) {
-                    live = true;
-                    let at = self.pdt_offset_ms.load(Ordering::SeqCst) + (due / 1_000_000) as i64;
-                    let _ = self.events.send(MediaEvent::Discontinuity { pdt_ms: at });
-                    tracing::info!("program video: source back");
-                }
-                if live {
-                    ever_live = true;
-                    self.stats.on_slate.store(false, Ordering::SeqCst);
-                }
-            }
-            let frame = if live {
-                match pick {
-                    Some((t, b)) if t != last_arrival => {
-                        self.stats
-                            .dropped
-                            .fetch_add(skipped as u64, Ordering::Relaxed);
-                        last_arrival = t;
-                        last = Some(b.clone());
-                        b
-                    }
-                    _ => {
-                        self.stats.repeated.fetch_add(1, Ordering::Relaxed);
-                        last.clone().unwrap_or_else(|| self.slate.clone())
-                    }
-                }
-            } else {
-                self.stats.slate_frames.fetch_add(1, Ordering::Relaxed);
-                self.slate.clone()
-            };
-            // Segments start on the GOP grid whatever the encoder saw
-            // before: ask for the keyframe explicitly.
-            if n.is_multiple_of(gop) {
-                let pts = due;
-                let ev = gst::event::CustomDownstream::new(
-                    gst::Structure::builder("GstForceKeyUnit")
-                        .field("timestamp", pts)
-                        .field("stream-time", pts)
-                        .field("running-time", pts)
-                        .field("all-headers", true)
-                        .field("count", 0u32)
-                        .build(),
-                );
-                let _ = self.appsrc.send_event(ev);
+            if tick.key_frame {
+                self.force_key_unit(due);
             }
             // A shallow copy: new timestamps, shared memory.
             let mut out = frame.copy();
@@ -204,5 +139,73 @@ impl VideoPump {
             n += 1;
         }
         let _ = self.appsrc.end_of_stream();
+    }
+
+    /// One look at the queue: the machine's decision and, when it picks a
+    /// queued frame, that frame.
+    fn decide(
+        &self,
+        machine: &mut SlateMachine,
+        n: u64,
+        now: u64,
+    ) -> (crate::machines::Tick, Option<gst::Buffer>) {
+        let Ok(q) = self.frames.lock() else {
+            return (machine.tick(n, now, &[]), None);
+        };
+        let mut stamps = [0u64; MAX_QUEUED];
+        let len = q.len().min(MAX_QUEUED);
+        for (s, (t, _)) in stamps.iter_mut().zip(q.iter().skip(q.len() - len)) {
+            *s = *t;
+        }
+        let tick = machine.tick(n, now, &stamps[..len]);
+        let picked = match tick.show {
+            Show::Frame(at) => q.iter().find(|(t, _)| *t == at).map(|(_, b)| b.clone()),
+            _ => None,
+        };
+        (tick, picked)
+    }
+
+    /// Counters, the log, and the discontinuity event for the packager.
+    fn report(&self, tick: &crate::machines::Tick, due: u64) {
+        let s = &self.stats;
+        match tick.show {
+            Show::Slate => {
+                s.slate_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            Show::Repeat => {
+                s.repeated.fetch_add(1, Ordering::Relaxed);
+            }
+            Show::Frame(_) => {}
+        }
+        s.dropped.fetch_add(tick.dropped, Ordering::Relaxed);
+        if tick.lost {
+            s.on_slate.store(true, Ordering::SeqCst);
+            tracing::warn!("program video: slate");
+        }
+        if tick.show != Show::Slate && s.on_slate.swap(false, Ordering::SeqCst) {
+            tracing::info!("program video: input on the air");
+        }
+        if tick.discontinuity {
+            let at = self
+                .pdt_offset_ms
+                .load(Ordering::SeqCst)
+                .saturating_add((due / 1_000_000) as i64);
+            self.events.send(MediaEvent::Discontinuity { pdt_ms: at });
+        }
+    }
+
+    /// Segments start on the GOP grid whatever the encoder saw before: the
+    /// pump alone asks for their key frames (the muxer does not).
+    fn force_key_unit(&self, pts: u64) {
+        let ev = gst::event::CustomDownstream::new(
+            gst::Structure::builder("GstForceKeyUnit")
+                .field("timestamp", pts)
+                .field("stream-time", pts)
+                .field("running-time", pts)
+                .field("all-headers", true)
+                .field("count", 0u32)
+                .build(),
+        );
+        let _ = self.appsrc.send_event(ev);
     }
 }

@@ -1,10 +1,9 @@
 //! The demo preset runs on real GStreamer and produces CMAF for every
 //! rendition, then drains on EOS.
 
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use studiocast_media::{MediaEvent, PipelineSpec, SessionPipeline};
+use studiocast_media::{event_queue, BuildOptions, MediaEvent, PipelineSpec, SessionPipeline};
 use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet, DEFAULT_SOFA};
 
 /// Two live 720p encoders at once starve a 2-core machine; run one at a time.
@@ -36,9 +35,11 @@ fn run_demo_once() {
     let spec = demo_spec();
     let hrtf = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
     let filters = design(&hrtf, &DesignOptions::new(DecoderMethod::Ls, 3)).unwrap();
-    let (tx, rx) = mpsc::channel();
-    let mut p = SessionPipeline::build(&spec, &filters, tx).unwrap();
-    p.start().unwrap();
+    let (tx, rx, _) = event_queue(64 << 20);
+    let p = SessionPipeline::build(&spec, &filters, &BuildOptions::default(), tx)
+        .unwrap()
+        .start(tracing::Span::none())
+        .unwrap();
     let mut inits = Vec::new();
     let mut chunks: Vec<(String, f64, bool, i64)> = Vec::new();
     let t0 = Instant::now();
@@ -60,6 +61,7 @@ fn run_demo_once() {
                 duration,
                 pdt_ms,
                 independent,
+                ..
             }) => {
                 assert!(data.windows(4).any(|w| w == b"moof"));
                 chunks.push((rendition, duration, independent, pdt_ms));
@@ -103,9 +105,11 @@ fn an_element_error_is_reported_and_teardown_does_not_hang() {
     let spec = demo_spec();
     let hrtf = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
     let filters = design(&hrtf, &DesignOptions::new(DecoderMethod::Ls, 3)).unwrap();
-    let (tx, rx) = mpsc::channel();
-    let mut p = SessionPipeline::build(&spec, &filters, tx).unwrap();
-    p.start().unwrap();
+    let (tx, rx, _) = event_queue(64 << 20);
+    let p = SessionPipeline::build(&spec, &filters, &BuildOptions::default(), tx)
+        .unwrap()
+        .start(tracing::Span::none())
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     // What a failing device or encoder does: post an error on the bus.
     let enc = p
@@ -164,9 +168,11 @@ fn audio_renditions_at_44k1_and_96k() {
         let spec = PipelineSpec::parse(&text).unwrap();
         let hrtf = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), rate).unwrap();
         let filters = design(&hrtf, &DesignOptions::new(DecoderMethod::Ls, 1)).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let mut p = SessionPipeline::build(&spec, &filters, tx).unwrap();
-        p.start().unwrap();
+        let (tx, rx, _) = event_queue(64 << 20);
+        let p = SessionPipeline::build(&spec, &filters, &BuildOptions::default(), tx)
+            .unwrap()
+            .start(tracing::Span::none())
+            .unwrap();
         let t0 = Instant::now();
         let (mut init, mut total, mut eos) = (None, 0.0f64, false);
         while t0.elapsed() < Duration::from_secs(20) {

@@ -1,0 +1,203 @@
+//! The running half of the pipeline typestate: threads, ingest and bus
+//! watcher up; stops on EOS or teardown, and tears itself down when dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gst::prelude::*;
+use gstreamer as gst;
+
+use super::sinks::watch_bus;
+use super::{gst_err, BuiltPipeline, PumpParts, Shared};
+use crate::audio_thread::{audio_delay, feed_audio, AudioSnapshot, BusSource, VideoSnapshot, LEAD};
+use crate::events::MediaEvent;
+use crate::ingest::Ingest;
+use crate::meters::MeterBank;
+use crate::video_pump::VideoPump;
+use crate::MediaError;
+
+/// How long an audio source may take to open before the start fails.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A started pipeline: every thread it runs is joined by
+/// [`RunningPipeline::shutdown`] or on drop.
+pub struct RunningPipeline {
+    pipeline: gst::Pipeline,
+    video_src: Option<gst::Element>,
+    stop: Arc<AtomicBool>,
+    /// Tells the bus watcher to return even if no EOS or error came.
+    quit: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    ingest: Option<Ingest>,
+    shared: Shared,
+}
+
+impl BuiltPipeline {
+    /// Start playing: bus watcher, ingest and pump, audio thread. Threads
+    /// run inside `span` (the session's), so their logs say whose they are.
+    /// On failure everything started so far is stopped again.
+    pub fn start(self, span: tracing::Span) -> Result<RunningPipeline, MediaError> {
+        let BuiltPipeline {
+            pipeline,
+            video_src,
+            events,
+            pdt_offset_ms,
+            eos,
+            ingest,
+            mut audio,
+            shared,
+        } = self;
+        let mut run = RunningPipeline {
+            pipeline,
+            video_src,
+            stop: Arc::new(AtomicBool::new(false)),
+            quit: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            ingest: None,
+            shared,
+        };
+        run.pipeline
+            .set_state(gst::State::Playing)
+            .map_err(gst_err)?;
+        // Capture time = wall clock at running time 0 + running time.
+        let running = run
+            .pipeline
+            .current_running_time()
+            .map_or(0, |t| t.mseconds() as i64);
+        pdt_offset_ms.store(crate::now_ms() - running, Ordering::SeqCst);
+        let bus = run
+            .pipeline
+            .bus()
+            .ok_or_else(|| gst_err("pipeline has no bus"))?;
+        let (tx, quit) = (events.clone(), run.quit.clone());
+        run.spawn("bus-watch", &span, move || watch_bus(bus, tx, quit, eos))?;
+        if let Some((spec, parts)) = ingest {
+            let (ingest, consumer) = Ingest::start(spec)?;
+            if let BusSource::Embedded { consumer: c, .. } = &mut audio.source {
+                *c = consumer;
+            }
+            let PumpParts {
+                appsrc,
+                slate,
+                framerate,
+                gop,
+            } = parts;
+            let pump = VideoPump {
+                appsrc,
+                frames: ingest.frames(),
+                slate,
+                framerate,
+                gop,
+                delay: audio_delay(audio.rate, audio.block),
+                loss: ingest.loss_timeout(),
+                lead: LEAD,
+                events: events.clone(),
+                pdt_offset_ms: pdt_offset_ms.clone(),
+                stats: run.shared.pump_stats.clone(),
+            };
+            run.ingest = Some(ingest);
+            let (stop, pipeline) = (run.stop.clone(), run.pipeline.clone());
+            run.spawn("video-pump", &span, move || pump.run(&pipeline, &stop))?;
+        }
+        let (stop, pipeline) = (run.stop.clone(), run.pipeline.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let status = run.shared.status.clone();
+        run.spawn("audio", &span, move || {
+            if let Err(e) = feed_audio(audio, &pipeline, &stop, ready_tx, status) {
+                events.send(MediaEvent::Error(e.to_string()));
+            }
+        })?;
+        // A missing interface must fail the start, not the session later.
+        match ready_rx.recv_timeout(OPEN_TIMEOUT) {
+            Ok(Ok(())) => Ok(run),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(gst_err(format!(
+                "the audio source did not open within {} s",
+                OPEN_TIMEOUT.as_secs()
+            ))),
+        }
+        // On every error path `run` drops here, which tears it down.
+    }
+}
+
+impl RunningPipeline {
+    fn spawn(
+        &mut self,
+        name: &str,
+        span: &tracing::Span,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<(), MediaError> {
+        let span = span.clone();
+        let t = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || span.in_scope(f))
+            .map_err(gst_err)?;
+        self.threads.push(t);
+        Ok(())
+    }
+
+    /// Ask every source to finish: the muxers flush their last fragments
+    /// and an [`MediaEvent::Eos`] follows.
+    pub fn request_eos(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(v) = &self.video_src {
+            if !v.send_event(gst::event::Eos::new()) {
+                tracing::warn!("video source refused EOS; sending it to the pipeline");
+                self.pipeline.send_event(gst::event::Eos::new());
+            }
+        }
+    }
+
+    /// Live input health.
+    pub fn status(&self) -> AudioSnapshot {
+        let mut s = self.shared.status.snapshot();
+        s.video_lag_ms = self.shared.video_lag.load(Ordering::Relaxed);
+        s.ingest = self.ingest.as_ref().map(|i| i.snapshot());
+        if self.ingest.is_some() {
+            let p = &self.shared.pump_stats;
+            s.video = Some(VideoSnapshot {
+                frames_out: p.frames_out.load(Ordering::Relaxed),
+                slate_frames: p.slate_frames.load(Ordering::Relaxed),
+                repeated_frames: p.repeated.load(Ordering::Relaxed),
+                dropped_frames: p.dropped.load(Ordering::Relaxed),
+                on_slate: p.on_slate.load(Ordering::Relaxed),
+            });
+        }
+        s
+    }
+
+    /// Levels of every input channel and the binaural output.
+    pub fn meters(&self) -> Arc<MeterBank> {
+        self.shared.meters.clone()
+    }
+
+    /// The underlying pipeline, for diagnostics (graph dumps, statistics,
+    /// fault injection in tests).
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.pipeline
+    }
+
+    /// Tear down (after EOS, or to abort).
+    pub fn shutdown(mut self) {
+        self.teardown();
+    }
+
+    /// Stop every thread and the pipelines; safe to call twice.
+    fn teardown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.quit.store(true, Ordering::SeqCst);
+        let _ = self.pipeline.set_state(gst::State::Null);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.ingest = None;
+    }
+}
+
+impl Drop for RunningPipeline {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
