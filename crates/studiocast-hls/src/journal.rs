@@ -6,8 +6,7 @@
 //! Line format: `seq duration pdt_ms|- discontinuity(0|1) map`. A torn or
 //! malformed line (the last one, after a crash) is skipped.
 
-use crate::playlist::{Segment, State};
-use crate::{HlsError, Packager, PackagerConfig, Rendition};
+use crate::segment::Segment;
 
 pub(crate) const FILE: &str = "segments.log";
 
@@ -52,50 +51,22 @@ fn parse(l: &str) -> Option<Segment> {
     })
 }
 
-impl Packager {
-    /// Rebuild a stream's packager from its journals (`(rendition id,
-    /// journal text)`), ready for [`Packager::end`] to write the final
-    /// playlists. Renditions without a journal end up empty.
-    pub fn recover(
-        config: PackagerConfig,
-        renditions: Vec<Rendition>,
-        journals: &[(String, String)],
-    ) -> Result<Self, HlsError> {
-        let mut p = Packager::new(config, renditions)?;
-        for st in &mut p.states {
-            let Some((_, text)) = journals.iter().find(|(id, _)| *id == st.spec.id) else {
-                continue;
-            };
-            restore(st, text);
-        }
-        Ok(p)
-    }
-}
-
-fn restore(st: &mut State, text: &str) {
-    let mut maps: Vec<String> = Vec::new();
+/// The segments a journal records, in order; damage (torn or malformed
+/// lines, sequence numbers that do not go up) is skipped.
+pub(crate) fn read(text: &str) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
     for seg in text.lines().filter_map(parse) {
-        // Sequence numbers only go up; anything else is damage.
-        if st.segments.last().is_some_and(|l| seg.seq <= l.seq) {
+        if out.last().is_some_and(|l| seg.seq <= l.seq) || seg.seq == u64::MAX {
             continue;
         }
-        let Some(next) = seg.seq.checked_add(1) else {
-            continue;
-        };
-        if !maps.contains(&seg.map) {
-            maps.push(seg.map.clone());
-        }
-        st.next_seq = next;
-        st.init_uri = Some(seg.map.clone());
-        st.segments.push(seg);
+        out.push(seg);
     }
-    st.init_count = maps.len() as u32;
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::{Chunk, RenditionKind};
+    use crate::{Chunk, Packager, PackagerConfig, Rendition, RenditionKind};
 
     fn audio() -> Vec<Rendition> {
         vec![Rendition {
@@ -115,21 +86,30 @@ mod tests {
     fn a_journal_republishes_what_was_published_and_skips_damage() {
         let mut p = Packager::new(PackagerConfig::default(), audio()).unwrap();
         let mut journal = String::new();
-        let mut take = |actions: Vec<crate::Action>| {
+        let mut take = |p: &mut Packager, actions: Vec<crate::Action>| {
             for a in actions {
-                if let crate::Action::Append { path, data } = a {
-                    assert_eq!(path, "a/segments.log");
-                    journal.push_str(std::str::from_utf8(&data).unwrap());
+                let more = match a {
+                    crate::Action::WriteSegment { rendition, seq, .. } => {
+                        p.segment_written(&rendition, seq, true).unwrap()
+                    }
+                    other => vec![other],
+                };
+                for m in more {
+                    if let crate::Action::Append { path, data } = m {
+                        assert_eq!(path, "a/segments.log");
+                        journal.push_str(std::str::from_utf8(&data).unwrap());
+                    }
                 }
             }
         };
-        take(p.push_init("a", vec![1]).unwrap());
+        let init = p.push_init("a", vec![1]).unwrap();
+        take(&mut p, init);
         for i in 0..5 {
             if i == 3 {
                 p.discontinuity();
             }
-            take(
-                p.push_chunk(
+            let a = p
+                .push_chunk(
                     "a",
                     Chunk {
                         data: vec![0; 8],
@@ -139,8 +119,8 @@ mod tests {
                         ends_segment: true,
                     },
                 )
-                .unwrap(),
-            );
+                .unwrap();
+            take(&mut p, a);
         }
         let full = p.media_playlist("a", true).unwrap();
         // A crash tears the last line; garbage must not panic or publish.

@@ -14,12 +14,18 @@
 //! * fMP4: `EXT-X-MAP`, `EXT-X-VERSION:7`, `EXT-X-INDEPENDENT-SEGMENTS`;
 //! * audio renditions in an `EXT-X-MEDIA TYPE=AUDIO` group with `CHANNELS`.
 //!
+//! * a segment is published (journal, playlist) only after the caller has
+//!   written it durably and confirmed it ([`Packager::segment_written`]).
+//!
 //! Chunks accumulate into segments, so low-latency parts can be added
 //! without changing the producer side.
 
 mod journal;
 mod layout;
+pub mod mp4;
 mod playlist;
+mod render;
+mod segment;
 
 pub use layout::{resolve, Listing};
 pub use playlist::{Chunk, Packager, PackagerConfig, Rendition, RenditionKind};
@@ -43,11 +49,21 @@ pub enum HlsError {
     Config(String),
     #[error("stream has ended")]
     Ended,
+    #[error("segment {seq} of '{rendition}' is not waiting to be written")]
+    UnknownSegment { rendition: String, seq: u64 },
 }
 
 /// What the caller must do after a packager call, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Write a media segment durably (a new file: write, sync, rename), then
+    /// report with [`Packager::segment_written`], which publishes it.
+    WriteSegment {
+        rendition: String,
+        seq: u64,
+        path: String,
+        data: Vec<u8>,
+    },
     /// Create or replace a file (relative path, '/'-separated). Playlists
     /// should be replaced atomically (write then rename).
     Write { path: String, data: Vec<u8> },
@@ -59,7 +75,9 @@ pub enum Action {
 impl Action {
     pub fn path(&self) -> &str {
         match self {
-            Action::Write { path, .. } | Action::Append { path, .. } => path,
+            Action::WriteSegment { path, .. }
+            | Action::Write { path, .. }
+            | Action::Append { path, .. } => path,
         }
     }
 }

@@ -1,18 +1,14 @@
-//! The packager state machine and playlist rendering.
+//! The packager state machine.
+//!
+//! A segment is cut when its last chunk arrives, but it enters no playlist
+//! (and no journal) until the caller has written its bytes durably and
+//! said so with [`Packager::segment_written`]: a segment whose write failed
+//! (a full disk, no descriptors left) is never published, its sequence
+//! number goes to the next segment, and that one follows a discontinuity.
 
-use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use m3u8_rs::{
-    AlternativeMedia, AlternativeMediaType, Map, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
-    MediaSegment, Resolution, VariantStream,
-};
-
+use crate::render::{master_playlist, render_media};
+use crate::segment::Segment;
 use crate::{Action, HlsError};
-
-/// The group every audio rendition joins. All renditions in it share one
-/// codec (AAC); a different codec needs its own group and variant.
-const AUDIO_GROUP: &str = "audio";
-/// fMP4 segments need version ≥ 6; 7 lets us use every attribute we emit.
-const VERSION: usize = 7;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RenditionKind {
@@ -71,15 +67,6 @@ pub struct Chunk {
     pub ends_segment: bool,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Segment {
-    pub(crate) seq: u64,
-    pub(crate) duration: f64,
-    pub(crate) pdt_ms: Option<i64>,
-    pub(crate) discontinuity: bool,
-    pub(crate) map: String,
-}
-
 #[derive(Debug, Default)]
 struct Open {
     data: Vec<u8>,
@@ -89,24 +76,40 @@ struct Open {
 }
 
 #[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) spec: Rendition,
-    pub(crate) init_uri: Option<String>,
-    pub(crate) init_count: u32,
+struct State {
+    spec: Rendition,
+    init_uri: Option<String>,
+    init_count: u32,
     open: Option<Open>,
-    pub(crate) segments: Vec<Segment>,
-    pub(crate) window_start: usize,
-    pub(crate) discontinuity_seq: u64,
-    pub(crate) next_seq: u64,
-    pub(crate) pending_discontinuity: bool,
+    /// Cut, handed to the caller to write, not yet published.
+    unwritten: Option<Segment>,
+    segments: Vec<Segment>,
+    window_start: usize,
+    discontinuity_seq: u64,
+    next_seq: u64,
+    pending_discontinuity: bool,
+}
+
+impl State {
+    fn render(&self, target: u64, ended: bool, vod: bool) -> String {
+        render_media(
+            &self.segments,
+            self.window_start,
+            self.discontinuity_seq,
+            self.next_seq,
+            target,
+            ended,
+            vod,
+        )
+    }
 }
 
 /// One stream's packager: several renditions, one set of playlists.
 #[derive(Debug)]
 pub struct Packager {
-    pub(crate) config: PackagerConfig,
-    pub(crate) states: Vec<State>,
-    pub(crate) ended: bool,
+    config: PackagerConfig,
+    states: Vec<State>,
+    ended: bool,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -115,12 +118,6 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn pdt(ms: i64) -> Option<DateTime<FixedOffset>> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.fixed_offset())
 }
 
 impl Packager {
@@ -157,6 +154,7 @@ impl Packager {
                     init_uri: None,
                     init_count: 0,
                     open: None,
+                    unwritten: None,
                     segments: Vec::new(),
                     window_start: 0,
                     discontinuity_seq: 0,
@@ -269,9 +267,10 @@ impl Packager {
         self.close_segment(id)
     }
 
+    /// Cut the open segment: checked, numbered and handed out to be
+    /// written ([`Action::WriteSegment`]); published only once confirmed.
     fn close_segment(&mut self, id: &str) -> Result<Vec<Action>, HlsError> {
         let target = self.config.target_duration;
-        let window = self.config.window_segments;
         let st = self.state(id)?;
         let Some(open) = st.open.take() else {
             return Ok(Vec::new());
@@ -293,17 +292,53 @@ impl Packager {
                 target,
             });
         }
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        let discontinuity =
-            std::mem::take(&mut st.pending_discontinuity) && !st.segments.is_empty();
+        if st.unwritten.is_some() {
+            // The caller never said how the last write went: that segment
+            // is lost, and this one follows a gap.
+            st.unwritten = None;
+            st.pending_discontinuity = true;
+        }
         let segment = Segment {
-            seq,
+            seq: st.next_seq,
             duration: open.duration,
             pdt_ms: open.pdt_ms,
-            discontinuity,
+            discontinuity: std::mem::take(&mut st.pending_discontinuity) && !st.segments.is_empty(),
             map: st.init_uri.clone().unwrap_or_default(),
         };
+        let action = Action::WriteSegment {
+            rendition: id.to_string(),
+            seq: segment.seq,
+            path: format!("{id}/{}", segment.uri()),
+            data: open.data,
+        };
+        st.unwritten = Some(segment);
+        Ok(vec![action])
+    }
+
+    /// The caller wrote segment `seq` of rendition `id` (`durable`: its
+    /// bytes are on disk), or failed to. A written segment is published:
+    /// journal line, live playlist. A failed one is forgotten: its number
+    /// goes to the next segment, which follows a discontinuity.
+    pub fn segment_written(
+        &mut self,
+        id: &str,
+        seq: u64,
+        durable: bool,
+    ) -> Result<Vec<Action>, HlsError> {
+        let target = self.config.target_duration;
+        let window = self.config.window_segments;
+        let st = self.state(id)?;
+        let Some(segment) = st.unwritten.take_if(|s| s.seq == seq) else {
+            return Err(HlsError::UnknownSegment {
+                rendition: id.to_string(),
+                seq,
+            });
+        };
+        if !durable {
+            st.pending_discontinuity = true;
+            return Ok(Vec::new());
+        }
+        st.next_seq = seq.saturating_add(1);
         let journal = crate::journal::line(&segment);
         st.segments.push(segment);
         // Slide the live window, never below 3 target durations.
@@ -313,27 +348,20 @@ impl Packager {
             if live.len() <= window || after_drop < 3.0 * target as f64 {
                 break;
             }
-            // A tag leaving the playlist moves the discontinuity sequence on;
-            // so does a removed segment whose successor now starts the list
-            // with a tag we keep.
+            // A tag leaving the playlist moves the discontinuity sequence on.
             if st.segments[st.window_start].discontinuity {
                 st.discontinuity_seq += 1;
             }
             st.window_start += 1;
         }
-        let playlist = render_media(st, target, false, false);
         Ok(vec![
-            Action::Write {
-                path: format!("{id}/seg{seq:06}.m4s"),
-                data: open.data,
-            },
             Action::Append {
                 path: format!("{id}/{}", crate::journal::FILE),
                 data: journal.into_bytes(),
             },
             Action::Write {
                 path: format!("{id}/live.m3u8"),
-                data: playlist.into_bytes(),
+                data: st.render(target, false, false).into_bytes(),
             },
         ])
     }
@@ -346,30 +374,39 @@ impl Packager {
         }
     }
 
-    /// End of stream: close open segments, add EXT-X-ENDLIST to the live
-    /// playlists and write the VOD playlists.
+    /// Cut every open segment (a short last one is normal; an over-long
+    /// one is dropped), to be written and confirmed before [`Packager::end`].
+    pub fn flush(&mut self) -> Vec<Action> {
+        if self.ended {
+            return Vec::new();
+        }
+        let ids: Vec<String> = self.states.iter().map(|s| s.spec.id.clone()).collect();
+        ids.iter()
+            .filter_map(|id| self.close_segment(id).ok())
+            .flatten()
+            .collect()
+    }
+
+    /// End of stream: add EXT-X-ENDLIST to the live playlists and write the
+    /// VOD playlists. Call [`Packager::flush`] first to keep the segments
+    /// still open; anything cut but not confirmed by now is left out.
     pub fn end(&mut self) -> Vec<Action> {
         let mut actions = Vec::new();
         if self.ended {
             return actions;
         }
-        let ids: Vec<String> = self.states.iter().map(|s| s.spec.id.clone()).collect();
-        for id in &ids {
-            // A short last segment is normal; an over-long one is dropped.
-            if let Ok(a) = self.close_segment(id) {
-                actions.extend(a);
-            }
-        }
         self.ended = true;
         let target = self.config.target_duration;
-        for st in &self.states {
+        for st in &mut self.states {
+            st.open = None;
+            st.unwritten = None;
             actions.push(Action::Write {
                 path: format!("{}/live.m3u8", st.spec.id),
-                data: render_media(st, target, true, false).into_bytes(),
+                data: st.render(target, true, false).into_bytes(),
             });
             actions.push(Action::Write {
                 path: format!("{}/vod.m3u8", st.spec.id),
-                data: render_media(st, target, true, true).into_bytes(),
+                data: st.render(target, true, true).into_bytes(),
             });
         }
         actions.push(Action::Write {
@@ -379,132 +416,43 @@ impl Packager {
         actions
     }
 
+    /// Multivariant playlist (see [`crate::render`]).
+    pub fn master_playlist(&self) -> String {
+        master_playlist(self.states.iter().map(|s| &s.spec))
+    }
+
+    /// Rebuild a stream's packager from its journals (`(rendition id,
+    /// journal text)`), ready for [`Packager::end`] to write the final
+    /// playlists. Renditions without a journal end up empty.
+    pub fn recover(
+        config: PackagerConfig,
+        renditions: Vec<Rendition>,
+        journals: &[(String, String)],
+    ) -> Result<Self, HlsError> {
+        let mut p = Packager::new(config, renditions)?;
+        for st in &mut p.states {
+            let Some((_, text)) = journals.iter().find(|(id, _)| *id == st.spec.id) else {
+                continue;
+            };
+            let segments = crate::journal::read(text);
+            let mut maps: Vec<&str> = Vec::new();
+            for s in &segments {
+                if !maps.contains(&s.map.as_str()) {
+                    maps.push(&s.map);
+                }
+            }
+            st.init_count = maps.len() as u32;
+            if let Some(last) = segments.last() {
+                st.next_seq = last.seq + 1;
+                st.init_uri = Some(last.map.clone());
+            }
+            st.segments = segments;
+        }
+        Ok(p)
+    }
+
     pub fn media_playlist(&self, id: &str, vod: bool) -> Option<String> {
         let st = self.states.iter().find(|s| s.spec.id == id)?;
-        Some(render_media(
-            st,
-            self.config.target_duration,
-            self.ended || vod,
-            vod,
-        ))
+        Some(st.render(self.config.target_duration, self.ended || vod, vod))
     }
-
-    /// Multivariant playlist. Video renditions become variants whose AUDIO
-    /// group holds every audio rendition; without video, each audio
-    /// rendition is a variant of its own.
-    pub fn master_playlist(&self) -> String {
-        let audio: Vec<&Rendition> = self
-            .states
-            .iter()
-            .map(|s| &s.spec)
-            .filter(|r| matches!(r.kind, RenditionKind::Audio { .. }))
-            .collect();
-        let video: Vec<&Rendition> = self
-            .states
-            .iter()
-            .map(|s| &s.spec)
-            .filter(|r| matches!(r.kind, RenditionKind::Video { .. }))
-            .collect();
-        let mut m = MasterPlaylist {
-            version: Some(VERSION),
-            independent_segments: true,
-            ..Default::default()
-        };
-        let audio_bw = audio.iter().map(|a| a.bandwidth).max().unwrap_or(0);
-        if !video.is_empty() {
-            for a in &audio {
-                if let RenditionKind::Audio {
-                    name,
-                    channels,
-                    default,
-                    language,
-                } = &a.kind
-                {
-                    m.alternatives.push(AlternativeMedia {
-                        media_type: AlternativeMediaType::Audio,
-                        uri: Some(format!("{}/index.m3u8", a.id)),
-                        group_id: AUDIO_GROUP.into(),
-                        language: language.clone(),
-                        name: name.clone(),
-                        default: *default,
-                        autoselect: true,
-                        channels: Some(channels.to_string()),
-                        ..Default::default()
-                    });
-                }
-            }
-            let audio_codec = audio.first().map(|a| a.codecs.clone());
-            for v in &video {
-                if let RenditionKind::Video {
-                    width,
-                    height,
-                    frame_rate,
-                } = v.kind
-                {
-                    m.variants.push(VariantStream {
-                        uri: format!("{}/index.m3u8", v.id),
-                        bandwidth: v.bandwidth + audio_bw,
-                        codecs: Some(match &audio_codec {
-                            Some(a) => format!("{},{a}", v.codecs),
-                            None => v.codecs.clone(),
-                        }),
-                        resolution: Some(Resolution {
-                            width: width as u64,
-                            height: height as u64,
-                        }),
-                        frame_rate: Some(frame_rate),
-                        audio: audio_codec.as_ref().map(|_| AUDIO_GROUP.to_string()),
-                        ..Default::default()
-                    });
-                }
-            }
-        } else {
-            for a in &audio {
-                m.variants.push(VariantStream {
-                    uri: format!("{}/index.m3u8", a.id),
-                    bandwidth: a.bandwidth,
-                    codecs: Some(a.codecs.clone()),
-                    ..Default::default()
-                });
-            }
-        }
-        let mut out = Vec::new();
-        // Writing to a Vec cannot fail.
-        let _ = m.write_to(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
-}
-
-fn render_media(st: &State, target: u64, ended: bool, vod: bool) -> String {
-    let start = if vod { 0 } else { st.window_start };
-    let segs = &st.segments[start..];
-    let mut last_map: Option<&str> = None;
-    let mut pl = MediaPlaylist {
-        version: Some(VERSION),
-        target_duration: target,
-        media_sequence: segs.first().map_or(st.next_seq, |s| s.seq),
-        discontinuity_sequence: if vod { 0 } else { st.discontinuity_seq },
-        end_list: ended,
-        playlist_type: vod.then_some(MediaPlaylistType::Vod),
-        independent_segments: true,
-        ..Default::default()
-    };
-    for s in segs {
-        let map = (last_map != Some(s.map.as_str())).then(|| Map {
-            uri: s.map.clone(),
-            ..Default::default()
-        });
-        last_map = Some(s.map.as_str());
-        pl.segments.push(MediaSegment {
-            uri: format!("seg{:06}.m4s", s.seq),
-            duration: s.duration as f32,
-            discontinuity: s.discontinuity,
-            map,
-            program_date_time: s.pdt_ms.and_then(pdt),
-            ..Default::default()
-        });
-    }
-    let mut out = Vec::new();
-    let _ = pl.write_to(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }
