@@ -26,11 +26,9 @@ fn bench_orders(c: &mut Criterion) {
                 let ins: Vec<&[f32]> = input.iter().map(|v| v.as_slice()).collect();
                 let (mut l, mut r) = (vec![0.0; block], vec![0.0; block]);
                 g.throughput(Throughput::Elements(block as u64));
-                g.bench_with_input(
-                    BenchmarkId::new(format!("{kernel:?}"), block),
-                    &block,
-                    |b, _| b.iter(|| conv.process_into_buffer(&ins, &mut l, &mut r).unwrap()),
-                );
+                g.bench_with_input(BenchmarkId::new(kernel.name(), block), &block, |b, _| {
+                    b.iter(|| conv.process_into_buffer(&ins, &mut l, &mut r).unwrap())
+                });
             }
         }
         g.finish();

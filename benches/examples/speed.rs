@@ -48,7 +48,8 @@ fn main() {
             }
             let audio = (blocks * block) as f64 / 48_000.0;
             println!(
-                "order {order} block {block:5} {kernel:?}: {:.2} us/block, {:.0}x real time",
+                "order {order} block {block:5} {}: {:.2} us/block, {:.0}x real time",
+                kernel.name(),
                 dt * 1e6 / blocks as f64,
                 audio / dt
             );

@@ -155,7 +155,8 @@ fn itd_diag(h: &HrtfSet, f: &studiocast_spatial::design::ShFilters) {
 }
 
 fn main() {
-    let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
+    let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000)
+        .expect("MIT KEMAR SOFA from Debian's libmysofa1 is required (apt-get install libmysofa1)");
     let args: Vec<String> = std::env::args().collect();
     let orders: Vec<usize> = args
         .get(1)

@@ -225,7 +225,8 @@ fn main() {
         .nth(1)
         .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![1]);
-    let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).expect("SOFA");
+    let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000)
+        .expect("MIT KEMAR SOFA from Debian's libmysofa1 is required (apt-get install libmysofa1)");
     let nfft = (2 * h.taps()).next_power_of_two().max(4096);
     let rate = h.sample_rate as f64;
     let spec_bands = erb_bands(200.0, 16000.0, nfft, rate);

@@ -216,25 +216,30 @@ impl ShConvolver {
                 });
             }
         }
-        match self.kernel {
-            // SAFETY: Avx2Fma is only selected after run-time detection.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2Fma => unsafe { self.run_avx2(input, left, right) },
-            Kernel::Scalar => self.run(input, left, right),
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel.is_avx2() {
+            // SAFETY: an AVX2 kernel can only be obtained through run-time
+            // detection of AVX2 and FMA (its variant is private to `simd`).
+            return unsafe { self.run_avx2(input, left, right) };
         }
-        Ok(())
+        self.run(input, left, right)
     }
 
     /// The whole block compiled again with AVX2 enabled, so the packing and
     /// separation loops vectorise 8-wide as well as the MAC kernel.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2(&mut self, input: &[&[f32]], left: &mut [f32], right: &mut [f32]) {
+    unsafe fn run_avx2(
+        &mut self,
+        input: &[&[f32]],
+        left: &mut [f32],
+        right: &mut [f32],
+    ) -> Result<()> {
         self.run(input, left, right)
     }
 
     #[inline(always)]
-    fn run(&mut self, input: &[&[f32]], left: &mut [f32], right: &mut [f32]) {
+    fn run(&mut self, input: &[&[f32]], left: &mut [f32], right: &mut [f32]) -> Result<()> {
         let b = self.block;
         self.slot = (self.slot + 1) % self.partitions;
         let n = 2 * b;
@@ -325,8 +330,10 @@ impl ShConvolver {
                 terms: &self.terms[g][self.slot],
                 len: self.bins_pad,
             };
+            // The term lists are built to fit in `new`, so this cannot fail;
+            // if it ever did, the error is returned rather than a panic.
             self.kernel
-                .mac(&job, &mut self.acc_re[g], &mut self.acc_im[g]);
+                .mac(&job, &mut self.acc_re[g], &mut self.acc_im[g])?;
         }
         // Z = A + iB over the full circle, so one inverse FFT yields a + i·b.
         let [ar, br] = &self.acc_re;
@@ -364,6 +371,7 @@ impl ShConvolver {
                 right[i] = out[i].im;
             }
         }
+        Ok(())
     }
 }
 

@@ -29,6 +29,18 @@ pub enum SpatialError {
         value: usize,
         limit: usize,
     },
+    #[error("multiply-accumulate length {len} is not a multiple of {lanes} lanes")]
+    MacLength { len: usize, lanes: usize },
+    #[error(
+        "multiply-accumulate job runs past {what}: offset {offset} + {len} bins, \
+         but {what} holds {available} values"
+    )]
+    MacOutOfBounds {
+        what: &'static str,
+        offset: usize,
+        len: usize,
+        available: usize,
+    },
     #[error("filter design failed: {0}")]
     Design(String),
 }

@@ -3,18 +3,14 @@
 //! rate, quadrature weights for irregular grids, and left/right mirror
 //! symmetry detection.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, SpatialError};
+use crate::sofa_check::{MAX_DIRECTIONS, MAX_FILE_BYTES, MAX_TAPS, MIN_DIRECTIONS};
 
 /// Debian's libmysofa1 default.
 pub const DEFAULT_SOFA: &str = "/usr/share/libmysofa/MIT_KEMAR_normal_pinna.sofa";
-
-/// Bounds on untrusted SOFA content.
-const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
-const MAX_DIRECTIONS: usize = 100_000;
-const MAX_TAPS: usize = 32_768;
-const MIN_DIRECTIONS: usize = 4;
 
 /// One measured (or synthesised) HRTF grid at one sample rate.
 #[derive(Debug, Clone)]
@@ -34,72 +30,89 @@ pub struct HrtfSet {
     pub source: String,
 }
 
+/// Read a SOFA file's bytes, refusing files over the size limit. The read
+/// itself is bounded (the length from `stat` is not trusted: /dev/zero or a
+/// pipe reports 0 and never ends), so this is what callers that hash or
+/// cache the bytes should use too.
+pub fn read_sofa_file(path: &Path) -> Result<Vec<u8>> {
+    let err = |reason: String| SpatialError::Sofa {
+        path: PathBuf::from(path),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let hint = file.metadata().map_or(0, |m| m.len()).min(MAX_FILE_BYTES);
+    let mut bytes = Vec::with_capacity(hint as usize);
+    let mut limited = file.take(MAX_FILE_BYTES + 1);
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let got = match limited.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(err(e.to_string())),
+        };
+        // Checked before growing, so the buffer never exceeds the limit.
+        if bytes.len() + got > MAX_FILE_BYTES as usize {
+            return Err(err(format!(
+                "file is larger than the limit of {MAX_FILE_BYTES} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk[..got]);
+    }
+    Ok(bytes)
+}
+
 impl HrtfSet {
     /// Read a SOFA file and resample it to `sample_rate`.
     pub fn from_sofa(path: &Path, sample_rate: u32) -> Result<Self> {
         check_rate(sample_rate)?;
-        let err = |reason: String| SpatialError::Sofa {
-            path: PathBuf::from(path),
-            reason,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(err(format!(
-                "file is {} bytes, limit {MAX_FILE_BYTES}",
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let bytes = read_sofa_file(path)?;
         Self::from_sofa_bytes(&bytes, sample_rate, &path.display().to_string()).map_err(|e| match e
         {
-            SpatialError::Sofa { reason, .. } => err(reason),
+            SpatialError::Sofa { reason, .. } => SpatialError::Sofa {
+                path: PathBuf::from(path),
+                reason,
+            },
             other => other,
         })
     }
 
-    /// Parse SOFA bytes. The parser is third-party code fed with untrusted
-    /// data, so a panic inside it is caught and reported as an error.
+    /// Parse SOFA bytes and resample them to `sample_rate`.
+    ///
+    /// The declared sample rate, dimensions and delays are read and checked
+    /// first (`sofa_check`), so sofar never resamples from a rate or to a
+    /// size outside our bounds. What this cannot bound is sofar's HDF5 layer
+    /// itself, which runs before any value can be seen: it sizes each
+    /// chunked dataset from its declared dataspace (up to 256 MiB each,
+    /// whatever the file holds) and keeps every message of an object header,
+    /// following continuation blocks up to 25 deep, so a small crafted file
+    /// can still make it allocate without a useful bound. Parse files from
+    /// untrusted sources in a child process with a memory limit.
+    ///
+    /// The parser is third-party code fed with untrusted data, so a panic
+    /// inside it is caught and reported as an error.
     pub fn from_sofa_bytes(bytes: &[u8], sample_rate: u32, name: &str) -> Result<Self> {
         check_rate(sample_rate)?;
         let err = |reason: String| SpatialError::Sofa {
             path: PathBuf::from(name),
             reason,
         };
-        let parsed = std::panic::catch_unwind(|| {
-            sofar::reader::OpenOptions::new()
-                .sample_rate(sample_rate as f32)
-                .normalized(true)
-                .open_data(bytes)
-                .map(|s| {
-                    let h = s.hrtf();
-                    let d = h.dimensions();
-                    (
-                        d.m as usize,
-                        d.r as usize,
-                        d.n as usize,
-                        h.source_position.values.clone(),
-                        h.data_ir.values.clone(),
-                        h.data_delay.values.clone(),
-                    )
-                })
-        })
-        .map_err(|_| err("the SOFA parser failed on this file".into()))?
-        .map_err(|e| err(e.to_string()))?;
-        let (m, r, n, pos, ir, delay) = parsed;
-        if r != 2 {
-            return Err(err(format!("expected 2 receivers (ears), found {r}")));
-        }
-        if !(MIN_DIRECTIONS..=MAX_DIRECTIONS).contains(&m) {
+        if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(err(format!(
-                "{m} measurements (allowed {MIN_DIRECTIONS}..={MAX_DIRECTIONS})"
+                "file is larger than the limit of {MAX_FILE_BYTES} bytes"
             )));
         }
-        if n == 0 || n > MAX_TAPS {
-            return Err(err(format!("{n} taps per filter (allowed 1..={MAX_TAPS})")));
-        }
-        if pos.len() < m * 3 || ir.len() < m * r * n {
-            return Err(err("array sizes do not match the dimensions".into()));
-        }
+        let raw = std::panic::catch_unwind(|| parse_with_sofar(bytes, sample_rate))
+            .map_err(|_| err("the SOFA parser failed on this file".into()))?
+            .map_err(err)?;
+        let Raw {
+            m,
+            r,
+            n,
+            pos,
+            ir,
+            delay,
+        } = raw;
         let delay_at = |i: usize, ear: usize| -> f32 {
             // Delays are M×R or 1×R; anything else is treated as zero.
             if delay.len() >= m * 2 {
@@ -219,6 +232,61 @@ impl HrtfSet {
     }
 }
 
+/// What sofar produced: M × R impulse responses of N taps, positions (M × 3)
+/// and delays (1 × R or M × R), all at the requested rate.
+struct Raw {
+    m: usize,
+    r: usize,
+    n: usize,
+    pos: Vec<f32>,
+    ir: Vec<f32>,
+    delay: Vec<f32>,
+}
+
+/// Check what the file declares, then let sofar open (and resample) it, and
+/// check the shapes it produced. Errors are sentences for the technician.
+fn parse_with_sofar(bytes: &[u8], sample_rate: u32) -> std::result::Result<Raw, String> {
+    crate::sofa_check::inspect(bytes, sample_rate)?;
+    let s = sofar::reader::OpenOptions::new()
+        .sample_rate(sample_rate as f32)
+        .normalized(true)
+        .open_data(bytes)
+        .map_err(|e| e.to_string())?;
+    let h = s.hrtf();
+    let d = h.dimensions();
+    let (m, r, n) = (d.m as usize, d.r as usize, d.n as usize);
+    // Checked by `inspect`, and again on what sofar produced.
+    if h.sample_rate() != sample_rate as f32 {
+        return Err(format!(
+            "filters came out at {} Hz instead of {sample_rate} Hz",
+            h.sample_rate()
+        ));
+    }
+    if r != 2 {
+        return Err(format!("expected 2 receivers (ears), found {r}"));
+    }
+    if !(MIN_DIRECTIONS..=MAX_DIRECTIONS).contains(&m) {
+        return Err(format!(
+            "{m} measurements (allowed {MIN_DIRECTIONS}..={MAX_DIRECTIONS})"
+        ));
+    }
+    if n == 0 || n > MAX_TAPS {
+        return Err(format!("{n} taps per filter (allowed 1..={MAX_TAPS})"));
+    }
+    let (pos, ir) = (&h.source_position.values, &h.data_ir.values);
+    if pos.len() < m * 3 || ir.len() < m * r * n {
+        return Err("array sizes do not match the dimensions".into());
+    }
+    Ok(Raw {
+        m,
+        r,
+        n,
+        pos: pos.clone(),
+        ir: ir.clone(),
+        delay: h.data_delay.values.clone(),
+    })
+}
+
 fn check_rate(rate: u32) -> Result<()> {
     if !(8000..=192_000).contains(&rate) {
         return Err(SpatialError::BadSampleRate(rate));
@@ -306,10 +374,13 @@ mod tests {
     #[test]
     fn kemar_loads_and_is_symmetric() {
         let p = Path::new(DEFAULT_SOFA);
-        if !p.exists() {
-            eprintln!("skipping: {DEFAULT_SOFA} not installed");
-            return;
-        }
+        // A missing file must fail the test, not skip it: a green run would
+        // otherwise say nothing about SOFA loading.
+        assert!(
+            p.exists(),
+            "{} is required: install Debian's libmysofa1 (apt-get install libmysofa1)",
+            p.display()
+        );
         let h = HrtfSet::from_sofa(p, 48_000).unwrap();
         assert_eq!(h.len(), 710);
         assert!(h.symmetric);
@@ -335,6 +406,24 @@ mod tests {
     fn missing_file_is_clear_error() {
         let e = HrtfSet::from_sofa(Path::new("/nonexistent/x.sofa"), 48_000).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/x.sofa"), "{e}");
+    }
+
+    #[test]
+    fn endless_file_is_refused_quickly() {
+        let t0 = std::time::Instant::now();
+        let e = HrtfSet::from_sofa(Path::new("/dev/zero"), 48_000).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/dev/zero") && msg.contains("larger than"),
+            "{msg}"
+        );
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            t0.elapsed()
+        );
+        let e = read_sofa_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod rotation;
 pub mod scene;
 pub mod sh;
 pub mod simd;
+mod sofa_check;
 
 pub use design::{design, DecoderMethod, DesignOptions, ShFilters};
 pub use error::{Result, SpatialError};

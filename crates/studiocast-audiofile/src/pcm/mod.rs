@@ -170,12 +170,15 @@ fn parse_fmt(path: &Path, b: &[u8]) -> Result<(u16, u32, SampleFormat)> {
     Ok((channels, rate, format))
 }
 
-/// Parse the header of a WAV/RF64/W64 file.
-pub fn probe(path: &Path, f: &mut File) -> Result<PcmInfo> {
-    let not = |reason: &str| AudioFileError::Format {
+fn format_error(path: &Path, reason: &str) -> AudioFileError {
+    AudioFileError::Format {
         path: path.to_path_buf(),
         reason: reason.to_string(),
-    };
+    }
+}
+
+/// Parse the header of a WAV/RF64/W64 file.
+pub fn probe(path: &Path, f: &mut File) -> Result<PcmInfo> {
     let file_len = f.metadata()?.len();
     let mut head = [0u8; 40];
     f.seek(SeekFrom::Start(0))?;
@@ -189,85 +192,57 @@ pub fn probe(path: &Path, f: &mut File) -> Result<PcmInfo> {
         } else {
             Container::Rf64
         };
-        let mut pos = 12u64;
-        let mut fmt = None;
-        let mut ds64_data: Option<u64> = None;
-        for _ in 0..MAX_CHUNKS {
-            if pos + 8 > file_len {
-                break;
-            }
-            let mut ch = [0u8; 8];
-            f.seek(SeekFrom::Start(pos))?;
-            f.read_exact(&mut ch)?;
-            let size = le32(&ch[4..]) as u64;
-            let body = pos + 8;
-            match &ch[0..4] {
-                b"ds64" => {
-                    let mut d = [0u8; 24];
-                    f.read_exact(&mut d)?;
-                    ds64_data = Some(le64(&d[8..]));
-                }
-                b"fmt " => {
-                    if size > MAX_FMT_BYTES {
-                        return Err(not("fmt chunk too large"));
-                    }
-                    let mut b = vec![0u8; size as usize];
-                    f.read_exact(&mut b)?;
-                    fmt = Some(parse_fmt(path, &b)?);
-                }
-                b"data" => {
-                    let (channels, sample_rate, format) =
-                        fmt.ok_or_else(|| not("data chunk before fmt chunk"))?;
-                    let declared = if container == Container::Rf64 && size == 0xFFFF_FFFF {
-                        ds64_data.unwrap_or(0)
-                    } else {
-                        size
-                    };
-                    let declared = trust_declared(f, body, declared, file_len, 8)?;
-                    return Ok(finish(
-                        container,
-                        channels,
-                        sample_rate,
-                        format,
-                        body,
-                        declared,
-                        file_len,
-                    ));
-                }
-                _ => {}
-            }
-            pos = body + size + (size & 1);
-        }
-        return Err(not("no data chunk"));
+        return probe_riff(path, f, container, file_len);
     }
     if n >= 40 && head[0..16] == W64_RIFF && head[24..40] == W64_WAVE {
-        let mut pos = 40u64;
-        let mut fmt = None;
-        for _ in 0..MAX_CHUNKS {
-            if pos + 24 > file_len {
-                break;
+        return probe_w64(path, f, file_len);
+    }
+    Err(format_error(path, "not a RIFF/RF64/W64 WAVE file"))
+}
+
+/// Walk the chunks of a RIFF/RF64 WAVE file up to its data chunk.
+fn probe_riff(path: &Path, f: &mut File, container: Container, file_len: u64) -> Result<PcmInfo> {
+    let not = |reason: &str| format_error(path, reason);
+    let mut pos = 12u64;
+    let mut fmt = None;
+    let mut ds64_data: Option<u64> = None;
+    for _ in 0..MAX_CHUNKS {
+        if file_len.checked_sub(pos).is_none_or(|left| left < 8) {
+            break;
+        }
+        let mut ch = [0u8; 8];
+        f.seek(SeekFrom::Start(pos))?;
+        f.read_exact(&mut ch)?;
+        let size = le32(&ch[4..]) as u64;
+        let body = pos + 8;
+        match &ch[0..4] {
+            b"ds64" => {
+                if size < 24 {
+                    return Err(not("ds64 chunk shorter than 24 bytes"));
+                }
+                let mut d = [0u8; 24];
+                f.read_exact(&mut d)?;
+                ds64_data = Some(le64(&d[8..]));
             }
-            let mut ch = [0u8; 24];
-            f.seek(SeekFrom::Start(pos))?;
-            f.read_exact(&mut ch)?;
-            let size = le64(&ch[16..]);
-            if size < 24 {
-                return Err(not("W64 chunk smaller than its header"));
-            }
-            let body = pos + 24;
-            if ch[0..16] == W64_FMT {
-                if size - 24 > MAX_FMT_BYTES {
+            b"fmt " => {
+                if size > MAX_FMT_BYTES {
                     return Err(not("fmt chunk too large"));
                 }
-                let mut b = vec![0u8; (size - 24) as usize];
+                let mut b = vec![0u8; size as usize];
                 f.read_exact(&mut b)?;
                 fmt = Some(parse_fmt(path, &b)?);
-            } else if ch[0..16] == W64_DATA {
+            }
+            b"data" => {
                 let (channels, sample_rate, format) =
                     fmt.ok_or_else(|| not("data chunk before fmt chunk"))?;
-                let declared = trust_declared(f, body, size - 24, file_len, 24)?;
+                let declared = if container == Container::Rf64 && size == 0xFFFF_FFFF {
+                    ds64_data.unwrap_or(0)
+                } else {
+                    size
+                };
+                let declared = trust_declared(f, body, declared, file_len, 8)?;
                 return Ok(finish(
-                    Container::Wave64,
+                    container,
                     channels,
                     sample_rate,
                     format,
@@ -276,11 +251,76 @@ pub fn probe(path: &Path, f: &mut File) -> Result<PcmInfo> {
                     file_len,
                 ));
             }
-            pos = (body + size - 24).div_ceil(8) * 8;
+            _ => {}
         }
-        return Err(not("no data chunk"));
+        pos = riff_next_chunk(body, size).ok_or_else(|| chunk_overflow(path, pos, size))?;
     }
-    Err(not("not a RIFF/RF64/W64 WAVE file"))
+    Err(not("no data chunk"))
+}
+
+/// Walk the chunks of a Sony Wave64 file up to its data chunk. Chunk sizes
+/// are 64-bit and file-controlled, so the walk uses checked arithmetic.
+fn probe_w64(path: &Path, f: &mut File, file_len: u64) -> Result<PcmInfo> {
+    let not = |reason: &str| format_error(path, reason);
+    let mut pos = 40u64;
+    let mut fmt = None;
+    for _ in 0..MAX_CHUNKS {
+        if file_len.checked_sub(pos).is_none_or(|left| left < 24) {
+            break;
+        }
+        let mut ch = [0u8; 24];
+        f.seek(SeekFrom::Start(pos))?;
+        f.read_exact(&mut ch)?;
+        let size = le64(&ch[16..]);
+        if size < 24 {
+            return Err(not("W64 chunk smaller than its header"));
+        }
+        let body = pos + 24;
+        if ch[0..16] == W64_FMT {
+            if size - 24 > MAX_FMT_BYTES {
+                return Err(not("fmt chunk too large"));
+            }
+            let mut b = vec![0u8; (size - 24) as usize];
+            f.read_exact(&mut b)?;
+            fmt = Some(parse_fmt(path, &b)?);
+        } else if ch[0..16] == W64_DATA {
+            let (channels, sample_rate, format) =
+                fmt.ok_or_else(|| not("data chunk before fmt chunk"))?;
+            let declared = trust_declared(f, body, size - 24, file_len, 24)?;
+            return Ok(finish(
+                Container::Wave64,
+                channels,
+                sample_rate,
+                format,
+                body,
+                declared,
+                file_len,
+            ));
+        }
+        pos = w64_next_chunk(body, size).ok_or_else(|| chunk_overflow(path, pos, size))?;
+    }
+    Err(not("no data chunk"))
+}
+
+/// Offset of the RIFF chunk after one whose body starts at `body` and holds
+/// `size` bytes (plus a pad byte when odd); `None` past the largest offset.
+fn riff_next_chunk(body: u64, size: u64) -> Option<u64> {
+    body.checked_add(size)?.checked_add(size & 1)
+}
+
+/// Offset of the W64 chunk after one whose header starts 24 bytes before
+/// `body`: `size` counts the header and chunks are 8-byte aligned. The size
+/// is file-controlled and 64-bit, so every step is checked.
+fn w64_next_chunk(body: u64, size: u64) -> Option<u64> {
+    let end = body.checked_add(size.checked_sub(24)?)?;
+    end.checked_next_multiple_of(8)
+}
+
+fn chunk_overflow(path: &Path, pos: u64, size: u64) -> AudioFileError {
+    AudioFileError::Format {
+        path: path.to_path_buf(),
+        reason: format!("chunk at offset {pos} declares {size} bytes, beyond any file size"),
+    }
 }
 
 /// A declared data size shorter than the file is kept only when a chunk
@@ -535,6 +575,73 @@ mod tests {
         let r = PcmReader::open(&p).unwrap();
         assert!(r.info().size_was_valid);
         assert_eq!(r.info().frames(), 960);
+    }
+
+    /// A W64 file: a valid fmt chunk, then an unknown chunk declaring `size`
+    /// bytes, then a data chunk.
+    fn w64_with_chunk_size(size: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&W64_RIFF);
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&W64_WAVE);
+        b.extend_from_slice(&W64_FMT);
+        b.extend_from_slice(&40u64.to_le_bytes());
+        for v in [1u16, 1] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&48_000u32.to_le_bytes());
+        b.extend_from_slice(&96_000u32.to_le_bytes());
+        for v in [2u16, 16] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(b"junkjunkjunkjunk");
+        b.extend_from_slice(&size.to_le_bytes());
+        b.extend_from_slice(&W64_DATA);
+        b.extend_from_slice(&32u64.to_le_bytes());
+        b.extend_from_slice(&[0u8; 8]);
+        let len = b.len() as u64;
+        b[16..24].copy_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn w64_chunk_size_near_u64_max_is_an_error() {
+        let p = tmp("huge-chunk.w64");
+        // Sane sizes first, so the fixture itself is known to be readable.
+        std::fs::write(&p, w64_with_chunk_size(24)).unwrap();
+        let r = PcmReader::open(&p).unwrap();
+        assert_eq!(
+            (r.info().container, r.info().frames()),
+            (Container::Wave64, 4)
+        );
+        for size in [u64::MAX, u64::MAX - 7, u64::MAX - 80] {
+            std::fs::write(&p, w64_with_chunk_size(size)).unwrap();
+            match PcmReader::open(&p) {
+                Err(AudioFileError::Format { reason, .. }) => {
+                    assert!(reason.contains("beyond any file size"), "{size}: {reason}")
+                }
+                Err(e) => panic!("{size}: unexpected error {e}"),
+                Ok(_) => panic!("{size}: accepted"),
+            }
+        }
+        // Huge but representable: the walk leaves the file and finds no data.
+        std::fs::write(&p, w64_with_chunk_size(u64::MAX - 200)).unwrap();
+        assert!(PcmReader::open(&p).is_err());
+    }
+
+    #[test]
+    fn short_ds64_is_an_error() {
+        let p = tmp("short-ds64.wav");
+        let mut b = b"RF64\xff\xff\xff\xffWAVEds64".to_vec();
+        b.extend_from_slice(&8u32.to_le_bytes());
+        b.extend_from_slice(&[0u8; 40]);
+        std::fs::write(&p, &b).unwrap();
+        match PcmReader::open(&p) {
+            Err(AudioFileError::Format { reason, .. }) => {
+                assert!(reason.contains("ds64"), "{reason}")
+            }
+            other => panic!("{:?}", other.map(|r| r.info().clone())),
+        }
     }
 
     #[test]
