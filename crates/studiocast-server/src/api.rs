@@ -1,9 +1,8 @@
 //! Control API handlers and the one error type they return.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -12,17 +11,36 @@ use crate::{AppState, ControlError, CreateSession};
 
 /// Every API error, with a stable machine-readable code.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
+    /// 400 `bad_request`: bad JSON, missing, unknown or invalid fields.
     #[error("{0}")]
     BadRequest(String),
+    /// 401 `unauthorized`.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
+    /// 405 `method_not_allowed`.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// 409 `conflict`.
     #[error("{0}")]
     Conflict(String),
+    /// 413 `payload_too_large`.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415 `unsupported_media_type`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 503 `unavailable`.
     #[error("{0}")]
     Unavailable(String),
+    /// 504 `timeout`: the request took longer than the API timeout.
+    #[error("the request took too long")]
+    Timeout,
+    /// 500 `internal`.
     #[error("internal error")]
     Internal,
 }
@@ -33,9 +51,29 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    /// By the rejection's own status, so that a body over the limit is 413
+    /// and a missing `Content-Type: application/json` is 415. Syntax and
+    /// data errors (axum says 422 for the latter) stay 400, as documented.
+    fn from(e: JsonRejection) -> Self {
+        let message = e.body_text();
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(message),
+            _ => ApiError::BadRequest(message),
         }
     }
 }
@@ -65,7 +103,6 @@ impl From<ControlError> for ApiError {
                 ApiError::NotFound(e.to_string())
             }
             ControlError::Conflict(m) => ApiError::Conflict(m),
-            ControlError::Invalid(m) => ApiError::BadRequest(m),
             ControlError::Unavailable(m) => ApiError::Unavailable(m),
             ControlError::Internal(cause) => {
                 // The cause is for the log, never for the client.
@@ -76,33 +113,8 @@ impl From<ControlError> for ApiError {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The bearer token from `Authorization`, checked in constant time.
-pub(crate) fn header_token_ok(st: &AppState, headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| token_ok(st, t.trim()))
-}
-
-pub(crate) fn token_ok(st: &AppState, t: &str) -> bool {
-    constant_time_eq(t.as_bytes(), st.0.config.api_token.as_bytes())
-}
-
-pub async fn require_token(
-    State(st): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if !header_token_ok(&st, req.headers()) {
-        return Err(ApiError::Unauthorized);
-    }
-    Ok(next.run(req).await)
-}
+/// Longest title or course, in characters.
+const MAX_TEXT: usize = 200;
 
 pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -112,16 +124,25 @@ pub async fn create(
     State(st): State<AppState>,
     body: Result<Json<CreateSession>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    if req.title.trim().is_empty() || req.title.len() > 200 {
-        return Err(ApiError::BadRequest(
-            "title must be 1–200 characters".into(),
-        ));
+    let Json(req) = body?;
+    if req.title.trim().is_empty() || req.title.chars().count() > MAX_TEXT {
+        return Err(ApiError::BadRequest(format!(
+            "title must be 1–{MAX_TEXT} characters"
+        )));
     }
-    if req.course.len() > 200 {
-        return Err(ApiError::BadRequest(
-            "course must be at most 200 characters".into(),
-        ));
+    if req.course.chars().count() > MAX_TEXT {
+        return Err(ApiError::BadRequest(format!(
+            "course must be at most {MAX_TEXT} characters"
+        )));
+    }
+    // Both end up in logs and in the session record; a CR or LF there
+    // would let a client forge log lines.
+    for (field, value) in [("title", &req.title), ("course", &req.course)] {
+        if value.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest(format!(
+                "{field} must not contain control characters"
+            )));
+        }
     }
     if !valid_id(&req.pipeline) {
         return Err(ApiError::NotFound(format!(
@@ -163,4 +184,26 @@ pub async fn devices(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
 
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
+}
+
+/// Gives the `{code, message}` body to the errors that layers and the
+/// router make without one: the timeout's 504, a wrong method's 405.
+/// Handlers' own errors already carry JSON and pass through untouched.
+pub async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || res.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return res;
+    }
+    let err = match status {
+        StatusCode::GATEWAY_TIMEOUT => ApiError::Timeout,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge("the request body is too large".into())
+        }
+        _ => return res,
+    };
+    // axum adds a 405's `Allow` header outside this layer, so it survives.
+    err.into_response()
 }

@@ -2,35 +2,152 @@
 //!
 //! * control API (`/api/v1/…`, bearer token) speaking to the session
 //!   supervisor only through the [`SessionControl`] trait;
+//! * meters WebSocket (`/api/v1/sessions/{id}/meters`);
 //! * HLS origin (`/live/{id}/…`, `/vod/{id}/…`) serving the packager's files
 //!   with the right content types, cache headers and CORS;
-//! * `/healthz`.
+//! * `/healthz` and `/readyz` for load balancers and systemd.
 //!
-//! It knows nothing about GStreamer or how media is made.
+//! It knows nothing about GStreamer or how media is made. [`router`] builds
+//! the routes; [`serve`] runs them on a listener with the connection limits
+//! below. Run the router with [`serve`], not `axum::serve`, which has no
+//! header timeout, no connection cap and an unbounded graceful shutdown.
+//!
+//! # Limits and timeouts
+//!
+//! | what | default | set in | when exceeded |
+//! |---|---|---|---|
+//! | request headers (also a keep-alive connection's idle time) | 10 s | [`ServeOptions::header_read_timeout`] | connection closed |
+//! | open connections | 1024, capped by the descriptor limit ([`connection_budget`]) | [`ServeOptions::max_connections`] | the oldest idle connection is closed; if none is idle, the new one is |
+//! | shutdown | 10 s | [`ServeOptions::shutdown_grace`] | remaining connections closed, [`serve`] returns |
+//! | a write without progress (client stopped reading) | 30 s | [`ServeOptions::write_stall_timeout`] | connection closed |
+//! | control API request | 30 s ([`API_TIMEOUT`]; a stop drains for up to 15 s) | [`ServerConfig::api_timeout`] | 504 `timeout` |
+//! | playback request, until the response head | 10 s ([`PLAYBACK_TIMEOUT`]) | [`ServerConfig::playback_timeout`] | 504 |
+//! | meters WebSocket | none: long-lived by design; a client that stops reading is dropped after 5 s | — | — |
+//! | supervisor health answer | 2 s ([`HEALTH_TIMEOUT`]) | [`ServerConfig::health_timeout`] | not live (503) |
+//! | control API body | 64 KiB ([`API_BODY_LIMIT`]) | [`ServerConfig::api_body_limit`] | 413 `payload_too_large` |
+//! | title / course | 1–200 / 0–200 characters, no control characters | — | 400 `bad_request` |
+//!
+//! # Control API
+//!
+//! Every control route, the meters WebSocket included, needs the token, and
+//! the supervisor is never called before it is checked. It comes as
+//! `Authorization: Bearer <token>` (scheme in any case, one or more spaces);
+//! the WebSocket also takes it as the subprotocol pair
+//! `studiocast.bearer, <token>` or as `?token=`. Tokens are compared as
+//! HMAC-SHA256 digests (random per-process key) in constant time, so neither
+//! the content nor the length of the token leaks through timing. An empty
+//! configured token admits nobody. Errors are `{"code", "message"}` with the
+//! stable codes of [`ApiError`]; internal causes are logged, never returned.
+//!
+//! # Health
+//!
+//! Both routes are open (no token), answer `Cache-Control: no-store` and say
+//! nothing about sessions: `/healthz` is 200 `{"status":"ok"}` while the
+//! supervisor answers [`SessionControl::health`] as live within the health
+//! timeout, else 503 `{"status":"unavailable"}`; `/readyz` is 200
+//! `{"status":"ready"}` when a session could start now, else 503
+//! `{"status":"not_ready","reasons":[…]}`.
+//!
+//! # Origin guarantees
+//!
+//! * A request path maps to a file only through [`studiocast_hls::resolve`]
+//!   (a fixed set of names); anything else, encoded traversal included, is
+//!   404 without touching the file system.
+//! * Below `data_dir/sessions/{id}/` no symlink is followed: the session
+//!   folder, `hls/`, the rendition folder and the file are each checked with
+//!   `symlink_metadata`, and only a regular file is served (a FIFO or device
+//!   placed there would block a thread). A symlinked `data_dir` is the
+//!   operator's choice and works.
+//! * Files are served by tower-http's `ServeFile`: `Range` (206, 416),
+//!   `HEAD`, `If-Modified-Since`; on top, a strong `ETag` (length and
+//!   modification time) with `If-None-Match` (304) and `If-Range`.
+//! * Playlists are `application/vnd.apple.mpegurl` (live `no-cache`, VOD
+//!   `public, max-age=300`), init segments `video/mp4` and media segments
+//!   `video/iso.segment`, both `public, max-age=31536000, immutable`.
+//! * CORS follows [`ServerConfig::cors_origins`] and exposes
+//!   `Content-Length`, `Content-Range`, `Accept-Ranges` and `ETag`.
 
 mod api;
+mod auth;
+mod conns;
+mod health;
 mod meters;
 mod origin;
+mod serve;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use tower_http::timeout::TimeoutLayer;
 
 pub use api::ApiError;
+pub use serve::{
+    connection_budget, raise_fd_limit, serve, ServeOptions, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT, FD_RESERVE,
+    MIN_CONNECTIONS,
+};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a session is in its life. Serialised in lower case
+/// (`"starting"`, `"live"`, …), as the API has always shown it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// The pipeline is being built or started.
+    Starting,
+    /// Every rendition has published a segment.
+    Live,
+    /// Draining after a stop request.
+    Stopping,
+    /// Stopped cleanly; the VOD is complete.
+    Ended,
+    /// An element failed, or the start was refused after the record was made.
+    Failed,
+    /// The daemon died while the session ran; the next start recovered it.
+    Interrupted,
+}
+
+impl SessionState {
+    /// Running or about to: a pipeline exists (or is being made) for it.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            SessionState::Starting | SessionState::Live | SessionState::Stopping
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Starting => "starting",
+            SessionState::Live => "live",
+            SessionState::Stopping => "stopping",
+            SessionState::Ended => "ended",
+            SessionState::Failed => "failed",
+            SessionState::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A session as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SessionInfo {
     pub id: String,
-    /// starting | live | stopping | ended | failed | interrupted
-    pub state: String,
+    pub state: SessionState,
     pub pipeline: String,
     pub title: String,
     pub course: String,
@@ -156,8 +273,6 @@ pub enum ControlError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
@@ -189,8 +304,26 @@ pub trait MeterSource: Send + Sync {
     fn running(&self) -> bool;
 }
 
+/// What `/healthz` and `/readyz` report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Health {
+    /// The supervisor answers commands (liveness).
+    pub live: bool,
+    /// A new session could start now (readiness): the supervisor is live,
+    /// the store is writable, there is disk space and a free session slot.
+    pub ready: bool,
+    /// Why the daemon is not ready (empty when it is).
+    pub reasons: Vec<String>,
+    /// Sessions running now, and the most that may.
+    pub sessions: usize,
+    pub max_sessions: usize,
+}
+
 /// What the HTTP layer needs from the session supervisor.
 pub trait SessionControl: Send + Sync + 'static {
+    /// Liveness and readiness; must answer promptly even while a session
+    /// starts or stops.
+    fn health(&self) -> BoxFuture<'_, Health>;
     /// Levels of a running session.
     fn meters(&self, id: String) -> BoxFuture<'_, Result<Arc<dyn MeterSource>, ControlError>>;
     fn create(&self, req: CreateSession) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
@@ -200,44 +333,131 @@ pub trait SessionControl: Send + Sync + 'static {
     fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceEntry>, ControlError>>;
 }
 
-#[derive(Debug, Clone)]
+/// Control API requests that take longer get 504 `timeout`. A stop drains
+/// the pipeline for up to 15 s, so this leaves it room.
+pub const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// Playback requests that have no response head by then get 504. Only the
+/// head is bounded: a large segment may take longer to stream.
+pub const PLAYBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// A supervisor that does not answer a health check in this time is
+/// reported as not live.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest control API body; a session request is a few hundred bytes.
+pub const API_BODY_LIMIT: usize = 64 * 1024;
+
+/// What the router needs to know. [`ServerConfig::new`] fills in the
+/// defaults; set the other fields to override them.
+#[derive(Clone)]
 pub struct ServerConfig {
+    /// The control token; empty admits nobody.
     pub api_token: String,
     /// Folder holding `sessions/{id}/hls/…`.
     pub data_dir: PathBuf,
     /// Origins allowed to fetch playback routes; `*` allows any.
     pub cors_origins: Vec<String>,
+    /// See [`API_TIMEOUT`].
+    pub api_timeout: Duration,
+    /// See [`PLAYBACK_TIMEOUT`].
+    pub playback_timeout: Duration,
+    /// See [`HEALTH_TIMEOUT`].
+    pub health_timeout: Duration,
+    /// See [`API_BODY_LIMIT`].
+    pub api_body_limit: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the token and the data folder; CORS
+    /// allows any origin.
+    pub fn new(api_token: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            api_token: api_token.into(),
+            data_dir: data_dir.into(),
+            ..ServerConfig::default()
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            api_token: String::new(),
+            data_dir: PathBuf::new(),
+            cors_origins: vec!["*".into()],
+            api_timeout: API_TIMEOUT,
+            playback_timeout: PLAYBACK_TIMEOUT,
+            health_timeout: HEALTH_TIMEOUT,
+            api_body_limit: API_BODY_LIMIT,
+        }
+    }
+}
+
+// By hand, so that the token never reaches a log through `{:?}`.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("api_token", &"<redacted>")
+            .field("data_dir", &self.data_dir)
+            .field("cors_origins", &self.cors_origins)
+            .field("api_timeout", &self.api_timeout)
+            .field("playback_timeout", &self.playback_timeout)
+            .field("health_timeout", &self.health_timeout)
+            .field("api_body_limit", &self.api_body_limit)
+            .finish()
+    }
 }
 
 pub struct App {
     pub config: ServerConfig,
     pub control: Arc<dyn SessionControl>,
+    tokens: auth::TokenCheck,
 }
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
 
+/// Every route: control API, meters WebSocket, origin, health. Serve it with
+/// [`serve`].
 pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router {
     let cors = origin::cors_layer(&config.cors_origins);
-    let state = AppState(Arc::new(App { config, control }));
+    let api_timeout =
+        TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.api_timeout);
+    let playback_timeout =
+        TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.playback_timeout);
+    let body_limit = DefaultBodyLimit::max(config.api_body_limit);
+    let tokens = auth::TokenCheck::new(&config.api_token);
+    let state = AppState(Arc::new(App {
+        config,
+        control,
+        tokens,
+    }));
+    // `layer` wraps the routes added before it, outermost last: the token is
+    // checked before anything else runs, then the body limit and timeout.
     let api = Router::new()
         .route("/api/v1/sessions", post(api::create).get(api::list))
         .route("/api/v1/sessions/{id}", get(api::get_one))
         .route("/api/v1/sessions/{id}/stop", post(api::stop))
         .route("/api/v1/devices", get(api::devices))
+        .layer(api_timeout)
+        .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            api::require_token,
+            auth::require_token,
         ))
         // Browsers cannot set headers on a WebSocket: this route also takes
-        // the token as `?token=`, and checks it itself.
-        .route("/api/v1/sessions/{id}/meters", get(meters::socket));
+        // the token from a subprotocol or `?token=`, and checks it itself.
+        // It stays out of the request timeout: the socket is long-lived by
+        // design (the timeout would only bound the time to the 101 answer,
+        // but keeping it off says so plainly).
+        .route("/api/v1/sessions/{id}/meters", get(meters::socket))
+        .layer(axum::middleware::map_response(api::json_errors));
     let playback = Router::new()
         .route("/live/{id}/{*path}", get(origin::live))
         .route("/vod/{id}/{*path}", get(origin::vod))
+        .layer(playback_timeout)
         .layer(cors);
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .merge(api)
         .merge(playback)
         .fallback(api::not_found)

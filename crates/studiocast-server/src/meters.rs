@@ -7,13 +7,14 @@
 
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::api::{header_token_ok, token_ok, valid_id, ApiError};
+use crate::api::{valid_id, ApiError};
 use crate::{AppState, MeterSource};
 
 /// The subprotocol that says "the other one is the token".
@@ -30,7 +31,7 @@ pub struct TokenQuery {
 pub async fn socket(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
+    query: Result<Query<TokenQuery>, QueryRejection>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -40,11 +41,16 @@ pub async fn socket(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
         .collect();
+    let tokens = &st.0.tokens;
     let by_protocol = offered.iter().any(|p| p == PROTOCOL)
-        && offered.iter().any(|p| p != PROTOCOL && token_ok(&st, p));
-    let authorised = header_token_ok(&st, &headers)
+        && offered.iter().any(|p| p != PROTOCOL && tokens.matches(p));
+    // A query that does not parse (`?token=a&token=b`) carries no token:
+    // the answer is 401 like any other missing token, not a 400 that
+    // would be given before authentication.
+    let query_token = query.ok().and_then(|Query(q)| q.token);
+    let authorised = tokens.header_ok(&headers)
         || by_protocol
-        || q.token.as_deref().is_some_and(|t| token_ok(&st, t));
+        || query_token.as_deref().is_some_and(|t| tokens.matches(t));
     if !authorised {
         return Err(ApiError::Unauthorized);
     }

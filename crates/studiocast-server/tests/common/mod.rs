@@ -1,0 +1,248 @@
+//! Shared by the integration tests: a scripted `SessionControl`, a
+//! temporary data folder and a one-request helper.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use studiocast_server::{
+    router, BoxFuture, ChannelMeter, ControlError, CreateSession, DeviceEntry, Health, MeterFrame,
+    MeterSource, ServerConfig, SessionControl, SessionInfo, SessionState, SessionUrls,
+};
+use tower::ServiceExt;
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// Answers as scripted and records every call.
+#[derive(Default)]
+pub struct Fake {
+    /// Names of the methods called, in order.
+    pub calls: Mutex<Vec<&'static str>>,
+    /// When set, every session call fails with it.
+    pub error: Mutex<Option<ControlError>>,
+    /// Every session call sleeps this long first.
+    pub delay: Mutex<Duration>,
+    pub health: Mutex<Health>,
+    /// `health()` never answers.
+    pub health_hangs: Mutex<bool>,
+    pub meters: Arc<FakeMeters>,
+}
+
+impl Fake {
+    pub fn new() -> Arc<Fake> {
+        let fake = Fake::default();
+        *fake.health.lock().unwrap() = Health {
+            live: true,
+            ready: true,
+            reasons: vec![],
+            sessions: 1,
+            max_sessions: 4,
+        };
+        Arc::new(fake)
+    }
+
+    pub fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn begin(&self, name: &'static str) -> (Duration, Option<ControlError>) {
+        self.calls.lock().unwrap().push(name);
+        (
+            *self.delay.lock().unwrap(),
+            self.error.lock().unwrap().clone(),
+        )
+    }
+
+    fn answer<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        ok: T,
+    ) -> BoxFuture<'_, Result<T, ControlError>> {
+        let (delay, error) = self.begin(name);
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            match error {
+                Some(e) => Err(e),
+                None => Ok(ok),
+            }
+        })
+    }
+}
+
+pub fn session(id: &str) -> SessionInfo {
+    SessionInfo {
+        id: id.into(),
+        state: SessionState::Live,
+        pipeline: "demo".into(),
+        title: "Lecture".into(),
+        course: "".into(),
+        started_at: "2025-01-01T00:00:00Z".into(),
+        ended_at: None,
+        error: None,
+        urls: SessionUrls::for_id(id),
+        inputs: None,
+    }
+}
+
+impl SessionControl for Fake {
+    fn health(&self) -> BoxFuture<'_, Health> {
+        self.calls.lock().unwrap().push("health");
+        let hangs = *self.health_hangs.lock().unwrap();
+        let h = self.health.lock().unwrap().clone();
+        Box::pin(async move {
+            if hangs {
+                std::future::pending::<()>().await;
+            }
+            h
+        })
+    }
+
+    fn meters(&self, id: String) -> BoxFuture<'_, Result<Arc<dyn MeterSource>, ControlError>> {
+        let _ = id;
+        let m: Arc<dyn MeterSource> = self.meters.clone();
+        self.answer("meters", m)
+    }
+
+    fn create(&self, req: CreateSession) -> BoxFuture<'_, Result<SessionInfo, ControlError>> {
+        let mut s = session("s1");
+        s.title = req.title;
+        s.course = req.course;
+        s.pipeline = req.pipeline;
+        self.answer("create", s)
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<SessionInfo>, ControlError>> {
+        self.answer("list", vec![session("s1")])
+    }
+
+    fn get(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>> {
+        self.answer("get", session(&id))
+    }
+
+    fn stop(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>> {
+        let mut s = session(&id);
+        s.state = SessionState::Ended;
+        self.answer("stop", s)
+    }
+
+    fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceEntry>, ControlError>> {
+        self.answer("devices", vec![])
+    }
+}
+
+/// A meter that counts up on every read, so every tick sends a frame.
+#[derive(Default)]
+pub struct FakeMeters {
+    seq: AtomicU64,
+}
+
+impl MeterSource for FakeMeters {
+    fn read(&self) -> Option<MeterFrame> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        Some(MeterFrame {
+            seq,
+            channels: vec![ChannelMeter {
+                name: "in 1".into(),
+                peak_dbfs: -12.0,
+                rms_dbfs: -18.0,
+                clip: false,
+            }],
+        })
+    }
+
+    fn running(&self) -> bool {
+        true
+    }
+}
+
+/// A folder under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!(
+            "studiocast-server-{tag}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn config(data_dir: &Path) -> ServerConfig {
+    ServerConfig::new(TOKEN, data_dir)
+}
+
+pub fn app(fake: &Arc<Fake>, data_dir: &Path) -> Router {
+    router(config(data_dir), fake.clone())
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request through the router, in process; fails the test after 10 s.
+pub async fn send(app: &Router, req: Request<Body>) -> Answer {
+    let res = tokio::time::timeout(Duration::from_secs(10), app.clone().oneshot(req))
+        .await
+        .expect("the router did not answer within 10 s")
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+pub fn authed(method: &str, uri: &str) -> axum::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+}
