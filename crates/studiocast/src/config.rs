@@ -1,9 +1,11 @@
 //! Daemon and CLI configuration: one TOML file (unknown keys rejected),
 //! overlaid by `STUDIOCAST_*` environment variables and then CLI flags.
+//! This module is a leaf: the daemon, the renderer and the filter designer
+//! read it; it reads none of them.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 /// Where `serve` and `render` look when no `--config` is given.
@@ -17,7 +19,7 @@ pub struct Config {
     #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
-    pub recording: crate::daemon::RecordingConfig,
+    pub recording: RecordingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +41,15 @@ pub struct ServerSection {
     /// Origins allowed to embed playback (CORS); "*" allows any.
     #[serde(default = "default_cors")]
     pub cors_origins: Vec<String>,
+    /// Sessions that may run at once; a start beyond it gets 503. 0: one
+    /// per CPU core (a 720p session with its spatial render takes about a
+    /// third of a core here; more than this and the encoders fall behind).
+    #[serde(default)]
+    pub max_sessions: usize,
+    /// HTTP connections held at once (also capped by the file-descriptor
+    /// limit); at the cap the oldest idle connection makes room.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_listen() -> String {
@@ -53,6 +64,9 @@ fn default_pipelines() -> PathBuf {
 fn default_cors() -> Vec<String> {
     vec!["*".into()]
 }
+fn default_max_connections() -> usize {
+    4096
+}
 
 impl Default for ServerSection {
     fn default() -> Self {
@@ -62,6 +76,19 @@ impl Default for ServerSection {
             pipelines_dir: default_pipelines(),
             api_token: String::new(),
             cors_origins: default_cors(),
+            max_sessions: 0,
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+impl ServerSection {
+    /// `max_sessions` with 0 resolved to the machine's core count.
+    pub fn session_limit(&self) -> usize {
+        if self.max_sessions > 0 {
+            self.max_sessions
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
 }
@@ -75,7 +102,9 @@ pub struct SpatialConfig {
     /// Decoder design: "magls", "ls" or "vls".
     #[serde(default = "default_method")]
     pub method: String,
-    /// Processing block, frames.
+    /// Processing block, frames: `render`'s block, and the live audio
+    /// thread's (renderer, drift compensator; the capture delay is three
+    /// blocks).
     #[serde(default = "default_block")]
     pub block: usize,
     /// max-rE weighting above the MagLS cutoff.
@@ -93,7 +122,7 @@ fn default_method() -> String {
     "magls".into()
 }
 fn default_block() -> usize {
-    512
+    1024
 }
 
 impl Default for SpatialConfig {
@@ -104,6 +133,43 @@ impl Default for SpatialConfig {
             block: default_block(),
             max_re: false,
             headphone_eq: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// A session does not start with less free space than this on the data
+    /// directory's file system.
+    #[serde(default = "min_free")]
+    pub min_free_mb: u64,
+    /// A running session stops its archival masters (the big writers) below
+    /// this, with an alarm; the live stream goes on.
+    #[serde(default = "stop_below")]
+    pub stop_below_mb: u64,
+    /// Below this the whole session stops cleanly (playlists ended, VOD
+    /// written, record `ended` with the alarm), before the disk is full.
+    #[serde(default = "floor")]
+    pub floor_mb: u64,
+}
+
+fn min_free() -> u64 {
+    2048
+}
+fn stop_below() -> u64 {
+    512
+}
+fn floor() -> u64 {
+    128
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            min_free_mb: min_free(),
+            stop_below_mb: stop_below(),
+            floor_mb: floor(),
         }
     }
 }
@@ -119,41 +185,78 @@ impl Config {
             }
             None => Config::default(),
         };
-        if let Ok(v) = std::env::var("STUDIOCAST_HRTF") {
-            cfg.spatial.hrtf = PathBuf::from(v);
+        cfg.apply_env()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self) -> Result<()> {
+        let var = |k: &str| std::env::var(k).ok();
+        if let Some(v) = var("STUDIOCAST_HRTF") {
+            self.spatial.hrtf = PathBuf::from(v);
         }
-        if let Ok(v) = std::env::var("STUDIOCAST_METHOD") {
-            cfg.spatial.method = v;
+        if let Some(v) = var("STUDIOCAST_METHOD") {
+            self.spatial.method = v;
         }
-        if let Ok(v) = std::env::var("STUDIOCAST_LISTEN") {
-            cfg.server.listen = v;
+        if let Some(v) = var("STUDIOCAST_LISTEN") {
+            self.server.listen = v;
         }
-        if let Ok(v) = std::env::var("STUDIOCAST_DATA_DIR") {
-            cfg.server.data_dir = PathBuf::from(v);
+        if let Some(v) = var("STUDIOCAST_DATA_DIR") {
+            self.server.data_dir = PathBuf::from(v);
         }
-        if let Ok(v) = std::env::var("STUDIOCAST_PIPELINES_DIR") {
-            cfg.server.pipelines_dir = PathBuf::from(v);
+        if let Some(v) = var("STUDIOCAST_PIPELINES_DIR") {
+            self.server.pipelines_dir = PathBuf::from(v);
         }
-        if let Ok(v) = std::env::var("STUDIOCAST_API_TOKEN") {
-            cfg.server.api_token = v;
+        if let Some(v) = var("STUDIOCAST_API_TOKEN") {
+            self.server.api_token = v;
         }
-        for (var, field) in [
-            ("STUDIOCAST_MIN_FREE_MB", &mut cfg.recording.min_free_mb),
-            ("STUDIOCAST_STOP_BELOW_MB", &mut cfg.recording.stop_below_mb),
+        for (name, field) in [
+            ("STUDIOCAST_MIN_FREE_MB", &mut self.recording.min_free_mb),
+            ("STUDIOCAST_STOP_BELOW_MB", &mut self.recording.stop_below_mb),
+            ("STUDIOCAST_FLOOR_MB", &mut self.recording.floor_mb),
         ] {
-            if let Ok(v) = std::env::var(var) {
+            if let Some(v) = var(name) {
                 *field = v
                     .parse()
-                    .with_context(|| format!("{var}={v} is not a number of MB"))?;
+                    .with_context(|| format!("{name}={v} is not a number of MB"))?;
             }
         }
-        Ok(cfg)
+        if let Some(v) = var("STUDIOCAST_MAX_SESSIONS") {
+            self.server.max_sessions = v
+                .parse()
+                .with_context(|| format!("STUDIOCAST_MAX_SESSIONS={v} is not a number"))?;
+        }
+        Ok(())
+    }
+
+    /// Refuse settings that cannot work, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let block = self.spatial.block;
+        let range = studiocast_media::pipeline::BLOCK_RANGE;
+        if !range.contains(&block) {
+            bail!(
+                "[spatial] block = {block} is outside {}..={}",
+                range.start(),
+                range.end()
+            );
+        }
+        if self.server.max_connections < 16 {
+            bail!("[server] max_connections = {} (at least 16)", self.server.max_connections);
+        }
+        if self.server.max_sessions > 256 {
+            bail!("[server] max_sessions = {} (at most 256)", self.server.max_sessions);
+        }
+        Ok(())
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let cfg = Self::parse(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(cfg)
     }
 
     pub fn parse(text: &str) -> Result<Self> {

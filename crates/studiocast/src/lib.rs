@@ -5,4 +5,5 @@ pub mod accuracy;
 pub mod config;
 pub mod daemon;
 pub mod encode;
+pub mod filters;
 pub mod render;

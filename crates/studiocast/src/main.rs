@@ -1,6 +1,6 @@
 //! studiocast: the conservatoire studio's media engine.
 
-use studiocast::{accuracy, config, daemon, encode, render};
+use studiocast::{accuracy, config, daemon, encode, filters, render};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,15 +33,29 @@ enum Command {
     Encode(encode::EncodeArgs),
     /// Measure decoder accuracy against direct HRIR convolution on the HRTF grid.
     Accuracy(accuracy::AccuracyArgs),
+    /// Design filters into a cache folder (what the daemon runs in a child
+    /// process, with limits, so a hostile SOFA file cannot take it down).
+    #[command(hide = true)]
+    DesignFilters(filters::DesignArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr; STUDIOCAST_LOG filters them (default: info, and
+    // sofar's own chatter only from warnings up).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STUDIOCAST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sofar=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = config::Config::load(cli.config.as_deref()).and_then(|cfg| match cli.command {
         Command::Serve(a) => daemon::run(cfg, a),
         Command::Render(a) => render::run(&cfg, a),
         Command::Accuracy(a) => accuracy::run(&cfg, a),
         Command::Encode(a) => encode::run(a),
+        Command::DesignFilters(a) => filters::design_command(a),
         Command::Devices => {
             // Presets name the cameras and cards the studio expects.
             let presets = daemon::load_presets(&cfg.server.pipelines_dir).unwrap_or_default();

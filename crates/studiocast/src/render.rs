@@ -7,16 +7,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use studiocast_audiofile::pcm::{PcmWriter, SampleFormat};
 use studiocast_audiofile::AudioSource;
-use studiocast_spatial::cache;
 use studiocast_spatial::encoder::{BedEncoder, Layout, ObjectEncoder};
-use studiocast_spatial::renderer::fold_headphone_eq;
 use studiocast_spatial::scene::Scene;
 use studiocast_spatial::sh::{channels_for_order, check_order, AmbisonicFormat};
-use studiocast_spatial::{
-    design, BinauralRenderer, DecoderMethod, DesignOptions, HrtfSet, Quat, ShFilters,
-};
+use studiocast_spatial::{BinauralRenderer, Quat, ShFilters};
 
 use crate::config::{Config, SpatialConfig};
+use crate::filters::FilterRequest;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum InputFormat {
@@ -193,67 +190,23 @@ pub fn load_scene(path: &Path) -> Result<Scene> {
 }
 
 fn make_filters(spatial: &SpatialConfig, a: &RenderArgs, rate: u32) -> Result<ShFilters> {
-    let hrtf_path = a.hrtf.clone().unwrap_or_else(|| spatial.hrtf.clone());
-    let method: DecoderMethod = a
-        .method
-        .as_deref()
-        .unwrap_or(&spatial.method)
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    let mut opts = DesignOptions::new(method, a.order);
-    opts.max_re = a.max_re || spatial.max_re;
-    let filters = designed_filters(&hrtf_path, rate, &opts)?;
-    let eq = a
-        .headphone_eq
-        .clone()
-        .or_else(|| spatial.headphone_eq.clone());
-    match eq {
-        None => Ok(filters),
-        Some(p) => {
-            let mut s = studiocast_audiofile::open(&p)
-                .with_context(|| format!("cannot read headphone EQ {}", p.display()))?;
-            if s.sample_rate() != rate {
-                bail!(
-                    "headphone EQ {} is at {} Hz, the input at {rate} Hz",
-                    p.display(),
-                    s.sample_rate()
-                );
-            }
-            if s.channels() > 2 {
-                bail!("headphone EQ {} must be mono or stereo", p.display());
-            }
-            let mut planes = vec![Vec::new(); s.channels()];
-            s.read_planar(16_384, &mut planes)?;
-            let right = planes.last().cloned().unwrap_or_default();
-            Ok(fold_headphone_eq(&filters, &planes[0], &right)?)
-        }
-    }
-}
-
-/// Design filters, or take them from the on-disk cache when the same SOFA
-/// bytes, rate and options were designed before.
-pub fn designed_filters(hrtf_path: &Path, rate: u32, opts: &DesignOptions) -> Result<ShFilters> {
-    let bytes = std::fs::read(hrtf_path).map_err(|e| studiocast_spatial::SpatialError::Sofa {
-        path: hrtf_path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let key = cache::cache_key(&bytes, rate, opts);
-    let dir = cache::default_dir();
-    if let Some(f) = dir.as_deref().and_then(|d| cache::load(d, &key)) {
-        return Ok(f);
-    }
-    let hrtf = HrtfSet::from_sofa_bytes(&bytes, rate, &hrtf_path.display().to_string())?;
-    let filters = design(&hrtf, opts)?;
-    if let Some(d) = dir.as_deref() {
-        // A read-only home is not an error: the next run designs again.
-        if let Err(e) = cache::store(d, &key, &filters) {
-            eprintln!(
-                "studiocast: note: filter cache not written to {}: {e}",
-                d.display()
-            );
-        }
-    }
-    Ok(filters)
+    let req = FilterRequest {
+        hrtf: a.hrtf.clone().unwrap_or_else(|| spatial.hrtf.clone()),
+        rate,
+        order: a.order,
+        method: a
+            .method
+            .as_deref()
+            .unwrap_or(&spatial.method)
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        max_re: a.max_re || spatial.max_re,
+        headphone_eq: a
+            .headphone_eq
+            .clone()
+            .or_else(|| spatial.headphone_eq.clone()),
+    };
+    crate::filters::filters(&req)
 }
 
 #[allow(clippy::too_many_arguments)]

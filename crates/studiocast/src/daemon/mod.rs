@@ -1,22 +1,36 @@
-//! `studiocast serve`: the capture daemon.
+//! `studiocast serve`: the capture daemon, wired together: config, presets,
+//! the store, interrupted sessions recovered, the supervisor and its
+//! session actors, the HTTP server with its limits, and a shutdown that
+//! finalises every session within 25 s whatever the clients do.
 
 mod devices;
+pub mod media;
 mod recording;
-mod store;
+mod recovery;
+mod session;
+pub mod store;
 mod supervisor;
 mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use studiocast_server::{router, ServerConfig};
+use studiocast_server::{router, ServeOptions, ServerConfig};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 pub use devices::device_entries;
-pub use recording::RecordingConfig;
-pub use supervisor::{load_presets, Supervisor};
+pub use supervisor::{load_presets, Supervisor, SupervisorConfig};
+
+/// SIGTERM to exit, at most (systemd's default stop timeout is 90 s; ours
+/// is shorter so the unit never needs SIGKILL).
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(25);
+/// Of which HTTP requests in flight may take this much; stalled clients
+/// are cut off after it, and never hold the sessions' finalising.
+const HTTP_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -31,13 +45,11 @@ pub struct ServeArgs {
     pub pipelines: Option<PathBuf>,
 }
 
-fn random_token() -> String {
+fn random_token() -> Result<String> {
     let mut b = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    // No randomness, no token: a guessable token is worse than no start.
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("cannot generate an API token: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 pub fn run(mut cfg: Config, args: ServeArgs) -> Result<()> {
@@ -50,13 +62,6 @@ pub fn run(mut cfg: Config, args: ServeArgs) -> Result<()> {
     if let Some(p) = args.pipelines {
         cfg.server.pipelines_dir = p;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STUDIOCAST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sofar=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     studiocast_media::init()?;
     studiocast_media::bridge_logs();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -67,59 +72,98 @@ pub fn run(mut cfg: Config, args: ServeArgs) -> Result<()> {
 
 async fn serve(cfg: Config) -> Result<()> {
     let s = &cfg.server;
+    let fds = studiocast_server::raise_fd_limit().unwrap_or(0);
     let presets = load_presets(&s.pipelines_dir)?;
-    let store = Arc::new(store::FileStore::new(&s.data_dir)?);
+    let media_root = s.data_dir.join("sessions");
+    let store: Arc<dyn store::SessionStore> = Arc::new(
+        store::FileStore::new(&media_root)
+            .with_context(|| format!("cannot use the data folder {}", s.data_dir.display()))?,
+    );
+    let past = {
+        let (store, root, presets) = (store.clone(), media_root.clone(), presets.clone());
+        tokio::task::spawn_blocking(move || recovery::recover_all(store.as_ref(), &root, &presets))
+            .await?
+    };
+    let backend = Arc::new(media::GstBackend {
+        spatial: cfg.spatial.clone(),
+        faults: media::Faults::from_env(),
+    });
+    let max_sessions = s.session_limit();
     let supervisor = Supervisor::spawn(
-        presets.clone(),
-        store,
-        cfg.spatial.clone(),
-        cfg.recording.clone(),
-    )?;
+        SupervisorConfig {
+            presets: presets.clone(),
+            recording: cfg.recording.clone(),
+            max_sessions,
+        },
+        session::SessionCtx {
+            store,
+            media_root,
+            recording: cfg.recording.clone(),
+            backend,
+        },
+        past,
+    );
     let generated = s.api_token.is_empty();
     let token = if generated {
-        random_token()
+        random_token()?
     } else {
         s.api_token.clone()
     };
-    let app = router(
-        ServerConfig {
-            api_token: token.clone(),
-            data_dir: s.data_dir.clone(),
-            cors_origins: s.cors_origins.clone(),
-        },
-        Arc::new(supervisor.clone()),
-    );
+    let mut server_cfg = ServerConfig::new(token.clone(), s.data_dir.clone());
+    server_cfg.cors_origins = s.cors_origins.clone();
+    let app = router(server_cfg, Arc::new(supervisor.clone()));
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .with_context(|| format!("cannot listen on {}", s.listen))?;
     let addr = listener.local_addr()?;
-    let mut names: Vec<&String> = presets.keys().collect();
-    names.sort();
-    println!("studiocast listening on http://{addr}");
-    if generated {
-        println!("API token (generated; set STUDIOCAST_API_TOKEN to choose one): {token}");
+    let opts = ServeOptions {
+        max_connections: studiocast_server::connection_budget(s.max_connections),
+        shutdown_grace: HTTP_GRACE,
+        ..ServeOptions::default()
+    };
+    announce(&addr, generated.then_some(token.as_str()), &presets);
+    tracing::info!(%addr, data_dir = %s.data_dir.display(), max_sessions, max_connections = opts.max_connections, fd_limit = fds, "daemon ready");
+    let stop = CancellationToken::new();
+    let http = tokio::spawn(studiocast_server::serve(
+        listener,
+        app,
+        opts,
+        stop.clone().cancelled_owned(),
+    ));
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = stop.cancelled() => {}
     }
-    println!(
-        "pipelines: {}",
-        names
-            .iter()
-            .map(|n| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    tracing::info!(%addr, data_dir = %s.data_dir.display(), "daemon ready");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
     tracing::info!("shutting down: finalising live sessions");
-    if tokio::time::timeout(std::time::Duration::from_secs(25), supervisor.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::error!("sessions did not finish in time");
+    stop.cancel();
+    // Sessions finalise while HTTP drains: neither waits for the other.
+    let finalise = tokio::time::timeout(SHUTDOWN_BUDGET, supervisor.shutdown());
+    let (http, finalised) = tokio::join!(http, finalise);
+    if finalised.is_err() {
+        tracing::error!("sessions did not finish in {} s", SHUTDOWN_BUDGET.as_secs());
+    }
+    match http {
+        Ok(Err(e)) => tracing::error!(%e, "the HTTP server failed"),
+        Err(e) => tracing::error!(%e, "the HTTP server task failed"),
+        Ok(Ok(())) => {}
     }
     tracing::info!("bye");
     Ok(())
+}
+
+/// What a technician needs on the terminal: where, the token, the presets.
+fn announce(
+    addr: &std::net::SocketAddr,
+    token: Option<&str>,
+    presets: &std::collections::HashMap<String, studiocast_media::PipelineSpec>,
+) {
+    let mut names: Vec<&str> = presets.keys().map(|n| n.as_str()).collect();
+    names.sort();
+    println!("studiocast listening on http://{addr}");
+    if let Some(t) = token {
+        println!("API token (generated; set STUDIOCAST_API_TOKEN to choose one): {t}");
+    }
+    println!("pipelines: {}", names.join(", "));
 }
 
 async fn shutdown_signal() {

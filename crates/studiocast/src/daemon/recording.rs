@@ -5,58 +5,18 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use studiocast_media::master::RecordingState;
+use studiocast_media::spec::{AmbisonicInput, BedInput, ObjectInput, StereoInput};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordingConfig {
-    /// A session does not start with less free space than this on the data
-    /// directory's file system.
-    #[serde(default = "min_free")]
-    pub min_free_mb: u64,
-    /// A running session stops recording (and keeps streaming) below this.
-    #[serde(default = "stop_below")]
-    pub stop_below_mb: u64,
-}
-
-fn min_free() -> u64 {
-    2048
-}
-fn stop_below() -> u64 {
-    512
-}
-
-impl Default for RecordingConfig {
-    fn default() -> Self {
-        RecordingConfig {
-            min_free_mb: min_free(),
-            stop_below_mb: stop_below(),
-        }
-    }
-}
+use crate::config::RecordingConfig;
 
 /// Free space for unprivileged writers on the file system holding `path`.
 pub fn free_mb(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` is written by
-    // statvfs before it is read (only on success).
-    let r = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    // The field widths differ between targets (u32 on some 32-bit ones).
-    #[allow(clippy::unnecessary_cast)]
-    let (blocks, size) = (st.f_bavail as u64, st.f_frsize as u64);
-    Ok(blocks.saturating_mul(size) / (1024 * 1024))
+    let st = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize) / (1024 * 1024))
 }
 
 /// Refuse a start below the threshold, naming the figures.
@@ -73,97 +33,116 @@ pub fn check_start(dir: &Path, cfg: &RecordingConfig) -> Result<u64, String> {
     Ok(free)
 }
 
-/// Watch the disk while `state` lives; stop recording below the threshold.
-pub fn watch_disk(dir: PathBuf, stop_below_mb: u64, state: Weak<RecordingState>) {
-    let spawned = std::thread::Builder::new()
-        .name("disk-watch".into())
-        .spawn(move || {
-            let mut warned = false;
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-                let Some(s) = state.upgrade() else { return };
-                if s.stopped() {
-                    return;
-                }
-                match free_mb(&dir) {
-                    Ok(free) if free < stop_below_mb => {
-                        s.stop(&format!(
-                            "disk nearly full: {free} MB free on {}, below {stop_below_mb} MB",
-                            dir.display()
-                        ));
-                        return;
-                    }
-                    Ok(_) => warned = false,
-                    Err(e) if !warned => {
-                        warned = true;
-                        tracing::error!(dir = %dir.display(), %e, "cannot read free disk space");
-                    }
-                    Err(_) => {}
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(%e, "disk-space watch not started: recording is not guarded");
-    }
+/// Where a session's audio came from, as the sidecar records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioOrigin {
+    /// A studio interface: cpal host and device name (default when absent).
+    Device { host: String, device: Option<String> },
+    /// The audio carried by the video input (SRT, SDI).
+    Embedded { embedded_in: String },
+    /// The rehearsal scene.
+    Synthetic,
 }
 
-/// The JSON sidecar next to the masters: what was recorded, from when to
-/// when, with which channel map. Rewritten (atomically) at the end.
+/// The input's channels by role (the preset's channel map), as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RecordedChannelMap {
+    pub ambisonic: Option<AmbisonicInput>,
+    pub objects: Vec<ObjectInput>,
+    pub bed: Option<BedInput>,
+    pub stereo: Option<StereoInput>,
+}
+
+/// The JSON sidecar next to the masters (`master.json`): what was recorded,
+/// from when to when, with which channel map; and, after a crash, what the
+/// repair recovered. Written atomically at the start and the end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SidecarRecord {
+    pub title: String,
+    pub course: String,
+    pub pipeline: String,
+    pub session: String,
+    pub audio_source: AudioOrigin,
+    /// `master.wav` when the untouched input is recorded.
+    pub audio_master: Option<String>,
+    pub channels: Option<u16>,
+    pub sample_rate: u32,
+    pub channel_map: Option<RecordedChannelMap>,
+    pub audio_format: String,
+    /// `program.mp4` when the session has video.
+    pub video_master: Option<String>,
+    pub video_format: String,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_stopped_early: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_audio_s: Option<f64>,
+}
+
+/// The sidecar file and its record.
 pub struct Sidecar {
     path: PathBuf,
-    value: serde_json::Value,
+    record: SidecarRecord,
 }
 
 impl Sidecar {
-    pub fn create(path: PathBuf, value: serde_json::Value) -> Self {
-        let s = Sidecar { path, value };
+    pub fn create(path: PathBuf, record: SidecarRecord) -> Self {
+        let s = Sidecar { path, record };
         s.save();
         s
     }
 
     fn save(&self) {
-        if let Err(e) = super::store::write_atomic(&self.path, self.value.to_string().as_bytes()) {
+        let bytes = match serde_json::to_vec_pretty(&self.record) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(%e, "cannot encode the recording sidecar");
+                return;
+            }
+        };
+        if let Err(e) = super::store::write_atomic(&self.path, &bytes) {
             tracing::error!(file = %self.path.display(), %e, "cannot write the recording sidecar");
         }
     }
 
     pub fn finish(&mut self, ended_at: &str, state: &RecordingState) {
-        if let Some(o) = self.value.as_object_mut() {
-            o.insert("ended_at".into(), ended_at.into());
-            if let Some(a) = state.alarm() {
-                o.insert("recording_stopped_early".into(), a.into());
-            }
-        }
+        self.record.ended_at = Some(ended_at.to_string());
+        self.record.recording_stopped_early = state.alarm();
         self.save();
     }
 }
 
 /// Mark an interrupted session's sidecar with what the repair recovered.
 pub fn mark_interrupted(path: &Path, recovered_s: Option<f64>, at: &str) {
-    let text = match std::fs::read_to_string(path) {
+    let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(file = %path.display(), %e, "no recording sidecar to mark");
             return;
         }
     };
-    let mut v = match serde_json::from_str::<serde_json::Value>(&text) {
+    let mut record: SidecarRecord = match serde_json::from_slice(&text) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(file = %path.display(), %e, "recording sidecar is damaged");
             return;
         }
     };
-    if let Some(o) = v.as_object_mut() {
-        o.insert("interrupted".into(), true.into());
-        o.insert("repaired_at".into(), at.into());
-        if let Some(s) = recovered_s {
-            o.insert("recovered_audio_s".into(), s.into());
-        }
+    record.interrupted = true;
+    record.repaired_at = Some(at.to_string());
+    record.recovered_audio_s = recovered_s;
+    Sidecar {
+        path: path.to_path_buf(),
+        record,
     }
-    if let Err(e) = super::store::write_atomic(path, v.to_string().as_bytes()) {
-        tracing::error!(file = %path.display(), %e, "cannot update the recording sidecar");
-    }
+    .save();
 }
 
 /// Cut a fragmented MP4 after its last whole top-level box: a `kill -9`
@@ -307,6 +286,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_sidecar_round_trips_and_records_the_repair() {
+        let p = std::env::temp_dir().join(format!("studiocast-sidecar-{}.json", std::process::id()));
+        let record = SidecarRecord {
+            title: "T".into(),
+            course: String::new(),
+            pipeline: "jack".into(),
+            session: "abc".into(),
+            audio_source: AudioOrigin::Device {
+                host: "JACK".into(),
+                device: None,
+            },
+            audio_master: Some("master.wav".into()),
+            channels: Some(16),
+            sample_rate: 48_000,
+            channel_map: Some(RecordedChannelMap::default()),
+            audio_format: "WAV".into(),
+            video_master: None,
+            video_format: String::new(),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            ended_at: None,
+            recording_stopped_early: None,
+            interrupted: false,
+            repaired_at: None,
+            recovered_audio_s: None,
+        };
+        let _ = Sidecar::create(p.clone(), record.clone());
+        mark_interrupted(&p, Some(7.04), "2026-01-01T00:01:00.000Z");
+        let back: SidecarRecord = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert!(back.interrupted);
+        assert_eq!(back.recovered_audio_s, Some(7.04));
+        assert_eq!(back.title, record.title);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
     fn a_full_disk_stops_the_recording_with_an_alarm() {
         // /dev/full fails every write with ENOSPC, like a full disk.
         let state = Arc::new(RecordingState::default());
@@ -372,14 +386,26 @@ mod tests {
         let dir = std::env::temp_dir();
         let free = free_mb(&dir).unwrap();
         assert!(free > 0);
+        // The same figure df gives, within what changes between the calls.
+        let df = std::process::Command::new("df")
+            .args(["--output=avail", "-m"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let df: u64 = String::from_utf8_lossy(&df.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap();
+        assert!(free.abs_diff(df) <= 64, "statvfs {free} MB, df {df} MB");
         let ok = RecordingConfig {
             min_free_mb: 1,
-            stop_below_mb: 0,
+            ..RecordingConfig::default()
         };
         assert!(check_start(&dir, &ok).is_ok());
         let greedy = RecordingConfig {
             min_free_mb: free + 1_000_000,
-            stop_below_mb: 0,
+            ..RecordingConfig::default()
         };
         let e = check_start(&dir, &greedy).unwrap_err();
         assert!(e.contains("min_free_mb"), "{e}");

@@ -1,24 +1,38 @@
 //! The packaging worker of one session: CMAF from the pipeline in, HLS files
-//! out. Runs on its own thread (blocking file I/O, no async needed).
+//! out. Runs on its own thread (blocking file I/O, no async needed), owned
+//! by the session's actor, to which it reports.
+//!
+//! Every segment is written to a new file, synced and renamed into place
+//! before the packager publishes it; a segment that cannot be written (a
+//! full disk, no descriptors left) never reaches a playlist, and the
+//! failure is reported so the session raises an alarm.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Receiver;
 
+use studiocast_hls::mp4::avc_codec_string;
 use studiocast_hls::{Action, Chunk, Packager, PackagerConfig, Rendition, RenditionKind};
 use studiocast_media::spec::PipelineSpec;
-use studiocast_media::{avc_codec_string, MediaEvent};
+use studiocast_media::{EventReceiver, MediaEvent};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::recording::ProgramRecorder;
-use super::store::write_atomic;
+use super::recording::{ProgramRecorder, Recording};
+use super::store::{sync_dir, write_atomic};
 
-/// What a worker tells the supervisor.
+/// What a worker tells its session.
 #[derive(Debug)]
 pub enum Update {
-    Live { id: String },
-    Ended { id: String },
-    Failed { id: String, error: String },
+    /// Every rendition has published a segment.
+    Live,
+    /// A file could not be written (the first of a run of failures).
+    WriteFailed { file: String, error: String },
+    /// Writes succeed again after failures.
+    WritesRecovered,
+    /// The stream ended (EOS), playlists finalised.
+    Ended,
+    /// The pipeline failed; playlists finalised.
+    Failed { error: String },
 }
 
 pub fn renditions(spec: &PipelineSpec) -> Vec<Rendition> {
@@ -53,24 +67,91 @@ pub fn renditions(spec: &PipelineSpec) -> Vec<Rendition> {
     r
 }
 
-/// Carry out the packager's file actions under `dir`.
-pub fn apply_actions(dir: &Path, actions: Vec<Action>) {
-    for a in actions {
-        let p = dir.join(a.path());
-        if let Some(parent) = p.parent() {
-            let _ = std::fs::create_dir_all(parent);
+fn packager_config(spec: &PipelineSpec) -> PackagerConfig {
+    PackagerConfig {
+        target_duration: spec.segment_seconds as u64,
+        window_segments: 6,
+    }
+}
+
+/// Write a new file durably: a temporary file, synced, renamed, the
+/// folder synced.
+fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_atomic(path, data)
+}
+
+fn append_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_data()
+}
+
+/// Carries out the packager's actions under one folder, confirming each
+/// segment write, and remembers whether writes are failing.
+pub struct Files {
+    dir: PathBuf,
+    failing: bool,
+    /// Failures since the last success.
+    pub failures: u64,
+}
+
+impl Files {
+    pub fn new(dir: PathBuf) -> Self {
+        Files {
+            dir,
+            failing: false,
+            failures: 0,
         }
-        let r = match a {
-            Action::Write { data, .. } => write_atomic(&p, &data),
-            Action::Append { data, .. } => std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&p)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, &data)),
-        };
-        if let Err(e) = r {
-            tracing::error!(file = %p.display(), %e, "cannot write HLS file");
+    }
+
+    /// Run `actions` in order; a segment write is reported to the packager,
+    /// and what it publishes in return runs next. Returns the first new
+    /// failure (file, error) when writes start failing, and whether writes
+    /// recovered.
+    pub fn apply(&mut self, p: &mut Packager, actions: Vec<Action>) -> Vec<Update> {
+        let mut out = Vec::new();
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(a) = queue.pop_front() {
+            let path = self.dir.join(a.path());
+            let r = match &a {
+                Action::WriteSegment { data, .. } => write_durable(&path, data),
+                Action::Write { data, .. } => write_durable(&path, data),
+                Action::Append { data, .. } => append_durable(&path, data),
+            };
+            if let Action::WriteSegment { rendition, seq, .. } = &a {
+                match p.segment_written(rendition, *seq, r.is_ok()) {
+                    Ok(more) => queue.extend(more),
+                    Err(e) => tracing::error!(%rendition, %e, "segment confirmation refused"),
+                }
+            }
+            match r {
+                Ok(()) if self.failing => {
+                    self.failing = false;
+                    self.failures = 0;
+                    tracing::info!(file = %path.display(), "HLS files are written again");
+                    out.push(Update::WritesRecovered);
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    self.failures += 1;
+                    tracing::error!(file = %path.display(), %e, "cannot write HLS file");
+                    if !self.failing {
+                        self.failing = true;
+                        out.push(Update::WriteFailed {
+                            file: path.display().to_string(),
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            }
         }
+        out
     }
 }
 
@@ -90,11 +171,7 @@ pub fn republish(dir: &Path, spec: &PipelineSpec) -> Result<f64, String> {
     if journals.is_empty() {
         return Err("no segments were published".into());
     }
-    let config = PackagerConfig {
-        target_duration: spec.segment_seconds as u64,
-        window_segments: 6,
-    };
-    let mut p = Packager::recover(config, all, &journals).map_err(|e| e.to_string())?;
+    let mut p = Packager::recover(packager_config(spec), all, &journals).map_err(|e| e.to_string())?;
     if let Some(c) = std::fs::read(dir.join("video/init.mp4"))
         .ok()
         .and_then(|i| avc_codec_string(&i))
@@ -107,67 +184,115 @@ pub fn republish(dir: &Path, spec: &PipelineSpec) -> Result<f64, String> {
         .fold(0.0, f64::max);
     let mut actions = p.end();
     actions.push(p.master_action());
-    apply_actions(dir, actions);
+    let mut files = Files::new(dir.to_path_buf());
+    files.apply(&mut p, actions);
+    if files.failures > 0 {
+        return Err(format!("{} playlists could not be written", files.failures));
+    }
+    let _ = sync_dir(dir);
     Ok(secs)
 }
 
+/// The worker's loop: until the pipeline ends (EOS, error, or it is gone).
 pub fn run(
-    id: String,
     dir: PathBuf,
     spec: PipelineSpec,
-    rx: Receiver<MediaEvent>,
+    rx: EventReceiver,
     updates: UnboundedSender<Update>,
-    recording: Option<super::recording::Recording>,
+    recording: Option<Recording>,
 ) {
-    let span = tracing::info_span!("session", %id);
-    let _g = span.enter();
-    let config = PackagerConfig {
-        target_duration: spec.segment_seconds as u64,
-        window_segments: 6,
-    };
     let all = renditions(&spec);
     let ids: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
-    let mut packager = match Packager::new(config, all) {
+    let mut packager = match Packager::new(packager_config(&spec), all) {
         Ok(p) => p,
         Err(e) => {
             let _ = updates.send(Update::Failed {
-                id,
                 error: e.to_string(),
             });
             return;
         }
     };
-    let apply = |actions: Vec<Action>| apply_actions(&dir, actions);
-    // Per rendition: capture time from which the next segment follows a
-    // discontinuity (the program came back from a slate).
-    let mut pending_disc: HashMap<String, i64> = HashMap::new();
-    let mut program = ProgramRecorder::new(recording);
-    let mut inits: HashSet<String> = HashSet::new();
-    let mut master_written = false;
-    let mut live = false;
+    let mut files = Files::new(dir);
+    let mut w = Worker {
+        ids,
+        pending_disc: HashMap::new(),
+        program: ProgramRecorder::new(recording),
+        inits: HashSet::new(),
+        master_written: false,
+        live: false,
+    };
+    let send_all = |us: Vec<Update>| {
+        for u in us {
+            let _ = updates.send(u);
+        }
+    };
     let outcome = loop {
-        let Ok(ev) = rx.recv() else {
-            // The pipeline went away without EOS (shutdown or abort).
-            break None;
-        };
+        // None: the pipeline went away without EOS (shutdown or abort).
+        let Some(ev) = rx.recv() else { break None };
+        match ev {
+            MediaEvent::Eos => break None,
+            MediaEvent::Error(e) => break Some(e),
+            ev => {
+                let actions = w.on_event(&mut packager, ev);
+                send_all(files.apply(&mut packager, actions));
+                // Publishing waits for the writes: check after them.
+                if !w.live && w.master_written && w.ids.iter().all(|r| packager.segment_count(r) > 0) {
+                    w.live = true;
+                    tracing::info!("first segments published");
+                    let _ = updates.send(Update::Live);
+                }
+            }
+        }
+    };
+    let mut last = packager.flush();
+    if !w.master_written {
+        last.push(packager.master_action());
+    }
+    send_all(files.apply(&mut packager, last));
+    let end = packager.end();
+    send_all(files.apply(&mut packager, end));
+    tracing::info!(
+        segments = packager.segment_count("video").max(packager.segment_count("binaural")),
+        "playlists finalised"
+    );
+    let _ = updates.send(match outcome {
+        None => Update::Ended,
+        Some(error) => Update::Failed { error },
+    });
+}
+
+/// The worker's state between events.
+struct Worker {
+    ids: Vec<String>,
+    /// Per rendition: capture time from which the next segment follows a
+    /// discontinuity (the program came back from a slate).
+    pending_disc: HashMap<String, i64>,
+    program: ProgramRecorder,
+    inits: HashSet<String>,
+    master_written: bool,
+    live: bool,
+}
+
+impl Worker {
+    /// The packager's actions for one event.
+    fn on_event(&mut self, p: &mut Packager, ev: MediaEvent) -> Vec<Action> {
+        let mut actions = Vec::new();
         match ev {
             MediaEvent::Init { rendition, data } => {
                 if rendition == "video" {
                     if let Some(c) = avc_codec_string(&data) {
-                        let _ = packager.set_codecs("video", &c);
+                        let _ = p.set_codecs("video", &c);
                     }
+                    self.program.init(&data);
                 }
-                if rendition == "video" {
-                    program.init(&data);
-                }
-                match packager.push_init(&rendition, data) {
-                    Ok(a) => apply(a),
+                match p.push_init(&rendition, data) {
+                    Ok(a) => actions.extend(a),
                     Err(e) => tracing::warn!(%rendition, %e, "init refused"),
                 }
-                inits.insert(rendition);
-                if !master_written && ids.iter().all(|r| inits.contains(r)) {
-                    apply(vec![packager.master_action()]);
-                    master_written = true;
+                self.inits.insert(rendition);
+                if !self.master_written && self.ids.iter().all(|r| self.inits.contains(r)) {
+                    actions.push(p.master_action());
+                    self.master_written = true;
                 }
             }
             MediaEvent::Chunk {
@@ -176,19 +301,21 @@ pub fn run(
                 duration,
                 pdt_ms,
                 independent,
+                after_gap,
             } => {
                 if rendition == "video" {
-                    program.chunk(&data);
+                    self.program.chunk(&data);
                 }
                 // Audio fragments end on AAC frames, up to one frame off
                 // the video's boundary: allow a little slack.
-                if pending_disc
+                let back = self
+                    .pending_disc
                     .get(&rendition)
-                    .is_some_and(|at| pdt_ms + 100 >= *at)
-                {
-                    pending_disc.remove(&rendition);
-                    let _ = packager.discontinuity_in(&rendition);
-                    tracing::info!(%rendition, "discontinuity");
+                    .is_some_and(|at| pdt_ms + 100 >= *at);
+                if back || after_gap {
+                    self.pending_disc.remove(&rendition);
+                    let _ = p.discontinuity_in(&rendition);
+                    tracing::info!(%rendition, after_gap, "discontinuity");
                 }
                 let chunk = Chunk {
                     data,
@@ -197,35 +324,18 @@ pub fn run(
                     pdt_ms: Some(pdt_ms),
                     ends_segment: true,
                 };
-                match packager.push_chunk(&rendition, chunk) {
-                    Ok(a) => apply(a),
+                match p.push_chunk(&rendition, chunk) {
+                    Ok(a) => actions.extend(a),
                     Err(e) => tracing::warn!(%rendition, %e, "segment refused"),
-                }
-                if !live && master_written && ids.iter().all(|r| packager.segment_count(r) > 0) {
-                    live = true;
-                    tracing::info!("first segments published");
-                    let _ = updates.send(Update::Live { id: id.clone() });
                 }
             }
             MediaEvent::Discontinuity { pdt_ms } => {
-                for r in &ids {
-                    pending_disc.insert(r.clone(), pdt_ms);
+                for r in &self.ids {
+                    self.pending_disc.insert(r.clone(), pdt_ms);
                 }
             }
-            MediaEvent::Eos => break None,
-            MediaEvent::Error(e) => break Some(e),
+            MediaEvent::Eos | MediaEvent::Error(_) => {}
         }
-    };
-    if !master_written {
-        apply(vec![packager.master_action()]);
+        actions
     }
-    apply(packager.end());
-    tracing::info!(
-        segments = packager.segment_count("video"),
-        "playlists finalised"
-    );
-    let _ = updates.send(match outcome {
-        None => Update::Ended { id },
-        Some(error) => Update::Failed { id, error },
-    });
 }

@@ -1,0 +1,132 @@
+//! The seam between a session's actor and the media it runs: a
+//! [`MediaBackend`] prepares a pipeline (filters designed, elements built,
+//! nothing open), a [`Prepared`] starts, a [`Running`] is watched and
+//! stopped. [`GstBackend`] is the real one; the actor's tests use a fake
+//! that needs no GStreamer, so the supervision logic is tested fast and
+//! deterministically.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use studiocast_media::master::RecordingState;
+use studiocast_media::meters::MeterBank;
+use studiocast_media::{AudioSnapshot, BuildOptions, EventSender, PipelineSpec, SessionPipeline};
+
+use crate::config::SpatialConfig;
+use crate::filters::FilterRequest;
+
+/// Blocking calls: the actor runs them off the async runtime.
+pub trait MediaBackend: Send + Sync + 'static {
+    /// Design the filters and build the pipeline for `spec`; its media goes
+    /// to `events`. Nothing is opened yet.
+    fn prepare(&self, spec: &PipelineSpec, events: EventSender) -> Result<Box<dyn Prepared>, String>;
+}
+
+pub trait Prepared: Send {
+    /// Record the untouched input to `path` until `state` says stop.
+    fn set_master(&mut self, path: PathBuf, state: Arc<RecordingState>);
+    /// Open the inputs and play; threads log inside `span`.
+    fn start(self: Box<Self>, span: tracing::Span) -> Result<Box<dyn Running>, String>;
+}
+
+pub trait Running: Send {
+    /// Drain: EOS on every source; the worker then sees the end.
+    fn request_eos(&self);
+    fn status(&self) -> AudioSnapshot;
+    fn meters(&self) -> Option<Arc<MeterBank>>;
+    /// The GStreamer pipeline, for diagnostics and fault injection.
+    fn pipeline(&self) -> Option<gstreamer::Pipeline>;
+    /// Stop every thread (after EOS, or to abort).
+    fn shutdown(self: Box<Self>);
+}
+
+/// Test hook: `STUDIOCAST_FAULT_HANG_START=<pipeline>:<seconds>` makes the
+/// start of that pipeline hang (as a device open that never returns does).
+/// Read once at start; nothing else reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub hang_start: Option<(String, Duration)>,
+}
+
+impl Faults {
+    pub fn from_env() -> Self {
+        let hang_start = std::env::var("STUDIOCAST_FAULT_HANG_START")
+            .ok()
+            .and_then(|v| {
+                let (name, secs) = v.split_once(':')?;
+                Some((name.to_string(), Duration::from_secs_f64(secs.parse().ok()?)))
+            });
+        if let Some((name, d)) = &hang_start {
+            tracing::warn!(pipeline = %name, seconds = d.as_secs_f64(), "fault injection: starts of this pipeline hang");
+        }
+        Faults { hang_start }
+    }
+}
+
+/// The real backend: GStreamer pipelines with filters designed in an
+/// isolated process (see [`crate::filters::filters_isolated`]).
+pub struct GstBackend {
+    pub spatial: SpatialConfig,
+    pub faults: Faults,
+}
+
+impl MediaBackend for GstBackend {
+    fn prepare(&self, spec: &PipelineSpec, events: EventSender) -> Result<Box<dyn Prepared>, String> {
+        if let Some((name, d)) = &self.faults.hang_start {
+            if *name == spec.name {
+                std::thread::sleep(*d);
+            }
+        }
+        let req = FilterRequest::for_session(
+            &self.spatial,
+            spec.audio.source.order(),
+            spec.audio.sample_rate,
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        let filters = crate::filters::filters_isolated(&req)
+            .map_err(|e| format!("cannot prepare the binaural renderer: {e:#}"))?;
+        let opts = BuildOptions {
+            block: self.spatial.block,
+        };
+        let built = SessionPipeline::build(spec, &filters, &opts, events)
+            .map_err(|e| format!("cannot build pipeline '{}': {e}", spec.name))?;
+        Ok(Box::new(GstPrepared(built)))
+    }
+}
+
+struct GstPrepared(studiocast_media::BuiltPipeline);
+
+impl Prepared for GstPrepared {
+    fn set_master(&mut self, path: PathBuf, state: Arc<RecordingState>) {
+        self.0.set_master(path, state);
+    }
+
+    fn start(self: Box<Self>, span: tracing::Span) -> Result<Box<dyn Running>, String> {
+        let running = self
+            .0
+            .start(span)
+            .map_err(|e| format!("cannot start pipeline: {e}"))?;
+        Ok(Box::new(GstRunning(running)))
+    }
+}
+
+struct GstRunning(studiocast_media::RunningPipeline);
+
+impl Running for GstRunning {
+    fn request_eos(&self) {
+        self.0.request_eos();
+    }
+    fn status(&self) -> AudioSnapshot {
+        self.0.status()
+    }
+    fn meters(&self) -> Option<Arc<MeterBank>> {
+        Some(self.0.meters())
+    }
+    fn pipeline(&self) -> Option<gstreamer::Pipeline> {
+        Some(self.0.pipeline().clone())
+    }
+    fn shutdown(self: Box<Self>) {
+        self.0.shutdown();
+    }
+}

@@ -1,0 +1,201 @@
+//! The session's once-a-second look at itself: the disk (archival masters
+//! stop below `stop_below_mb`, the whole session stops cleanly below
+//! `floor_mb`), the encoder (an alarm when the video falls behind), the
+//! packaging queue (an alarm when chunks were dropped), and the log lines
+//! the audio thread may not write itself (an input going silent and
+//! coming back).
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use studiocast_media::master::RecordingState;
+use studiocast_media::{AudioSnapshot, QueueStats};
+use studiocast_server::{InputStatus, RecordingStatus, VideoInputStatus};
+
+use super::super::recording::free_mb;
+use crate::config::RecordingConfig;
+
+/// The video trails the wall clock by about 40 ms at 720p30 here; a
+/// second behind means the encoder cannot keep up.
+pub const LAG_ALARM_MS: i64 = 1000;
+/// Seconds the lag must stay over the limit before the alarm (a single slow
+/// fragment is not an overload).
+const LAG_ALARM_TICKS: u32 = 3;
+
+/// What the tick decided.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// Stop the session now (the disk reached the floor).
+    pub stop: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Monitor {
+    /// Active alarms by kind, in the order they were raised.
+    alarms: Vec<(&'static str, String)>,
+    lag_ticks: u32,
+    silences: u64,
+    silent: bool,
+    floor_hit: bool,
+}
+
+impl Monitor {
+    pub fn raise(&mut self, kind: &'static str, text: String) {
+        match self.alarms.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, t)) => *t = text,
+            None => {
+                tracing::error!(alarm = kind, "{text}");
+                self.alarms.push((kind, text));
+            }
+        }
+    }
+
+    pub fn clear(&mut self, kind: &'static str) {
+        if self.alarms.iter().any(|(k, _)| *k == kind) {
+            tracing::info!(alarm = kind, "alarm cleared");
+            self.alarms.retain(|(k, _)| *k != kind);
+        }
+    }
+
+    pub fn alarms(&self) -> Vec<String> {
+        self.alarms.iter().map(|(_, t)| t.clone()).collect()
+    }
+
+    pub fn tick(
+        &mut self,
+        status: &AudioSnapshot,
+        queue: Option<&QueueStats>,
+        recording: Option<&RecordingState>,
+        dir: &Path,
+        cfg: &RecordingConfig,
+    ) -> Verdict {
+        self.watch_audio(status);
+        self.watch_encoder(status);
+        if let Some(q) = queue {
+            if q.overflowed.swap(false, Ordering::Relaxed) {
+                self.raise(
+                    "queue",
+                    format!(
+                        "packaging fell behind (disk stalled?): {} media chunks dropped",
+                        q.dropped_chunks.load(Ordering::Relaxed)
+                    ),
+                );
+            }
+        }
+        self.watch_disk(dir, cfg, recording)
+    }
+
+    fn watch_audio(&mut self, status: &AudioSnapshot) {
+        if status.silences > self.silences || (status.silent && !self.silent) {
+            tracing::warn!("audio input silent; playing silence until it returns");
+        } else if self.silent && !status.silent {
+            tracing::info!("audio input back");
+        }
+        self.silences = status.silences;
+        self.silent = status.silent;
+    }
+
+    fn watch_encoder(&mut self, status: &AudioSnapshot) {
+        if status.video_lag_ms > LAG_ALARM_MS {
+            self.lag_ticks += 1;
+            if self.lag_ticks >= LAG_ALARM_TICKS {
+                self.raise(
+                    "encoder",
+                    format!(
+                        "the video encoder is falling behind: video {} ms behind real time (too many sessions for this machine?)",
+                        status.video_lag_ms
+                    ),
+                );
+            }
+        } else {
+            self.lag_ticks = 0;
+            self.clear("encoder");
+        }
+    }
+
+    fn watch_disk(
+        &mut self,
+        dir: &Path,
+        cfg: &RecordingConfig,
+        recording: Option<&RecordingState>,
+    ) -> Verdict {
+        let free = match free_mb(dir) {
+            Ok(f) => f,
+            Err(e) => {
+                self.raise("disk", format!("cannot read free disk space of {}: {e}", dir.display()));
+                return Verdict::default();
+            }
+        };
+        if free < cfg.floor_mb {
+            if !self.floor_hit {
+                self.floor_hit = true;
+                self.raise(
+                    "disk",
+                    format!(
+                        "disk nearly full: {free} MB free on {}, below recording.floor_mb = {} MB; the session was stopped",
+                        dir.display(),
+                        cfg.floor_mb
+                    ),
+                );
+            }
+            // The masters stop at once; the stream drains and ends.
+            if let Some(r) = recording {
+                r.stop(&format!("disk nearly full: {free} MB free"));
+            }
+            return Verdict { stop: true };
+        }
+        if free < cfg.stop_below_mb {
+            if let Some(r) = recording.filter(|r| !r.stopped()) {
+                r.stop(&format!(
+                    "disk nearly full: {free} MB free on {}, below recording.stop_below_mb = {} MB",
+                    dir.display(),
+                    cfg.stop_below_mb
+                ));
+            }
+        }
+        Verdict::default()
+    }
+}
+
+/// What a technician sees of a running session's inputs.
+pub fn input_status(
+    a: AudioSnapshot,
+    recording: Option<&RecordingState>,
+    dir: &Path,
+) -> InputStatus {
+    let finite = |x: f64| if x.is_finite() { x } else { -1.0 };
+    let video = a.ingest.map(|i| {
+        let v = a.video.clone().unwrap_or_default();
+        VideoInputStatus {
+            source: i.source,
+            signal_present: i.connected,
+            last_packet_age_s: finite(i.last_packet_age_s),
+            reconnects: i.reconnects,
+            losses: i.losses,
+            frames_in: i.frames_in,
+            on_slate: v.on_slate,
+            slate_frames: v.slate_frames,
+            repeated_frames: v.repeated_frames,
+            dropped_frames: v.dropped_frames,
+            last_error: i.last_error,
+        }
+    });
+    InputStatus {
+        silent_blocks: a.silent_blocks,
+        video_lag_ms: a.video_lag_ms,
+        video,
+        recording: recording.map(|r| RecordingStatus {
+            recording: !r.stopped() && r.alarm().is_none(),
+            alarm: r.alarm(),
+            disk_free_mb: free_mb(dir).unwrap_or(0),
+        }),
+        audio_source: a.source,
+        audio_frames_in: a.frames_in,
+        overruns: a.overruns,
+        underruns: a.underruns,
+        drift_ppm: a.drift_ppm,
+        av_offset_ms: a.av_offset_ms,
+        // JSON has no infinity: a source that never delivered reads -1.
+        last_block_age_s: finite(a.last_block_age_s),
+    }
+}
