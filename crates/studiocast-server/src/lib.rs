@@ -158,6 +158,30 @@ pub struct SessionInfo {
     /// Live health of a running session's inputs (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<InputStatus>,
+    /// What needs a technician now: the encoder falling behind, HLS files
+    /// that cannot be written, the disk nearly full, the packaging queue
+    /// overflowing. Kept in the record once the session is over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+}
+
+impl SessionInfo {
+    /// A session being started, as the request describes it.
+    pub fn starting(id: &str, req: &CreateSession, started_at: String) -> Self {
+        SessionInfo {
+            id: id.to_string(),
+            state: SessionState::Starting,
+            pipeline: req.pipeline.clone(),
+            title: req.title.clone(),
+            course: req.course.clone(),
+            started_at,
+            ended_at: None,
+            error: None,
+            urls: SessionUrls::for_id(id),
+            inputs: None,
+            alarms: Vec::new(),
+        }
+    }
 }
 
 /// What a technician watches on a running session.

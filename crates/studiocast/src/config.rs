@@ -212,7 +212,10 @@ impl Config {
         }
         for (name, field) in [
             ("STUDIOCAST_MIN_FREE_MB", &mut self.recording.min_free_mb),
-            ("STUDIOCAST_STOP_BELOW_MB", &mut self.recording.stop_below_mb),
+            (
+                "STUDIOCAST_STOP_BELOW_MB",
+                &mut self.recording.stop_below_mb,
+            ),
             ("STUDIOCAST_FLOOR_MB", &mut self.recording.floor_mb),
         ] {
             if let Some(v) = var(name) {
@@ -241,10 +244,16 @@ impl Config {
             );
         }
         if self.server.max_connections < 16 {
-            bail!("[server] max_connections = {} (at least 16)", self.server.max_connections);
+            bail!(
+                "[server] max_connections = {} (at least 16)",
+                self.server.max_connections
+            );
         }
         if self.server.max_sessions > 256 {
-            bail!("[server] max_sessions = {} (at most 256)", self.server.max_sessions);
+            bail!(
+                "[server] max_sessions = {} (at most 256)",
+                self.server.max_sessions
+            );
         }
         Ok(())
     }

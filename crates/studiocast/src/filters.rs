@@ -108,7 +108,10 @@ pub fn designed_filters(hrtf_path: &Path, rate: u32, opts: &DesignOptions) -> Re
         .with_context(|| format!("cannot read the HRTF set {}", hrtf_path.display()))?;
     let key = cache::cache_key(&bytes, rate, opts);
     let dir = cache::default_dir();
-    if let Some(f) = dir.as_deref().and_then(|d| cache::load(d, &key, rate, opts)) {
+    if let Some(f) = dir
+        .as_deref()
+        .and_then(|d| cache::load(d, &key, rate, opts))
+    {
         return Ok(f);
     }
     let hrtf = HrtfSet::from_sofa_bytes(&bytes, rate, &hrtf_path.display().to_string())?;
@@ -133,7 +136,10 @@ pub fn filters_isolated(req: &FilterRequest) -> Result<ShFilters> {
         .with_context(|| format!("cannot read the HRTF set {}", req.hrtf.display()))?;
     let key = cache::cache_key(&bytes, req.rate, &opts);
     let shared = cache::default_dir();
-    let designed = match shared.as_deref().and_then(|d| cache::load(d, &key, req.rate, &opts)) {
+    let designed = match shared
+        .as_deref()
+        .and_then(|d| cache::load(d, &key, req.rate, &opts))
+    {
         Some(f) => f,
         None => design_in_child(req, &key, shared.as_deref())?,
     };
@@ -210,7 +216,11 @@ fn run_designer(req: &FilterRequest, key: &str, dir: &Path) -> Result<ShFilters>
             .unwrap_or_else(|| describe_exit(&status));
         Err(anyhow::anyhow!("{why}"))
     };
-    tracing::info!(ms = t0.elapsed().as_millis() as u64, ok = result.is_ok(), "filters designed in a child process");
+    tracing::info!(
+        ms = t0.elapsed().as_millis() as u64,
+        ok = result.is_ok(),
+        "filters designed in a child process"
+    );
     result
 }
 
@@ -226,8 +236,8 @@ fn describe_exit(status: &std::process::ExitStatus) -> String {
 
 /// Memory and CPU limits for the designer process.
 fn limit_child(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
     use rustix::process::{setrlimit, Resource, Rlimit};
+    use std::os::unix::process::CommandExt;
     // SAFETY: runs in the forked child before exec; setrlimit is a plain
     // system call (async-signal-safe), nothing is allocated or locked.
     unsafe {

@@ -90,6 +90,7 @@ pub fn session(id: &str) -> SessionInfo {
         error: None,
         urls: SessionUrls::for_id(id),
         inputs: None,
+        alarms: Vec::new(),
     }
 }
 

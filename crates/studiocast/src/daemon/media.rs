@@ -20,7 +20,11 @@ use crate::filters::FilterRequest;
 pub trait MediaBackend: Send + Sync + 'static {
     /// Design the filters and build the pipeline for `spec`; its media goes
     /// to `events`. Nothing is opened yet.
-    fn prepare(&self, spec: &PipelineSpec, events: EventSender) -> Result<Box<dyn Prepared>, String>;
+    fn prepare(
+        &self,
+        spec: &PipelineSpec,
+        events: EventSender,
+    ) -> Result<Box<dyn Prepared>, String>;
 }
 
 pub trait Prepared: Send {
@@ -55,7 +59,10 @@ impl Faults {
             .ok()
             .and_then(|v| {
                 let (name, secs) = v.split_once(':')?;
-                Some((name.to_string(), Duration::from_secs_f64(secs.parse().ok()?)))
+                Some((
+                    name.to_string(),
+                    Duration::from_secs_f64(secs.parse().ok()?),
+                ))
             });
         if let Some((name, d)) = &hang_start {
             tracing::warn!(pipeline = %name, seconds = d.as_secs_f64(), "fault injection: starts of this pipeline hang");
@@ -72,7 +79,11 @@ pub struct GstBackend {
 }
 
 impl MediaBackend for GstBackend {
-    fn prepare(&self, spec: &PipelineSpec, events: EventSender) -> Result<Box<dyn Prepared>, String> {
+    fn prepare(
+        &self,
+        spec: &PipelineSpec,
+        events: EventSender,
+    ) -> Result<Box<dyn Prepared>, String> {
         if let Some((name, d)) = &self.faults.hang_start {
             if *name == spec.name {
                 std::thread::sleep(*d);

@@ -38,7 +38,10 @@ pub fn check_start(dir: &Path, cfg: &RecordingConfig) -> Result<u64, String> {
 #[serde(rename_all = "snake_case")]
 pub enum AudioOrigin {
     /// A studio interface: cpal host and device name (default when absent).
-    Device { host: String, device: Option<String> },
+    Device {
+        host: String,
+        device: Option<String>,
+    },
     /// The audio carried by the video input (SRT, SDI).
     Embedded { embedded_in: String },
     /// The rehearsal scene.
@@ -287,7 +290,8 @@ mod tests {
 
     #[test]
     fn the_sidecar_round_trips_and_records_the_repair() {
-        let p = std::env::temp_dir().join(format!("studiocast-sidecar-{}.json", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("studiocast-sidecar-{}.json", std::process::id()));
         let record = SidecarRecord {
             title: "T".into(),
             course: String::new(),

@@ -128,18 +128,7 @@ pub fn spawn(
     reply: Reply,
     settled: mpsc::UnboundedSender<Settled>,
 ) -> SessionHandle {
-    let info = SessionInfo {
-        id: id.clone(),
-        state: SessionState::Starting,
-        pipeline: req.pipeline.clone(),
-        title: req.title.clone(),
-        course: req.course.clone(),
-        started_at: now(),
-        ended_at: None,
-        error: None,
-        urls: studiocast_server::SessionUrls::for_id(&id),
-        inputs: None,
-    };
+    let info = SessionInfo::starting(&id, &req, now());
     let (watch_tx, watch_rx) = watch::channel(info.clone());
     let (tx, rx) = mpsc::channel(32);
     let span = tracing::info_span!("session", %id, pipeline = %req.pipeline);
@@ -157,6 +146,7 @@ pub fn spawn(
         queue: None,
         monitor: monitor::Monitor::default(),
         stop_deadline: None,
+        early_end: None,
     };
     tokio::spawn(tracing::Instrument::instrument(
         actor.run(req, spec, rx, settled),
@@ -190,6 +180,9 @@ struct Session {
     queue: Option<Arc<QueueStats>>,
     monitor: monitor::Monitor,
     stop_deadline: Option<tokio::time::Instant>,
+    /// The worker's last word when it came before the start job returned
+    /// (a pipeline that failed at once): acted on once the job is back.
+    early_end: Option<Update>,
 }
 
 impl Session {
@@ -220,6 +213,9 @@ impl Session {
                 r = async { launching.as_mut().expect("guarded").await }, if launching.is_some() => {
                     launching = None;
                     recorded = self.on_launched(r).await;
+                    if let Some(u) = self.early_end.take() {
+                        self.on_update(u).await;
+                    }
                 }
                 Some(cmd) = rx.recv() => self.on_command(cmd),
                 Some(u) = urx.recv() => self.on_update(u).await,
@@ -238,6 +234,7 @@ impl Session {
     }
 
     fn publish(&mut self) {
+        self.info.alarms = self.monitor.alarms();
         self.published.send_replace(self.info.clone());
     }
 
@@ -246,7 +243,8 @@ impl Session {
             // Never silent: the live stream goes on, the alarm says the
             // record is behind.
             tracing::error!(%e, state = %self.info.state, "cannot save the session record");
-            self.monitor.raise("store", format!("session record not saved: {e}"));
+            self.monitor
+                .raise("store", format!("session record not saved: {e}"));
         }
         self.publish();
     }
@@ -260,7 +258,9 @@ impl Session {
     ) -> bool {
         let r = r.unwrap_or_else(|e| {
             tracing::error!(%e, "the start job panicked");
-            Err(launch::LaunchError::Refused("internal error while starting".into()))
+            Err(launch::LaunchError::Refused(
+                "internal error while starting".into(),
+            ))
         });
         match r {
             Ok(l) => {
@@ -316,6 +316,7 @@ impl Session {
         match cmd {
             SessionCmd::Get(reply) => {
                 let mut info = self.info.clone();
+                info.alarms = self.monitor.alarms();
                 if let Phase::Running(r) = &self.phase {
                     info.inputs = Some(monitor::input_status(
                         r.status(),
@@ -339,9 +340,9 @@ impl Session {
             },
             SessionCmd::Meters(reply) => {
                 let r = match &self.phase {
-                    Phase::Running(r) if self.info.state.is_active() => r.meters().ok_or_else(
-                        || ControlError::Conflict("this session has no meters".into()),
-                    ),
+                    Phase::Running(r) if self.info.state.is_active() => r
+                        .meters()
+                        .ok_or_else(|| ControlError::Conflict("this session has no meters".into())),
                     _ => Err(ControlError::Conflict(format!(
                         "session {} is {}: meters exist while it runs",
                         self.info.id, self.info.state
@@ -384,6 +385,12 @@ impl Session {
     }
 
     async fn on_update(&mut self, u: Update) {
+        if matches!(self.phase, Phase::Launching)
+            && matches!(u, Update::Ended | Update::Failed { .. })
+        {
+            self.early_end = Some(u);
+            return;
+        }
         match u {
             Update::Live => {
                 if self.info.state == SessionState::Starting {
@@ -419,6 +426,9 @@ impl Session {
         if verdict.stop {
             self.begin_stop();
         }
+        if self.info.alarms != self.monitor.alarms() {
+            self.publish();
+        }
     }
 
     /// Stop the pipeline's threads (off the runtime); the worker then
@@ -450,16 +460,9 @@ impl Session {
         if let Some((state, mut sidecar)) = self.recording.take() {
             sidecar.finish(self.info.ended_at.as_deref().unwrap_or_default(), &state);
             if let Some(a) = state.alarm() {
-                self.monitor.raise("recording", format!("recording stopped early: {a}"));
+                self.monitor
+                    .raise("recording", format!("recording stopped early: {a}"));
             }
-        }
-        let alarms = self.monitor.alarms();
-        if !alarms.is_empty() {
-            let note = alarms.join("; ");
-            self.info.error = Some(match self.info.error.take() {
-                Some(x) => format!("{x}; {note}"),
-                None => note,
-            });
         }
         self.save();
         tracing::info!(state = %self.info.state, "session finished");

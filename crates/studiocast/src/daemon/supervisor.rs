@@ -71,7 +71,10 @@ struct Actor {
     ctx: Arc<SessionCtx>,
     max_sessions: usize,
     settled_tx: mpsc::UnboundedSender<Settled>,
+    /// Waiting for the last session to finish, after a shutdown.
     shutting_down: Option<oneshot::Sender<()>>,
+    /// Set by a shutdown, never cleared: no start after it.
+    closed: bool,
 }
 
 /// 64 random bits, hex: session ids are unguessable (they are in URLs).
@@ -100,6 +103,7 @@ impl Supervisor {
             max_sessions: cfg.max_sessions.max(1),
             settled_tx,
             shutting_down: None,
+            closed: false,
         };
         tokio::spawn(actor.run(rx, settled_rx));
         Supervisor {
@@ -110,7 +114,10 @@ impl Supervisor {
         }
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, ControlError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Cmd,
+    ) -> Result<T, ControlError> {
         let (tx, rx) = oneshot::channel();
         let gone = || ControlError::Unavailable("the daemon is shutting down".into());
         self.tx.send(make(tx)).await.map_err(|_| gone())?;
@@ -139,7 +146,11 @@ impl Supervisor {
 }
 
 impl Actor {
-    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, mut settled: mpsc::UnboundedReceiver<Settled>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        mut settled: mpsc::UnboundedReceiver<Settled>,
+    ) {
         loop {
             if self.shutting_down.is_some() && !self.any_running() {
                 if let Some(r) = self.shutting_down.take() {
@@ -157,7 +168,9 @@ impl Actor {
     }
 
     fn any_running(&self) -> bool {
-        self.sessions.values().any(|s| matches!(s, Slot::Running(_)))
+        self.sessions
+            .values()
+            .any(|s| matches!(s, Slot::Running(_)))
     }
 
     fn running(&self) -> usize {
@@ -198,6 +211,7 @@ impl Actor {
                     tokio::spawn(async move { h.shutdown().await });
                 }
                 self.shutting_down = Some(reply);
+                self.closed = true;
             }
         }
     }
@@ -208,8 +222,11 @@ impl Actor {
         let refuse = |reply: session::Reply, e: ControlError| {
             let _ = reply.send(Err(e));
         };
-        if self.shutting_down.is_some() {
-            return refuse(reply, ControlError::Unavailable("the daemon is shutting down".into()));
+        if self.closed {
+            return refuse(
+                reply,
+                ControlError::Unavailable("the daemon is shutting down".into()),
+            );
         }
         let Some(spec) = self.presets.get(&req.pipeline).cloned() else {
             return refuse(reply, ControlError::PipelineNotFound(req.pipeline));
@@ -255,7 +272,7 @@ impl Actor {
     fn health(&self) -> Health {
         let sessions = self.running();
         let mut reasons = Vec::new();
-        if self.shutting_down.is_some() {
+        if self.closed {
             reasons.push("the daemon is shutting down".to_string());
         }
         if sessions >= self.max_sessions {

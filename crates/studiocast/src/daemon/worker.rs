@@ -171,7 +171,8 @@ pub fn republish(dir: &Path, spec: &PipelineSpec) -> Result<f64, String> {
     if journals.is_empty() {
         return Err("no segments were published".into());
     }
-    let mut p = Packager::recover(packager_config(spec), all, &journals).map_err(|e| e.to_string())?;
+    let mut p =
+        Packager::recover(packager_config(spec), all, &journals).map_err(|e| e.to_string())?;
     if let Some(c) = std::fs::read(dir.join("video/init.mp4"))
         .ok()
         .and_then(|i| avc_codec_string(&i))
@@ -236,7 +237,10 @@ pub fn run(
                 let actions = w.on_event(&mut packager, ev);
                 send_all(files.apply(&mut packager, actions));
                 // Publishing waits for the writes: check after them.
-                if !w.live && w.master_written && w.ids.iter().all(|r| packager.segment_count(r) > 0) {
+                if !w.live
+                    && w.master_written
+                    && w.ids.iter().all(|r| packager.segment_count(r) > 0)
+                {
                     w.live = true;
                     tracing::info!("first segments published");
                     let _ = updates.send(Update::Live);
@@ -252,7 +256,9 @@ pub fn run(
     let end = packager.end();
     send_all(files.apply(&mut packager, end));
     tracing::info!(
-        segments = packager.segment_count("video").max(packager.segment_count("binaural")),
+        segments = packager
+            .segment_count("video")
+            .max(packager.segment_count("binaural")),
         "playlists finalised"
     );
     let _ = updates.send(match outcome {

@@ -14,9 +14,7 @@ use studiocast_server::CreateSession;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::super::media::Running;
-use super::super::recording::{
-    AudioOrigin, RecordedChannelMap, Recording, Sidecar, SidecarRecord,
-};
+use super::super::recording::{AudioOrigin, RecordedChannelMap, Recording, Sidecar, SidecarRecord};
 use super::super::worker::{self, Update};
 use super::SessionCtx;
 
@@ -68,24 +66,14 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
     // Only now the session gets a folder and a record.
     let sdir = job.ctx.media_root.join(&job.id);
     let hls = sdir.join("hls");
-    std::fs::create_dir_all(&hls).map_err(|e| {
-        LaunchError::Refused(format!("cannot create {}: {e}", hls.display()))
-    })?;
-    let info = studiocast_server::SessionInfo {
-        id: job.id.clone(),
-        state: studiocast_server::SessionState::Starting,
-        pipeline: job.req.pipeline.clone(),
-        title: job.req.title.clone(),
-        course: job.req.course.clone(),
-        started_at: job.started_at.clone(),
-        ended_at: None,
-        error: None,
-        urls: studiocast_server::SessionUrls::for_id(&job.id),
-        inputs: None,
-    };
+    std::fs::create_dir_all(&hls)
+        .map_err(|e| LaunchError::Refused(format!("cannot create {}: {e}", hls.display())))?;
+    let info = studiocast_server::SessionInfo::starting(&job.id, &job.req, job.started_at.clone());
     if let Err(e) = job.ctx.store.save(&info) {
         let _ = std::fs::remove_dir_all(&sdir);
-        return Err(LaunchError::Refused(format!("cannot save the session record: {e}")));
+        return Err(LaunchError::Refused(format!(
+            "cannot save the session record: {e}"
+        )));
     }
     let state = Arc::new(RecordingState::default());
     if job.spec.audio.source.channel_map().is_some() {

@@ -122,7 +122,10 @@ impl Monitor {
         let free = match free_mb(dir) {
             Ok(f) => f,
             Err(e) => {
-                self.raise("disk", format!("cannot read free disk space of {}: {e}", dir.display()));
+                self.raise(
+                    "disk",
+                    format!("cannot read free disk space of {}: {e}", dir.display()),
+                );
                 return Verdict::default();
             }
         };
