@@ -206,6 +206,10 @@ pub struct InputStatus {
     /// Blocks of silence played because the input went quiet.
     #[serde(default)]
     pub silent_blocks: u64,
+    /// Frames per audio processing block (`[spatial] block`); the capture
+    /// delay is three blocks.
+    #[serde(default)]
+    pub block_frames: u64,
     /// Encoder load: how far the encoded video trails the wall clock at
     /// each fragment's end, ms. Steady is fine; rising means overload.
     #[serde(default)]

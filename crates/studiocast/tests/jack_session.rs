@@ -231,6 +231,10 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
         {
             // Say what kind of difference: a run of zeros (a gap) or a jump.
             let zeros = rec[i..].iter().take_while(|v| **v == 0.0).count();
+            let w = &rec[i..i + 8];
+            let full = &planes[c];
+            let at = full.windows(8).position(|x| x.iter().zip(w).all(|(a, b)| a.to_bits() == b.to_bits()));
+            eprintln!("DBG recorded[{i}..] found in fed at {at:?} (expected {})", lead + i);
             panic!(
                 "channel {}: frame {i} of {n} differs (fed {}, recorded {}; {zeros} zeros follow)",
                 c + 1,

@@ -27,7 +27,32 @@ impl Daemon {
 
     /// The same, with another presets folder and extra environment.
     pub fn start_with(data: &Path, pipelines: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_limited(data, pipelines, env, None)
+    }
+
+    /// The same, with the daemon's file-descriptor limit (soft and hard)
+    /// set to `nofile` (what a small systemd `LimitNOFILE` gives it).
+    pub fn start_limited(
+        data: &Path,
+        pipelines: &Path,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_studiocast"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is a plain system call in the forked child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let l = rustix::process::Rlimit {
+                        current: Some(n),
+                        maximum: Some(n),
+                    };
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, l)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .arg("--pipelines")
@@ -66,6 +91,13 @@ impl Daemon {
             addr,
             data: data.to_path_buf(),
         }
+    }
+
+    /// Open file descriptors of the daemon process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -201,6 +233,77 @@ pub fn api(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> Response
 
 pub fn get(d: &Daemon, path: &str) -> Response {
     request(&d.addr, "GET", path, &[], b"")
+}
+
+/// Raise this process's descriptor limit to its hard limit (tests that
+/// hold many sockets).
+pub fn raise_own_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let l = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        rustix::process::Rlimit {
+            current: l.maximum,
+            maximum: l.maximum,
+        },
+    );
+}
+
+/// A copy of the shipped presets in `dir`, plus `extra` (name, text).
+pub fn presets_with(dir: &Path, extra: &[(&str, String)]) -> PathBuf {
+    let p = dir.join("pipelines");
+    std::fs::create_dir_all(&p).unwrap();
+    for e in std::fs::read_dir(repo().join("pipelines")).unwrap() {
+        let e = e.unwrap().path();
+        std::fs::copy(&e, p.join(e.file_name().unwrap())).unwrap();
+    }
+    for (name, text) in extra {
+        std::fs::write(p.join(format!("{name}.toml")), text).unwrap();
+    }
+    p
+}
+
+/// The demo preset under another name.
+pub fn demo_named(name: &str) -> String {
+    std::fs::read_to_string(repo().join("pipelines/demo.toml"))
+        .unwrap()
+        .replace("name = \"demo\"", &format!("name = \"{name}\""))
+}
+
+/// The live media sequence of a rendition (0 when there is none yet).
+pub fn media_sequence(d: &Daemon, id: &str, rendition: &str) -> u64 {
+    get(d, &format!("/live/{id}/{rendition}/index.m3u8"))
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The number of the newest segment a live playlist lists (0: none).
+pub fn last_segment(d: &Daemon, id: &str, rendition: &str) -> u64 {
+    let text = get(d, &format!("/live/{id}/{rendition}/index.m3u8")).text();
+    let n = text.lines().filter(|l| l.ends_with(".m4s")).count() as u64;
+    if n == 0 {
+        return 0;
+    }
+    media_sequence(d, id, rendition) + n - 1
+}
+
+/// Create a demo-like session of `pipeline` and wait until it is live.
+pub fn start_live(d: &Daemon, pipeline: &str) -> String {
+    let r = api(
+        d,
+        "POST",
+        "/api/v1/sessions",
+        Some(&format!(r#"{{"pipeline":"{pipeline}","title":"Lesson"}}"#)),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    wait_for("session live", 40, || {
+        api(d, "GET", &format!("/api/v1/sessions/{id}"), None).json()["state"] == "live"
+    });
+    id
 }
 
 /// Poll until `f` is true or the time is up.

@@ -185,6 +185,7 @@ pub fn input_status(
     });
     InputStatus {
         silent_blocks: a.silent_blocks,
+        block_frames: a.block_frames,
         video_lag_ms: a.video_lag_ms,
         video,
         recording: recording.map(|r| RecordingStatus {
