@@ -250,3 +250,21 @@ pub fn textoverlay(text: &str) -> Result<gst::Element, MediaError> {
 pub fn deinterlace() -> Result<gst::Element, MediaError> {
     built(make("deinterlace").build(), "deinterlace")
 }
+
+/// The live source of one audio rendition: interleaved stereo F32 at
+/// `rate`, timestamped by the audio thread.
+pub fn audio_appsrc(rate: u32) -> gstreamer_app::AppSrc {
+    let caps = gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("layout", "interleaved")
+        .field("rate", rate as i32)
+        .field("channels", 2i32)
+        .field("channel-mask", gst::Bitmask::new(0x3))
+        .build();
+    gstreamer_app::AppSrc::builder()
+        .caps(&caps)
+        .format(gst::Format::Time)
+        .is_live(true)
+        .max_bytes(4 << 20)
+        .build()
+}

@@ -87,22 +87,52 @@ fn renders_ambix_with_time_alignment_and_tail() {
     let frames = 48_000;
     write_wav(&input, &plane_wave(3, 90.0, frames));
     let s = input.to_str().unwrap();
-    // Twice: the first designs, the second comes from the cache; both agree.
-    for _ in 0..2 {
-        run_ok(&[
-            "render",
-            s,
-            "-o",
-            out.to_str().unwrap(),
-            "--input-format",
-            "ambix",
-            "--order",
-            "3",
-            "--block",
-            "256",
-        ]);
+    // Twice: the first designs (and fills the cache), the second takes the
+    // cached filters; the two outputs are identical, sample for sample.
+    let cached = d.join("o3-bin-cached.wav");
+    // A cache of this test's own: the first render must design.
+    let cache = d.join("o3-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let entries = || {
+        std::fs::read_dir(&cache).map_or(0, |r| {
+            r.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "shf"))
+            })
+            .count()
+        })
+    };
+    for (i, o) in [&out, &cached].iter().enumerate() {
+        let got = bin()
+            .env("STUDIOCAST_CACHE_DIR", &cache)
+            .args([
+                "render",
+                s,
+                "-o",
+                o.to_str().unwrap(),
+                "--input-format",
+                "ambix",
+            ])
+            .args(["--order", "3", "--block", "256"])
+            .output()
+            .unwrap();
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(entries(), 1, "after render {i}: the cache holds one entry");
     }
     let (l, r, rate) = read_wav(&out);
+    let (cl, cr, _) = read_wav(&cached);
+    assert_eq!(l.len(), cl.len());
+    for (i, (a, b)) in l.iter().chain(&r).zip(cl.iter().chain(&cr)).enumerate() {
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "sample {i}: designed {a}, cached {b}"
+        );
+    }
     assert_eq!(rate, 48_000);
     // Output = input length + the filter tail (512 taps at 48 kHz).
     assert_eq!(l.len(), frames + 512);

@@ -170,18 +170,31 @@ min_free_mb = 1
             &d.addr,
             "POST",
             "/api/v1/sessions",
-            &[("Authorization", a.as_str()), ("Content-Type", "application/json")],
+            &[
+                ("Authorization", a.as_str()),
+                ("Content-Type", "application/json"),
+            ],
             body.as_bytes(),
         )
     };
     // api_token, pipelines_dir
-    assert_eq!(post(TOKEN, r#"{"pipeline":"custom","title":"x"}"#).status, 401);
-    assert_eq!(post("from-the-file", r#"{"pipeline":"demo","title":"x"}"#).status, 404);
+    assert_eq!(
+        post(TOKEN, r#"{"pipeline":"custom","title":"x"}"#).status,
+        401
+    );
+    assert_eq!(
+        post("from-the-file", r#"{"pipeline":"demo","title":"x"}"#).status,
+        404
+    );
     let r = post("from-the-file", r#"{"pipeline":"custom","title":"Keys"}"#);
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
     // data_dir
-    assert!(data.join("sessions").join(&id).join("session.json").exists());
+    assert!(data
+        .join("sessions")
+        .join(&id)
+        .join("session.json")
+        .exists());
     // max_sessions
     let second = post("from-the-file", r#"{"pipeline":"custom","title":"y"}"#);
     assert_eq!(second.status, 503, "{}", second.text());
@@ -201,15 +214,32 @@ min_free_mb = 1
     assert_eq!(status()["inputs"]["block_frames"], 256, "{}", status());
     // cors_origins
     let pl = format!("/live/{id}/master.m3u8");
-    let ok = request(&d.addr, "GET", &pl, &[("Origin", "https://campus.example.org")], b"");
-    assert_eq!(ok.header("access-control-allow-origin"), Some("https://campus.example.org"));
-    let other = request(&d.addr, "GET", &pl, &[("Origin", "https://elsewhere.example")], b"");
+    let ok = request(
+        &d.addr,
+        "GET",
+        &pl,
+        &[("Origin", "https://campus.example.org")],
+        b"",
+    );
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://campus.example.org")
+    );
+    let other = request(
+        &d.addr,
+        "GET",
+        &pl,
+        &[("Origin", "https://elsewhere.example")],
+        b"",
+    );
     assert_eq!(other.status, 200);
     assert_eq!(other.header("access-control-allow-origin"), None);
     // headphone_eq: a zero EQ silences the binaural rendition on the live
     // path (the stereo downmix does not go through the filters).
     let url = |r: &str| format!("http://{}/live/{id}/{r}/index.m3u8", d.addr);
-    let rms = |x: &[f32]| (x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt();
+    let rms = |x: &[f32]| {
+        (x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+    };
     let bin = decode_audio(&url("binaural"), 4);
     let st = decode_audio(&url("stereo"), 4);
     assert!(rms(&bin) < 1e-4, "binaural rms {}", rms(&bin));
@@ -223,7 +253,9 @@ min_free_mb = 1
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let fds = std::fs::read_dir(format!("/proc/{}/fd", d.child.id())).unwrap().count();
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", d.child.id()))
+        .unwrap()
+        .count();
     let open_socks = conns
         .iter()
         .filter(|s| {
@@ -232,7 +264,9 @@ min_free_mb = 1
             matches!((&**s).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
         })
         .count();
-    eprintln!("max_connections = 32: {open_socks} of 100 half-open connections held; daemon fds {fds}");
+    eprintln!(
+        "max_connections = 32: {open_socks} of 100 half-open connections held; daemon fds {fds}"
+    );
     assert!(open_socks <= 32, "{open_socks} held");
     assert_eq!(request(&d.addr, "GET", "/healthz", &[], b"").status, 200);
 }

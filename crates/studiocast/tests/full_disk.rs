@@ -78,7 +78,10 @@ fn below_the_floor_the_session_stops_cleanly_with_an_alarm() {
             ("STUDIOCAST_STOP_BELOW_MB", "16"),
             ("STUDIOCAST_FLOOR_MB", "10"),
             // The filter cache lives elsewhere: this disk is for media.
-            ("STUDIOCAST_CACHE_DIR", tmpdir("floor-cache").to_str().unwrap()),
+            (
+                "STUDIOCAST_CACHE_DIR",
+                tmpdir("floor-cache").to_str().unwrap(),
+            ),
         ],
     );
     let id = start_live(&d, "demo");
@@ -104,12 +107,20 @@ fn below_the_floor_the_session_stops_cleanly_with_an_alarm() {
     let alarms = s["alarms"].to_string();
     assert!(alarms.contains("floor_mb"), "{s}");
     assert!(free_mb(&fs.0) >= 5, "the floor did not keep space free");
-    assert!(last_segment(&d, &id, "video") > seq, "the stream stopped with the recording: {s}");
+    assert!(
+        last_segment(&d, &id, "video") > seq,
+        "the stream stopped with the recording: {s}"
+    );
     let live = get(&d, &format!("/live/{id}/video/index.m3u8")).text();
     assert!(live.trim_end().ends_with("#EXT-X-ENDLIST"), "{live}");
     playlists_are_whole(&d, &id, "vod");
     // The daemon is still there, and refuses starts on this disk.
-    let again = api(&d, "POST", "/api/v1/sessions", Some(r#"{"pipeline":"demo","title":"x"}"#));
+    let again = api(
+        &d,
+        "POST",
+        "/api/v1/sessions",
+        Some(r#"{"pipeline":"demo","title":"x"}"#),
+    );
     assert_eq!(again.status, 503, "{}", again.text());
     assert!(again.text().contains("min_free_mb"), "{}", again.text());
     assert_eq!(get(&d, "/readyz").status, 503);

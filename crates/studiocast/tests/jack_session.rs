@@ -233,8 +233,13 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
             let zeros = rec[i..].iter().take_while(|v| **v == 0.0).count();
             let w = &rec[i..i + 8];
             let full = &planes[c];
-            let at = full.windows(8).position(|x| x.iter().zip(w).all(|(a, b)| a.to_bits() == b.to_bits()));
-            eprintln!("DBG recorded[{i}..] found in fed at {at:?} (expected {})", lead + i);
+            let at = full
+                .windows(8)
+                .position(|x| x.iter().zip(w).all(|(a, b)| a.to_bits() == b.to_bits()));
+            eprintln!(
+                "DBG recorded[{i}..] found in fed at {at:?} (expected {})",
+                lead + i
+            );
             panic!(
                 "channel {}: frame {i} of {n} differs (fed {}, recorded {}; {zeros} zeros follow)",
                 c + 1,
@@ -272,11 +277,17 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
         api(&d, "GET", &format!("/api/v1/sessions/{crash}"), None).json()["state"] == "live"
     });
     std::thread::sleep(Duration::from_secs(5));
+    // What the interface had delivered just before the kill: the master
+    // holds that (less the ring's few blocks) plus what came after.
+    let st = api(&d, "GET", &format!("/api/v1/sessions/{crash}"), None).json();
+    let frames_in = st["inputs"]["audio_frames_in"].as_f64().unwrap();
+    let t1 = Instant::now();
     let data = d.data.clone();
     let mut d = d;
     let killed_after = t0.elapsed().as_secs_f64();
     d.child.kill().unwrap();
     d.child.wait().unwrap();
+    let fed_secs = frames_in / 48_000.0 + t1.elapsed().as_secs_f64();
     let cdir = data.join("sessions").join(&crash);
     let raw = PcmReader::open(&cdir.join("master.wav")).expect("master readable after kill -9");
     let raw_secs = raw.frames().unwrap() as f64 / 48_000.0;
@@ -308,9 +319,18 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     assert!(m.info().size_was_valid, "header repaired at start");
     let secs = m.frames().unwrap() as f64 / 48_000.0;
     eprintln!(
-        "kill -9 after {killed_after:.1} s: master held {raw_secs:.2} s, recovered {secs:.2} s"
+        "kill -9 after {killed_after:.1} s: {fed_secs:.2} s delivered, the master's header said {raw_secs:.2} s, repaired to {secs:.2} s"
     );
-    // Within 2 s of the kill (audio starts after the device opens and the
-    // ring primes, so compare with the time since the session went live).
-    assert!(secs >= 5.0 - 2.0, "only {secs} s recovered");
+    // The README: the header is refreshed every second, so a crash loses
+    // at most about a second. The repair recovers what reached the file
+    // (the writer thread empties its ring every 20 ms), the stale header
+    // alone lags by up to its refresh period.
+    assert!(
+        secs >= fed_secs - 1.0 && secs <= fed_secs + 0.1,
+        "recovered {secs:.2} s of {fed_secs:.2} s"
+    );
+    assert!(
+        raw_secs >= fed_secs - 1.25 && raw_secs <= secs,
+        "the header said {raw_secs:.2} s of {fed_secs:.2} s"
+    );
 }

@@ -47,12 +47,24 @@ fn meters_stream_levels_over_a_websocket_with_the_token() {
             .unwrap_or(0)
             > 0
     });
-    let lag = api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json()["inputs"]
-        ["video_lag_ms"]
-        .as_i64()
-        .unwrap();
-    eprintln!("video lag {lag} ms");
-    assert!(lag < 5_000, "video lag {lag} ms");
+    // The README says about 40 ms for 720p30 here: five readings, one per
+    // fragment; their median must be near that (a noisy machine gets a
+    // margin, not an order of magnitude).
+    let mut lags: Vec<i64> = (0..5)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json()["inputs"]["video_lag_ms"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    lags.sort();
+    eprintln!("video lag readings {lags:?} ms");
+    assert!(
+        (10..=120).contains(&lags[2]),
+        "median video lag {} ms",
+        lags[2]
+    );
     let path = format!("/api/v1/sessions/{id}/meters");
     // No token, a wrong one, an unknown session.
     match ws_connect(&d, &path) {

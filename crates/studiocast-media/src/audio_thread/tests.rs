@@ -89,7 +89,7 @@ fn filters() -> ShFilters {
 /// appsrc → fakesink, playing, so pushed buffers are consumed and return
 /// to their pool.
 fn output(pipeline: &gst::Pipeline, mix: Mix, block: usize) -> Output {
-    let src = crate::pipeline::audio_appsrc(RATE);
+    let src = crate::elements::audio_appsrc(RATE);
     let sink = gst::ElementFactory::make("fakesink")
         .property("sync", false)
         .build()

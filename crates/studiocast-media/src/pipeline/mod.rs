@@ -138,7 +138,7 @@ impl SessionPipeline {
         let mut outputs = Vec::new();
         let fragment = gst::ClockTime::from_seconds(spec.segment_seconds as u64);
         for r in &spec.audio.renditions {
-            let src = audio_appsrc(spec.audio.sample_rate);
+            let src = el::audio_appsrc(spec.audio.sample_rate);
             let sink = appsink(&r.id, &events, &pdt_offset_ms, &eos, None);
             add_and_link(
                 &pipeline,
@@ -209,22 +209,6 @@ fn meter_labels(spec: &PipelineSpec) -> Vec<String> {
     };
     labels.extend(["binaural L".to_string(), "binaural R".to_string()]);
     labels
-}
-
-pub(crate) fn audio_appsrc(rate: u32) -> gst_app::AppSrc {
-    let caps = gst::Caps::builder("audio/x-raw")
-        .field("format", "F32LE")
-        .field("layout", "interleaved")
-        .field("rate", rate as i32)
-        .field("channels", 2i32)
-        .field("channel-mask", gst::Bitmask::new(0x3))
-        .build();
-    gst_app::AppSrc::builder()
-        .caps(&caps)
-        .format(gst::Format::Time)
-        .is_live(true)
-        .max_bytes(4 << 20)
-        .build()
 }
 
 fn bus_source(src: &AudioSource, rate: u32, block: usize) -> Result<BusSource, MediaError> {
