@@ -185,6 +185,13 @@ fn run_designer(req: &FilterRequest, key: &str, dir: &Path) -> Result<ShFilters>
     limit_child(&mut cmd);
     let t0 = Instant::now();
     let mut child = cmd.spawn().context("cannot start the filter designer")?;
+    // Read its stderr as it comes (a parser's panic can print megabytes; a
+    // full pipe would block the child), keeping the head and the tail,
+    // where its own error line is.
+    let reader = child
+        .stderr
+        .take()
+        .map(|e| std::thread::spawn(move || head_and_tail(e, 4096)));
     let status = loop {
         if let Some(s) = child.try_wait()? {
             break s;
@@ -200,21 +207,12 @@ fn run_designer(req: &FilterRequest, key: &str, dir: &Path) -> Result<ShFilters>
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.by_ref().take(8192).read_to_string(&mut err);
-    }
+    let err = reader.and_then(|r| r.join().ok()).unwrap_or_default();
     let result = if status.success() {
         cache::load(dir, key, req.rate, &req.design_options())
             .context("the filter designer finished but left no usable filters")
     } else {
-        let why = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim_start_matches("studiocast: error: ").to_string())
-            .unwrap_or_else(|| describe_exit(&status));
-        Err(anyhow::anyhow!("{why}"))
+        Err(anyhow::anyhow!("{}", designer_failure(&status, &err)))
     };
     tracing::info!(
         ms = t0.elapsed().as_millis() as u64,
@@ -224,11 +222,50 @@ fn run_designer(req: &FilterRequest, key: &str, dir: &Path) -> Result<ShFilters>
     result
 }
 
-fn describe_exit(status: &std::process::ExitStatus) -> String {
+/// The first and the last `keep` bytes of a stream, read to its end.
+fn head_and_tail(mut r: impl Read, keep: usize) -> String {
+    let (mut head, mut tail) = (Vec::new(), std::collections::VecDeque::new());
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = r.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if head.len() < keep {
+                head.push(b);
+            } else {
+                if tail.len() == keep {
+                    tail.pop_front();
+                }
+                tail.push_back(b);
+            }
+        }
+    }
+    head.extend(tail);
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Why the designer failed, in a technician's words: its own error (a
+/// refused file), or the limit it ran into.
+fn designer_failure(status: &std::process::ExitStatus, stderr: &str) -> String {
     use std::os::unix::process::ExitStatusExt;
+    if let Some(e) = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("studiocast: error: "))
+    {
+        return e.to_string();
+    }
+    if let Some(l) = stderr.lines().find(|l| l.contains("memory allocation of")) {
+        return format!(
+            "the filter designer ran out of memory (memory limit {} GiB): {l}; the HRTF file is refused",
+            DESIGN_MEMORY >> 30
+        );
+    }
     match status.signal() {
-        Some(9) => "the filter designer was killed (CPU limit reached)".into(),
-        Some(6) => "the filter designer aborted (memory limit reached)".into(),
+        Some(9) | Some(24) => format!(
+            "the filter designer reached its CPU limit ({DESIGN_CPU_SECONDS} s); the HRTF file is refused"
+        ),
+        Some(6) => "the filter designer aborted (memory limit reached?)".into(),
         Some(s) => format!("the filter designer died (signal {s})"),
         None => format!("the filter designer failed ({status})"),
     }
@@ -274,10 +311,30 @@ pub fn design_command(a: DesignArgs) -> Result<()> {
     let bytes = read_bounded(&a.hrtf, MAX_SOFA_BYTES)?;
     let key = cache::cache_key(&bytes, a.rate, &opts);
     let hrtf = HrtfSet::from_sofa_bytes(&bytes, a.rate, &a.hrtf.display().to_string())?;
+    designer_fault();
     let filters = design(&hrtf, &opts)?;
     cache::store(&a.cache_dir, &key, &filters)
         .with_context(|| format!("cannot store filters in {}", a.cache_dir.display()))?;
     Ok(())
+}
+
+/// Test hook: `STUDIOCAST_FAULT_DESIGNER=alloc` makes the designer ask for
+/// 16 GiB at once once a file has parsed (what sofar does with a crafted
+/// file), `abort` makes it abort; the daemon must survive both. Nothing
+/// else reads the variable.
+fn designer_fault() {
+    match std::env::var("STUDIOCAST_FAULT_DESIGNER").as_deref() {
+        Ok("alloc") => {
+            let mut v: Vec<u8> = Vec::new();
+            // Past the child's address-space limit: the allocation fails
+            // and the process aborts, as it would inside sofar.
+            v.reserve_exact(16 << 30);
+            v.push(1);
+            std::hint::black_box(&v);
+        }
+        Ok("abort") => std::process::abort(),
+        _ => {}
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -267,3 +267,104 @@ fn a_hanging_start_delays_no_other_call() {
     let hid = r.json()["id"].as_str().unwrap().to_string();
     api(&d, "POST", &format!("/api/v1/sessions/{hid}/stop"), None);
 }
+
+/// A bad HRTF file swapped in under a running daemon: the next start fails
+/// with a clear 503 and the live session and the daemon carry on. The
+/// file is parsed and the filters designed in a child process with limits;
+/// the fault hook makes that child allocate 16 GiB at once, as sofar does
+/// for a crafted file (it aborted the whole daemon before).
+#[test]
+fn a_hostile_hrtf_file_never_takes_the_daemon_down() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tmpdir("hrtf");
+    let sofa = data.join("set.sofa");
+    std::fs::copy(studiocast_spatial::DEFAULT_SOFA, &sofa).unwrap();
+    // Filters for the good file are cached first, by the offline renderer
+    // (same key as a session's: order 3, 48 kHz, MagLS).
+    let wav = data.join("in.wav");
+    let mut w = studiocast_audiofile::pcm::PcmWriter::create(
+        &wav,
+        16,
+        48_000,
+        studiocast_audiofile::pcm::SampleFormat::F32,
+    )
+    .unwrap();
+    let z = vec![0.0f32; 480];
+    w.write_planar(&vec![z.as_slice(); 16]).unwrap();
+    w.finalize().unwrap();
+    let cache = data.join("cache");
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_studiocast"))
+        .env("STUDIOCAST_CACHE_DIR", &cache)
+        .args(["render", wav.to_str().unwrap(), "-o"])
+        .arg(data.join("out.wav"))
+        .args(["--input-format", "ambix", "--order", "3", "--hrtf"])
+        .arg(&sofa)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let d = Daemon::start_with(
+        &data,
+        &repo().join("pipelines"),
+        &[
+            ("STUDIOCAST_HRTF", sofa.to_str().unwrap()),
+            ("STUDIOCAST_CACHE_DIR", cache.to_str().unwrap()),
+            ("STUDIOCAST_FAULT_DESIGNER", "alloc"),
+        ],
+    );
+    let live = start_live(&d, "demo");
+    let start = |what: &str| {
+        let r = api(
+            &d,
+            "POST",
+            "/api/v1/sessions",
+            Some(r#"{"pipeline":"demo","title":"x"}"#),
+        );
+        eprintln!("{what}: {} {}", r.status, r.text());
+        assert_eq!(r.status, 503, "{what}: {}", r.text());
+        r.json()["message"].as_str().unwrap_or("").to_string()
+    };
+    // A set the cache has not seen (a comment in it changed): the
+    // designer parses it, then hits its memory limit.
+    let bytes = std::fs::read(&sofa).unwrap();
+    let note = b"This is a netCDF dimension but not a netCDF variable.";
+    let at = bytes
+        .windows(note.len())
+        .position(|w| w == note)
+        .expect("KEMAR's comment");
+    let mut changed = bytes.clone();
+    changed[at..at + note.len()].copy_from_slice(&note.to_ascii_uppercase());
+    std::fs::write(&sofa, &changed).unwrap();
+    let m = start("a set that makes the designer allocate 16 GiB");
+    assert!(m.contains("memory limit"), "{m}");
+    // A set sofar itself panics on (trailing bytes: "File size mismatch",
+    // with megabytes of diagnostics on stderr).
+    let mut trailing = bytes.clone();
+    trailing.extend_from_slice(&[0u8; 16]);
+    std::fs::write(&sofa, &trailing).unwrap();
+    let m = start("a set the parser panics on");
+    assert!(m.contains("SOFA parser failed"), "{m}");
+    // An endless file.
+    std::fs::remove_file(&sofa).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &sofa).unwrap();
+    let m = start("/dev/zero");
+    assert!(m.contains("larger than"), "{m}");
+    // Garbage.
+    std::fs::remove_file(&sofa).unwrap();
+    std::fs::write(
+        &sofa,
+        (0..65_536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let m = start("garbage");
+    assert!(m.contains("SOFA") || m.contains("HDF"), "{m}");
+    // Through all of it the daemon and the live session went on.
+    assert_eq!(get(&d, "/healthz").status, 200);
+    let s = api(&d, "GET", &format!("/api/v1/sessions/{live}"), None).json();
+    assert_eq!(s["state"], "live", "{s}");
+    let seg = last_segment(&d, &live, "video");
+    wait_for("the live session to go on", 10, || {
+        last_segment(&d, &live, "video") > seg
+    });
+}
