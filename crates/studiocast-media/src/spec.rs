@@ -700,3 +700,44 @@ fn validate_renditions(r: &[AudioRendition]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn srt(source: &str) -> Result<PipelineSpec, MediaError> {
+        PipelineSpec::parse(&format!(
+            "name = \"s\"\n[video]\nsource = {{ kind = \"srt\", {source} }}\nwidth = 640\nheight = 360\nframerate = 25\nbitrate_kbps = 800\n[audio]\nsource = {{ kind = \"embedded\" }}\n[[audio.rendition]]\nid = \"b\"\nname = \"B\"\nmix = \"binaural\"\ndefault = true\n"
+        ))
+    }
+
+    #[test]
+    fn an_srt_listener_needs_a_passphrase_or_an_explicit_waiver() {
+        let e = srt("mode = \"listener\", port = 9000")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("needs a passphrase") && e.contains("allow_unencrypted"),
+            "{e}"
+        );
+        srt("mode = \"listener\", port = 9000, passphrase = \"0123456789abcdef\"").unwrap();
+        srt("mode = \"listener\", port = 9000, allow_unencrypted = true").unwrap();
+        // A caller reaches out to a known encoder: no waiver needed.
+        srt("mode = \"caller\", port = 9000").unwrap();
+        let e = srt("mode = \"listener\", port = 9000, passphrase = \"short\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("10–79"), "{e}");
+    }
+
+    #[test]
+    fn rendition_names_cannot_break_the_playlist() {
+        let text = |name: &str| {
+            format!("name = \"t\"\n[audio]\nsource = {{ kind = \"synthetic-scene\", order = 1 }}\n[[audio.rendition]]\nid = \"b\"\nname = \"{name}\"\nmix = \"binaural\"\ndefault = true\n")
+        };
+        PipelineSpec::parse(&text("Binaural (headphones)")).unwrap();
+        for bad in ["Bin\\\"aural", "two\\nlines", ""] {
+            assert!(PipelineSpec::parse(&text(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -31,6 +31,11 @@ fn free_udp_port() -> u16 {
 /// ffmpeg as a software encoder: 640x360 25 fps test video and a 1 kHz
 /// tone, encoded with `codecs`, to `srt://127.0.0.1:port?mode=…`.
 fn encoder(port: u16, mode: &str, codecs: &[&str]) -> Kill {
+    encoder_with(port, &format!("mode={mode}"), codecs)
+}
+
+/// The same, with the SRT URL's whole query (`mode=…&passphrase=…`).
+fn encoder_with(port: u16, query: &str, codecs: &[&str]) -> Kill {
     Kill(
         Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
@@ -44,7 +49,7 @@ fn encoder(port: u16, mode: &str, codecs: &[&str]) -> Kill {
             ])
             .args(codecs)
             .args(["-f", "mpegts"])
-            .arg(format!("srt://127.0.0.1:{port}?mode={mode}"))
+            .arg(format!("srt://127.0.0.1:{port}?{query}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -54,9 +59,14 @@ fn encoder(port: u16, mode: &str, codecs: &[&str]) -> Kill {
 
 /// A hardware-encoder stand-in calling our listener: H.264 and AAC.
 fn sender(port: u16) -> Kill {
-    encoder(
+    sender_keyed(port, PASSPHRASE)
+}
+
+/// The same with a given AES key (a wrong one must not get in).
+fn sender_keyed(port: u16, key: &str) -> Kill {
+    encoder_with(
         port,
-        "caller",
+        &format!("mode=caller&passphrase={key}&pbkeylen=16"),
         &[
             "-c:v",
             "libx264",
@@ -95,10 +105,20 @@ fn rms_per_second(x: &[f32]) -> Vec<f64> {
         .collect()
 }
 
+/// The AES key the listener test's encoder and preset share.
+const PASSPHRASE: &str = "hall-encoder-key-2026";
+
+/// The shipped listener preset on `port`, with a passphrase instead of the
+/// rehearsal waiver (as the preset's comment tells a studio to do).
 fn write_preset(dir: &Path, port: u16) {
     let text = std::fs::read_to_string(repo().join("pipelines/srt-listener.toml")).unwrap();
-    let text = text.replace("port = 9000", &format!("port = {port}"));
-    assert!(text.contains(&format!("port = {port}")));
+    let text = text
+        .replace("port = 9000", &format!("port = {port}"))
+        .replace(
+            "allow_unencrypted = true",
+            &format!("passphrase = \"{PASSPHRASE}\""),
+        );
+    assert!(text.contains(&format!("port = {port}")) && text.contains(PASSPHRASE));
     std::fs::write(dir.join("srt-listener.toml"), text).unwrap();
 }
 
@@ -126,6 +146,13 @@ fn srt_source_loss_shows_a_slate_and_its_return_a_discontinuity() {
     assert_eq!(v["signal_present"], false, "{v}");
     assert_eq!(v["on_slate"], true, "{v}");
 
+    // An encoder without the key never reaches the program.
+    let intruder = sender_keyed(port, "not-the-hall-key-0000");
+    std::thread::sleep(Duration::from_secs(4));
+    let v = video_status(&d, &id);
+    assert_eq!(v["signal_present"], false, "a wrong passphrase got in: {v}");
+    assert_eq!(v["frames_in"], 0, "{v}");
+    drop(intruder);
     let mut enc = Some(sender(port));
     wait_for("the encoder's signal", 30, || {
         video_status(&d, &id)["signal_present"] == true

@@ -301,9 +301,17 @@ fn video_branch(
             .field("profile", "high")
             .build(),
     )?;
+    // One requester of key frames: x264's own GOP for a test pattern; the
+    // pump's forced key units (on the segment grid, and after a slate) for
+    // an ingest, with x264's GOP far out of their way (two requesters made
+    // x264 re-type forced IDRs as I frames and warn every segment).
+    let keyint = match &v.source {
+        VideoSource::TestPattern { .. } => spec.gop_frames(),
+        _ => spec.gop_frames().saturating_mul(10),
+    };
     let tail = [
         el::videoconvert()?,
-        el::x264enc(v.bitrate_kbps, spec.gop_frames())?,
+        el::x264enc(v.bitrate_kbps, keyint)?,
         profile,
         el::h264parse()?,
         el::queue()?,

@@ -203,3 +203,76 @@ pub fn input_status(
         last_block_age_s: finite(a.last_block_age_s),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> RecordingConfig {
+        RecordingConfig {
+            min_free_mb: 1,
+            stop_below_mb: 0,
+            floor_mb: 0,
+        }
+    }
+
+    fn lag(ms: i64) -> AudioSnapshot {
+        AudioSnapshot {
+            video_lag_ms: ms,
+            ..AudioSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn an_encoder_falling_behind_raises_an_alarm_that_clears() {
+        let (mut m, dir) = (Monitor::default(), std::env::temp_dir());
+        // One slow fragment is not an overload.
+        for ms in [40, 1500, 40, 1500, 1500] {
+            m.tick(&lag(ms), None, None, &dir, &cfg());
+        }
+        assert!(m.alarms().is_empty(), "{:?}", m.alarms());
+        m.tick(&lag(1800), None, None, &dir, &cfg());
+        let a = m.alarms();
+        assert!(a.len() == 1 && a[0].contains("1800 ms behind"), "{a:?}");
+        m.tick(&lag(45), None, None, &dir, &cfg());
+        assert!(m.alarms().is_empty());
+    }
+
+    #[test]
+    fn dropped_chunks_raise_the_queue_alarm() {
+        let (mut m, dir) = (Monitor::default(), std::env::temp_dir());
+        let q = QueueStats::default();
+        q.dropped_chunks.store(7, Ordering::Relaxed);
+        q.overflowed.store(true, Ordering::Relaxed);
+        m.tick(&lag(40), Some(&q), None, &dir, &cfg());
+        assert!(
+            m.alarms()[0].contains("7 media chunks dropped"),
+            "{:?}",
+            m.alarms()
+        );
+        assert!(
+            !q.overflowed.load(Ordering::Relaxed),
+            "the flag is consumed"
+        );
+    }
+
+    #[test]
+    fn the_floor_stops_the_session_and_stop_below_only_the_recording() {
+        let dir = std::env::temp_dir();
+        let free = free_mb(&dir).unwrap();
+        let state = RecordingState::default();
+        let mut m = Monitor::default();
+        let below = RecordingConfig {
+            stop_below_mb: free + 1_000_000,
+            ..cfg()
+        };
+        assert!(!m.tick(&lag(40), None, Some(&state), &dir, &below).stop);
+        assert!(state.stopped() && state.alarm().unwrap().contains("stop_below_mb"));
+        let floor = RecordingConfig {
+            floor_mb: free + 1_000_000,
+            ..cfg()
+        };
+        assert!(m.tick(&lag(40), None, Some(&state), &dir, &floor).stop);
+        assert!(m.alarms()[0].contains("floor_mb"), "{:?}", m.alarms());
+    }
+}
