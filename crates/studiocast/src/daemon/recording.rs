@@ -92,12 +92,15 @@ pub struct SidecarRecord {
 /// The sidecar file and its record.
 pub struct Sidecar {
     path: PathBuf,
-    record: SidecarRecord,
+    record: Box<SidecarRecord>,
 }
 
 impl Sidecar {
     pub fn create(path: PathBuf, record: SidecarRecord) -> Self {
-        let s = Sidecar { path, record };
+        let s = Sidecar {
+            path,
+            record: Box::new(record),
+        };
         s.save();
         s
     }
@@ -143,7 +146,7 @@ pub fn mark_interrupted(path: &Path, recovered_s: Option<f64>, at: &str) {
     record.recovered_audio_s = recovered_s;
     Sidecar {
         path: path.to_path_buf(),
-        record,
+        record: Box::new(record),
     }
     .save();
 }

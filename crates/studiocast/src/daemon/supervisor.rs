@@ -23,14 +23,14 @@ use crate::config::RecordingConfig;
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 enum Slot {
-    Settled(SessionInfo),
+    Settled(Box<SessionInfo>),
     Running(SessionHandle),
 }
 
 impl Slot {
     fn info(&self) -> SessionInfo {
         match self {
-            Slot::Settled(i) => i.clone(),
+            Slot::Settled(i) => i.as_ref().clone(),
             Slot::Running(h) => h.info(),
         }
     }
@@ -38,7 +38,7 @@ impl Slot {
 
 /// What a lookup returns.
 enum Found {
-    Settled(SessionInfo),
+    Settled(Box<SessionInfo>),
     Running(SessionHandle),
 }
 
@@ -92,7 +92,7 @@ impl Supervisor {
         let (settled_tx, settled_rx) = mpsc::unbounded_channel();
         let sessions = past
             .into_iter()
-            .map(|i| (i.id.clone(), Slot::Settled(i)))
+            .map(|i| (i.id.clone(), Slot::Settled(Box::new(i))))
             .collect();
         let shared = Arc::new(cfg.presets.clone());
         let (media_root, recording) = (ctx.media_root.clone(), cfg.recording.clone());
@@ -259,7 +259,7 @@ impl Actor {
     fn on_settled(&mut self, s: Settled) {
         match s.info {
             Some(info) => {
-                self.sessions.insert(s.id, Slot::Settled(info));
+                self.sessions.insert(s.id, Slot::Settled(Box::new(info)));
             }
             // Refused before it had a record: as if it never was.
             None => {
@@ -349,7 +349,7 @@ impl SessionControl for Supervisor {
     fn get(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>> {
         Box::pin(async move {
             match self.lookup(id).await? {
-                Found::Settled(i) => Ok(i),
+                Found::Settled(i) => Ok(*i),
                 Found::Running(h) => Ok(h.get().await),
             }
         })
