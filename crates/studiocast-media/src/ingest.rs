@@ -223,11 +223,7 @@ pub fn snapshot(source: &str, h: &IngestHealth) -> IngestSnapshot {
     IngestSnapshot {
         source: source.to_string(),
         connected: h.connected.load(Ordering::Relaxed),
-        last_packet_age_s: if last == 0 {
-            f64::INFINITY
-        } else {
-            (crate::now_ms() - last) as f64 / 1000.0
-        },
+        last_packet_age_s: crate::age_s(last),
         reconnects: h.reconnects.load(Ordering::Relaxed),
         losses: h.losses.load(Ordering::Relaxed),
         frames_in: h.frames_in.load(Ordering::Relaxed),

@@ -47,6 +47,16 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Seconds since `ms` (wall clock, ms since the epoch); infinite for 0
+/// ("never").
+pub(crate) fn age_s(ms: i64) -> f64 {
+    if ms == 0 {
+        f64::INFINITY
+    } else {
+        (now_ms() - ms) as f64 / 1000.0
+    }
+}
+
 /// Initialise GStreamer and register the statically linked plugins once.
 pub fn init() -> Result<(), MediaError> {
     static ONCE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();

@@ -226,14 +226,7 @@ fn live_session_then_vod_and_restart() {
     // Restart: the recording is still listed and served.
     assert!(d.terminate().success());
     let d = Daemon::start(&data);
-    let list = api(&d, "GET", "/api/v1/sessions", None).json();
-    let rec = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id.as_str())
-        .expect("session listed after restart")
-        .clone();
+    let rec = listed(&d, &id);
     assert_eq!(rec["state"], "ended");
     assert_eq!(get(&d, &format!("/vod/{id}/master.m3u8")).status, 200);
     assert_eq!(

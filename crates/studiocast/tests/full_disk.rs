@@ -156,13 +156,7 @@ fn a_disk_that_fills_never_publishes_a_missing_segment_and_a_crash_on_it_restart
     drop(d);
     let d = Daemon::start_with(&fs.0, &repo().join("pipelines"), &env);
     assert_eq!(get(&d, "/healthz").status, 200);
-    let list = api(&d, "GET", "/api/v1/sessions", None).json();
-    let rec = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id.as_str())
-        .expect("the session is listed after the restart");
+    let rec = listed(&d, &id);
     assert_eq!(rec["state"], "interrupted", "{rec}");
     playlists_are_whole(&d, &id, "vod");
 }

@@ -117,11 +117,7 @@ impl AudioStatus {
             underruns: rd(|r| &r.underruns),
             drift_ppm: f64::from_bits(self.drift_ppm_bits.load(Ordering::Relaxed)),
             av_offset_ms: f64::from_bits(self.offset_ms_bits.load(Ordering::Relaxed)),
-            last_block_age_s: if last == 0 {
-                f64::INFINITY
-            } else {
-                (crate::now_ms() - last) as f64 / 1000.0
-            },
+            last_block_age_s: crate::age_s(last),
             silent_blocks: self.silent_blocks.load(Ordering::Relaxed),
             silent: self.silent.load(Ordering::Relaxed),
             silences: self.silences.load(Ordering::Relaxed),

@@ -306,6 +306,17 @@ pub fn start_live(d: &Daemon, pipeline: &str) -> String {
     id
 }
 
+/// The session `id` as the list shows it.
+pub fn listed(d: &Daemon, id: &str) -> serde_json::Value {
+    let list = api(d, "GET", "/api/v1/sessions", None).json();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("session {id} is not listed: {list}"))
+        .clone()
+}
+
 /// Poll until `f` is true or the time is up.
 pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
