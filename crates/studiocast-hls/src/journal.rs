@@ -55,7 +55,12 @@ fn parse(l: &str) -> Option<Segment> {
 /// lines, sequence numbers that do not go up) is skipped.
 pub(crate) fn read(text: &str) -> Vec<Segment> {
     let mut out: Vec<Segment> = Vec::new();
-    for seg in text.lines().filter_map(parse) {
+    // Only whole lines: a crash can cut the last one anywhere, even where
+    // what is left still parses (a map name cut short).
+    let whole = text
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'));
+    for seg in whole.filter_map(parse) {
         if out.last().is_some_and(|l| seg.seq <= l.seq) || seg.seq == u64::MAX {
             continue;
         }
@@ -124,7 +129,9 @@ mod tests {
         }
         let full = p.media_playlist("a", true).unwrap();
         // A crash tears the last line; garbage must not panic or publish.
-        let damaged = format!("{journal}6 1.98\n\u{0}\u{ff}zz\n2 1.0 - 0 init.mp4\n");
+        let damaged = format!(
+            "{journal}6 1.98\n\u{0}\u{ff}zz\n2 1.0 - 0 init.mp4\n7 1.984 1700000012000 0 init.m"
+        );
         let mut r = Packager::recover(PackagerConfig::default(), audio(), &[("a".into(), damaged)])
             .unwrap();
         assert_eq!(r.segment_count("a"), 5);

@@ -61,6 +61,9 @@ pub enum Action {
     WriteSegment {
         rendition: String,
         seq: u64,
+        /// Capture time of its first sample (ms since the Unix epoch): a
+        /// caller whose write fails marks the gap in every rendition there.
+        pdt_ms: Option<i64>,
         path: String,
         data: Vec<u8>,
     },

@@ -308,6 +308,7 @@ impl Packager {
         let action = Action::WriteSegment {
             rendition: id.to_string(),
             seq: segment.seq,
+            pdt_ms: segment.pdt_ms,
             path: format!("{id}/{}", segment.uri()),
             data: open.data,
         };

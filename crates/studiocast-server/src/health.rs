@@ -13,9 +13,9 @@ use crate::{AppState, Health};
 /// The supervisor's answer, or `None` if it did not come within the health
 /// timeout (a supervisor stuck on a lock must read as down, not hang the
 /// probe).
-async fn ask(st: &AppState) -> Option<Health> {
+async fn ask(st: &AppState, deep: bool) -> Option<Health> {
     let limit = st.0.config.health_timeout;
-    match tokio::time::timeout(limit, st.0.control.health()).await {
+    match tokio::time::timeout(limit, st.0.control.health(deep)).await {
         Ok(h) => Some(h),
         Err(_) => {
             tracing::warn!(
@@ -36,7 +36,7 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 pub async fn healthz(State(st): State<AppState>) -> Response {
-    match ask(&st).await {
+    match ask(&st, false).await {
         Some(h) if h.live => answer(StatusCode::OK, json!({ "status": "ok" })),
         _ => answer(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -46,7 +46,7 @@ pub async fn healthz(State(st): State<AppState>) -> Response {
 }
 
 pub async fn readyz(State(st): State<AppState>) -> Response {
-    let reasons = match ask(&st).await {
+    let reasons = match ask(&st, true).await {
         None => vec!["the supervisor did not answer in time".to_string()],
         Some(h) if !h.live => {
             let mut r = vec!["the supervisor is not live".to_string()];

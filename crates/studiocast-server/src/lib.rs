@@ -349,9 +349,11 @@ pub struct Health {
 
 /// What the HTTP layer needs from the session supervisor.
 pub trait SessionControl: Send + Sync + 'static {
-    /// Liveness and readiness; must answer promptly even while a session
-    /// starts or stops.
-    fn health(&self) -> BoxFuture<'_, Health>;
+    /// Liveness (`deep` false: the supervisor answers, nothing else is
+    /// checked, so a slow disk never reads as a dead daemon) or readiness
+    /// (`deep` true: also the disk and the data folder, within the health
+    /// timeout). Must answer promptly even while a session starts or stops.
+    fn health(&self, deep: bool) -> BoxFuture<'_, Health>;
     /// Levels of a running session.
     fn meters(&self, id: String) -> BoxFuture<'_, Result<Arc<dyn MeterSource>, ControlError>>;
     fn create(&self, req: CreateSession) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;

@@ -113,10 +113,18 @@ impl BuiltPipeline {
         match ready_rx.recv_timeout(OPEN_TIMEOUT) {
             Ok(Ok(())) => Ok(run),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(gst_err(format!(
-                "the audio source did not open within {} s",
-                OPEN_TIMEOUT.as_secs()
-            ))),
+            Err(_) => {
+                // The audio thread is stuck in the device's open: it cannot
+                // be joined. It is told to stop and left to finish on its
+                // own (it exits as soon as the open returns), so the start
+                // fails now instead of hanging with it.
+                run.stop.store(true, Ordering::SeqCst);
+                drop(run.threads.pop());
+                Err(gst_err(format!(
+                    "the audio source did not open within {} s",
+                    OPEN_TIMEOUT.as_secs()
+                )))
+            }
         }
         // On every error path `run` drops here, which tears it down.
     }

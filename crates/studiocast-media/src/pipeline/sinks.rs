@@ -30,7 +30,14 @@ impl EosTracker {
     }
 
     fn sink_done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // Saturating: a sink that reports EOS twice must not wrap the count.
+        let before = self
+            .remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            })
+            .unwrap_or(0);
+        if before == 1 {
             self.send();
         }
     }
@@ -139,10 +146,12 @@ fn handle_sample(
 /// Report the pipeline's end of stream or first error, until `quit`.
 pub(crate) fn watch_bus(bus: gst::Bus, tx: EventSender, quit: Arc<AtomicBool>, eos: EosTracker) {
     loop {
+        // Checked on every turn: a stream of messages must not keep the
+        // teardown waiting for this thread.
+        if quit.load(Ordering::SeqCst) {
+            return;
+        }
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            if quit.load(Ordering::SeqCst) {
-                return;
-            }
             continue;
         };
         match msg.view() {

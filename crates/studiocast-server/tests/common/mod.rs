@@ -95,8 +95,11 @@ pub fn session(id: &str) -> SessionInfo {
 }
 
 impl SessionControl for Fake {
-    fn health(&self) -> BoxFuture<'_, Health> {
-        self.calls.lock().unwrap().push("health");
+    fn health(&self, deep: bool) -> BoxFuture<'_, Health> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(if deep { "health(deep)" } else { "health" });
         let hangs = *self.health_hangs.lock().unwrap();
         let h = self.health.lock().unwrap().clone();
         Box::pin(async move {

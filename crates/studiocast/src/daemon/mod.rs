@@ -67,7 +67,12 @@ pub fn run(mut cfg: Config, args: ServeArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(cfg))
+    let r = rt.block_on(serve(cfg));
+    // Dropping the runtime would wait, without limit, for blocking work
+    // still running: a start stuck in a device open, a filter designer. The
+    // sessions are finalised by now; exit without them.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    r
 }
 
 async fn serve(cfg: Config) -> Result<()> {
@@ -130,15 +135,20 @@ async fn serve(cfg: Config) -> Result<()> {
         opts,
         stop.clone().cancelled_owned(),
     ));
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        _ = stop.cancelled() => {}
-    }
+    let mut http = http;
+    let early = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut http => Some(r),
+    };
     tracing::info!("shutting down: finalising live sessions");
     stop.cancel();
     // Sessions finalise while HTTP drains: neither waits for the other.
     let finalise = tokio::time::timeout(SHUTDOWN_BUDGET, supervisor.shutdown());
-    let (http, finalised) = tokio::join!(http, finalise);
+    let (http, finalised) = match early {
+        // The server stopped on its own (its listener broke).
+        Some(r) => (r, finalise.await),
+        None => tokio::join!(http, finalise),
+    };
     if finalised.is_err() {
         tracing::error!("sessions did not finish in {} s", SHUTDOWN_BUDGET.as_secs());
     }

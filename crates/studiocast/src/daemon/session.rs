@@ -1,15 +1,19 @@
 //! One session, one actor: a task that owns the session's pipeline, its
 //! packaging worker, its recording and its disk watch, takes commands over
 //! a channel with oneshot replies, and never blocks: the start (filter
-//! design, device opens: seconds, or forever when a device hangs) and the
-//! teardown run on the blocking pool while the actor keeps answering.
+//! design, device opens: seconds, or forever when a device hangs), the
+//! teardown, record writes and disk checks all run off the actor, which
+//! keeps answering meanwhile.
 //!
-//! Life: launching → live → stopping → ended | failed. Every transition is
+//! Life: starting → live → stopping → ended | failed. Every transition is
 //! published on a `watch` channel (what `list` reads without asking) and
-//! saved through the [`SessionStore`].
+//! saved through the [`SessionStore`]. However the actor ends (even by a
+//! panic), the supervisor hears that it is over.
 
 mod launch;
+mod lifecycle;
 mod monitor;
+mod record;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +29,16 @@ use super::recording::Sidecar;
 use super::store::SessionStore;
 use super::worker::Update;
 use crate::config::RecordingConfig;
+use monitor::DiskReading;
+use record::RecordWriter;
 
 pub use launch::now;
 
 /// How long a stop may take before the pipeline is torn down regardless.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the teardown (threads joined, the worker's last files) may
+/// take before the session is settled without it.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// What every session of a daemon shares.
 pub struct SessionCtx {
@@ -118,9 +127,11 @@ impl SessionHandle {
     }
 }
 
-/// Start a session's actor. `reply` gets the session once it started (or
-/// why it did not); the supervisor hears [`Settled`] when it is over.
+/// Start a session's actor on `tasks`. `reply` gets the session once it
+/// started (or why it did not); the supervisor hears [`Settled`] when it is
+/// over.
 pub fn spawn(
+    tasks: &mut tokio::task::JoinSet<()>,
     ctx: Arc<SessionCtx>,
     id: String,
     req: CreateSession,
@@ -132,7 +143,9 @@ pub fn spawn(
     let (watch_tx, watch_rx) = watch::channel(info.clone());
     let (tx, rx) = mpsc::channel(32);
     let span = tracing::info_span!("session", %id, pipeline = %req.pipeline);
+    let (store_errors_tx, store_errors) = mpsc::unbounded_channel();
     let actor = Session {
+        record: RecordWriter::spawn(ctx.store.clone(), store_errors_tx),
         ctx,
         span: span.clone(),
         info,
@@ -147,20 +160,66 @@ pub fn spawn(
         monitor: monitor::Monitor::default(),
         stop_deadline: None,
         early_end: None,
+        outcome: None,
+        recorded: false,
+        closing: None,
     };
-    tokio::spawn(tracing::Instrument::instrument(
-        actor.run(req, spec, rx, settled),
+    let guard = SettledGuard {
+        id,
+        settled,
+        last: actor.published.subscribe(),
+        done: false,
+    };
+    tasks.spawn(tracing::Instrument::instrument(
+        actor.run(req, spec, rx, store_errors, guard),
         span,
     ));
     SessionHandle { tx, info: watch_rx }
 }
 
+/// Tells the supervisor the session is over, whatever ends the actor: its
+/// normal end, or a panic (then with the last published state, failed).
+struct SettledGuard {
+    id: String,
+    settled: mpsc::UnboundedSender<Settled>,
+    last: watch::Receiver<SessionInfo>,
+    done: bool,
+}
+
+impl SettledGuard {
+    fn send(mut self, info: Option<SessionInfo>) {
+        self.done = true;
+        let _ = self.settled.send(Settled {
+            id: self.id.clone(),
+            info,
+        });
+    }
+}
+
+impl Drop for SettledGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut info = self.last.borrow().clone();
+        if info.state.is_active() {
+            info.state = SessionState::Failed;
+            info.error = Some("the session's task failed; see the log".into());
+            info.ended_at = Some(now());
+        }
+        tracing::error!(id = %self.id, "session task ended abnormally");
+        let _ = self.settled.send(Settled {
+            id: self.id.clone(),
+            info: Some(info),
+        });
+    }
+}
+
 enum Phase {
     Launching,
     Running(Box<dyn Running>),
-    /// The pipeline is gone (torn down or never started); waiting for the
-    /// worker's last word.
-    Draining,
+    /// The pipeline and worker are being stopped and joined, off the actor.
+    Closing,
     Done,
 }
 
@@ -169,20 +228,31 @@ struct Session {
     span: tracing::Span,
     info: SessionInfo,
     published: watch::Sender<SessionInfo>,
+    record: RecordWriter,
     phase: Phase,
     create_reply: Option<Reply>,
     /// Stop requests waiting for the end.
     waiters: Vec<Reply>,
-    /// A stop came while the session was still launching.
+    /// A stop came while the session was still starting.
     stop_asked: bool,
     recording: Option<(Arc<RecordingState>, Sidecar)>,
-    worker: Option<std::thread::JoinHandle<()>>,
+    worker: Option<std::thread::JoinHandle<Option<String>>>,
     queue: Option<Arc<QueueStats>>,
     monitor: monitor::Monitor,
     stop_deadline: Option<tokio::time::Instant>,
     /// The worker's last word when it came before the start job returned
     /// (a pipeline that failed at once): acted on once the job is back.
     early_end: Option<Update>,
+    /// How the stream ended, once known: `Some(None)` cleanly, `Some(Some(e))`
+    /// with an error.
+    outcome: Option<Option<String>>,
+    /// The session has a record (its start got that far).
+    recorded: bool,
+    /// The closing job, handed to the run loop (which awaits it).
+    closing: Option<(
+        tokio::task::JoinHandle<lifecycle::Closed>,
+        tokio::time::Instant,
+    )>,
 }
 
 impl Session {
@@ -191,9 +261,11 @@ impl Session {
         req: CreateSession,
         spec: PipelineSpec,
         mut rx: mpsc::Receiver<SessionCmd>,
-        settled: mpsc::UnboundedSender<Settled>,
+        mut store_errors: mpsc::UnboundedReceiver<String>,
+        guard: SettledGuard,
     ) {
         let (utx, mut urx) = mpsc::unbounded_channel::<Update>();
+        let (disk_tx, mut disk) = mpsc::channel::<DiskReading>(4);
         let job = launch::Job {
             ctx: self.ctx.clone(),
             id: self.info.id.clone(),
@@ -204,33 +276,63 @@ impl Session {
             started_at: self.info.started_at.clone(),
         };
         let mut launching = Some(tokio::task::spawn_blocking(move || launch::run(job)));
+        let mut disk_tx = Some(disk_tx);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut recorded = false;
+        let mut worker_gone = false;
+        let mut closing = None;
         while !matches!(self.phase, Phase::Done) {
+            if let Some(c) = self.closing.take() {
+                closing = Some(c);
+            }
             let deadline = self.stop_deadline;
+            let running = matches!(self.phase, Phase::Running(_));
             tokio::select! {
                 r = async { launching.as_mut().expect("guarded").await }, if launching.is_some() => {
                     launching = None;
-                    recorded = self.on_launched(r).await;
+                    self.on_launched(r);
+                    if matches!(self.phase, Phase::Running(_)) {
+                        if let Some(tx) = disk_tx.take() {
+                            let dir = self.ctx.media_root.join(&self.info.id);
+                            monitor::spawn_disk_watch(dir, tx);
+                        }
+                    }
                     if let Some(u) = self.early_end.take() {
-                        self.on_update(u).await;
+                        self.on_update(u);
                     }
                 }
                 Some(cmd) = rx.recv() => self.on_command(cmd),
-                Some(u) = urx.recv() => self.on_update(u).await,
-                _ = tick.tick(), if matches!(self.phase, Phase::Running(_)) => self.on_tick(),
+                u = urx.recv(), if !worker_gone => match u {
+                    Some(u) => self.on_update(u),
+                    None => {
+                        // Every sender is gone: the worker exited. Without
+                        // its last word it died; the session must not sit
+                        // `live` for ever.
+                        worker_gone = true;
+                        if self.info.state.is_active() && self.outcome.is_none() && launching.is_none() {
+                            self.on_update(Update::Failed { error: "the packaging worker died".into() });
+                        }
+                    }
+                },
+                Some(e) = store_errors.recv() => {
+                    tracing::error!(error = %e, "cannot save the session record");
+                    self.monitor.raise("store", format!("session record not saved: {e}"));
+                    self.publish();
+                }
+                Some(d) = disk.recv() => self.on_disk(d),
+                _ = tick.tick(), if running => self.on_tick(),
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     tracing::warn!("pipeline did not drain in {} s; tearing it down", STOP_TIMEOUT.as_secs());
                     self.stop_deadline = None;
-                    self.teardown().await;
+                    self.close();
+                }
+                r = lifecycle::closed(&mut closing), if closing.is_some() => {
+                    self.on_closed(r).await;
                 }
             }
         }
-        let _ = settled.send(Settled {
-            id: self.info.id.clone(),
-            info: recorded.then(|| self.info.clone()),
-        });
+        let info = self.recorded.then(|| self.info.clone());
+        guard.send(info);
     }
 
     fn publish(&mut self) {
@@ -238,238 +340,10 @@ impl Session {
         self.published.send_replace(self.info.clone());
     }
 
+    /// Publish and queue the record (with the alarms it has now).
     fn save(&mut self) {
-        if let Err(e) = self.ctx.store.save(&self.info) {
-            // Never silent: the live stream goes on, the alarm says the
-            // record is behind.
-            tracing::error!(%e, state = %self.info.state, "cannot save the session record");
-            self.monitor
-                .raise("store", format!("session record not saved: {e}"));
-        }
         self.publish();
-    }
-}
-
-impl Session {
-    /// The start job came back.
-    async fn on_launched(
-        &mut self,
-        r: Result<Result<launch::Launched, launch::LaunchError>, tokio::task::JoinError>,
-    ) -> bool {
-        let r = r.unwrap_or_else(|e| {
-            tracing::error!(%e, "the start job panicked");
-            Err(launch::LaunchError::Refused(
-                "internal error while starting".into(),
-            ))
-        });
-        match r {
-            Ok(l) => {
-                self.phase = Phase::Running(l.running);
-                self.worker = Some(l.worker);
-                self.recording = Some(l.recording);
-                self.queue = Some(l.queue);
-                tracing::info!(title = %self.info.title, "session started");
-                self.publish();
-                if let Some(reply) = self.create_reply.take() {
-                    let _ = reply.send(Ok(self.info.clone()));
-                }
-                if self.stop_asked {
-                    self.begin_stop();
-                }
-                true
-            }
-            Err(launch::LaunchError::Refused(msg)) => {
-                tracing::warn!(reason = %msg, "start refused");
-                self.phase = Phase::Done;
-                if let Some(reply) = self.create_reply.take() {
-                    let _ = reply.send(Err(ControlError::Unavailable(msg.clone())));
-                }
-                for w in self.waiters.drain(..) {
-                    let _ = w.send(Err(ControlError::Conflict(format!(
-                        "the session did not start: {msg}"
-                    ))));
-                }
-                false
-            }
-            Err(launch::LaunchError::Failed { msg, recording }) => {
-                tracing::error!(reason = %msg, "start failed");
-                self.info.state = SessionState::Failed;
-                self.info.error = Some(msg.clone());
-                self.info.ended_at = Some(now());
-                if let Some((state, mut sidecar)) = recording {
-                    sidecar.finish(self.info.ended_at.as_deref().unwrap_or_default(), &state);
-                }
-                self.save();
-                self.phase = Phase::Done;
-                if let Some(reply) = self.create_reply.take() {
-                    let _ = reply.send(Err(ControlError::Unavailable(msg)));
-                }
-                for w in self.waiters.drain(..) {
-                    let _ = w.send(Ok(self.info.clone()));
-                }
-                true
-            }
-        }
-    }
-
-    fn on_command(&mut self, cmd: SessionCmd) {
-        match cmd {
-            SessionCmd::Get(reply) => {
-                let mut info = self.info.clone();
-                info.alarms = self.monitor.alarms();
-                if let Phase::Running(r) = &self.phase {
-                    info.inputs = Some(monitor::input_status(
-                        r.status(),
-                        self.recording.as_ref().map(|(s, _)| s.as_ref()),
-                        &self.ctx.media_root.join(&self.info.id),
-                    ));
-                }
-                let _ = reply.send(info);
-            }
-            SessionCmd::Stop(reply) => match self.info.state {
-                SessionState::Starting | SessionState::Live | SessionState::Stopping => {
-                    self.waiters.push(reply);
-                    self.begin_stop();
-                }
-                state => {
-                    let _ = reply.send(Err(ControlError::Conflict(format!(
-                        "session {} is already {state}",
-                        self.info.id
-                    ))));
-                }
-            },
-            SessionCmd::Meters(reply) => {
-                let r = match &self.phase {
-                    Phase::Running(r) if self.info.state.is_active() => r
-                        .meters()
-                        .ok_or_else(|| ControlError::Conflict("this session has no meters".into())),
-                    _ => Err(ControlError::Conflict(format!(
-                        "session {} is {}: meters exist while it runs",
-                        self.info.id, self.info.state
-                    ))),
-                };
-                let _ = reply.send(r);
-            }
-            SessionCmd::Pipeline(reply) => {
-                let p = match &self.phase {
-                    Phase::Running(r) => r.pipeline(),
-                    _ => None,
-                };
-                let _ = reply.send(p);
-            }
-            SessionCmd::Shutdown => {
-                if self.info.state.is_active() {
-                    self.begin_stop();
-                }
-            }
-        }
-    }
-
-    /// Drain: EOS to the pipeline, `stopping` saved, a deadline set. Once:
-    /// later stops only wait. A session still launching stops as soon as it
-    /// has started.
-    fn begin_stop(&mut self) {
-        match &self.phase {
-            Phase::Launching => {
-                self.stop_asked = true;
-            }
-            Phase::Running(r) if self.info.state != SessionState::Stopping => {
-                r.request_eos();
-                self.info.state = SessionState::Stopping;
-                self.stop_deadline = Some(tokio::time::Instant::now() + STOP_TIMEOUT);
-                tracing::info!("stopping");
-                self.save();
-            }
-            _ => {}
-        }
-    }
-
-    async fn on_update(&mut self, u: Update) {
-        if matches!(self.phase, Phase::Launching)
-            && matches!(u, Update::Ended | Update::Failed { .. })
-        {
-            self.early_end = Some(u);
-            return;
-        }
-        match u {
-            Update::Live => {
-                if self.info.state == SessionState::Starting {
-                    self.info.state = SessionState::Live;
-                    self.save();
-                }
-            }
-            Update::WriteFailed { file, error } => self
-                .monitor
-                .raise("hls", format!("cannot write HLS files ({file}: {error})")),
-            Update::WritesRecovered => self.monitor.clear("hls"),
-            Update::Ended => self.finish(None).await,
-            Update::Failed { error } => {
-                tracing::error!(%error, "session failed");
-                self.finish(Some(error)).await
-            }
-        }
-    }
-
-    fn on_tick(&mut self) {
-        let Phase::Running(r) = &self.phase else {
-            return;
-        };
-        let status = r.status();
-        let dir = self.ctx.media_root.join(&self.info.id);
-        let verdict = self.monitor.tick(
-            &status,
-            self.queue.as_deref(),
-            self.recording.as_ref().map(|(s, _)| s.as_ref()),
-            &dir,
-            &self.ctx.recording,
-        );
-        if verdict.stop {
-            self.begin_stop();
-        }
-        if self.info.alarms != self.monitor.alarms() {
-            self.publish();
-        }
-    }
-
-    /// Stop the pipeline's threads (off the runtime); the worker then
-    /// reports the end.
-    async fn teardown(&mut self) {
-        if let Phase::Running(r) = std::mem::replace(&mut self.phase, Phase::Draining) {
-            let _ = tokio::task::spawn_blocking(move || r.shutdown()).await;
-        }
-    }
-
-    /// The stream is over: everything stopped and joined, the record
-    /// settled, every waiting stop answered. Exactly once.
-    async fn finish(&mut self, error: Option<String>) {
-        if matches!(self.phase, Phase::Done) || !self.info.state.is_active() {
-            return;
-        }
-        self.teardown().await;
-        if let Some(w) = self.worker.take() {
-            let _ = tokio::task::spawn_blocking(move || w.join()).await;
-        }
-        self.stop_deadline = None;
-        self.info.state = if error.is_some() {
-            SessionState::Failed
-        } else {
-            SessionState::Ended
-        };
-        self.info.error = error;
-        self.info.ended_at = Some(now());
-        if let Some((state, mut sidecar)) = self.recording.take() {
-            sidecar.finish(self.info.ended_at.as_deref().unwrap_or_default(), &state);
-            if let Some(a) = state.alarm() {
-                self.monitor
-                    .raise("recording", format!("recording stopped early: {a}"));
-            }
-        }
-        self.save();
-        tracing::info!(state = %self.info.state, "session finished");
-        for w in self.waiters.drain(..) {
-            let _ = w.send(Ok(self.info.clone()));
-        }
-        self.phase = Phase::Done;
+        self.record.save(&self.info);
     }
 }
 

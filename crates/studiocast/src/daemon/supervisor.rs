@@ -20,7 +20,10 @@ use super::session::{self, SessionCtx, SessionHandle, Settled};
 use crate::config::RecordingConfig;
 
 /// How long `/healthz` waits for the supervisor before calling it dead.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long readiness waits for the disk checks (the HTTP layer gives the
+/// whole answer 2 s).
+const DISK_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 
 enum Slot {
     Settled(Box<SessionInfo>),
@@ -72,9 +75,11 @@ struct Actor {
     max_sessions: usize,
     settled_tx: mpsc::UnboundedSender<Settled>,
     /// Waiting for the last session to finish, after a shutdown.
-    shutting_down: Option<oneshot::Sender<()>>,
+    shutting_down: Vec<oneshot::Sender<()>>,
     /// Set by a shutdown, never cleared: no start after it.
     closed: bool,
+    /// Every session's actor.
+    tasks: tokio::task::JoinSet<()>,
 }
 
 /// 64 random bits, hex: session ids are unguessable (they are in URLs).
@@ -102,8 +107,9 @@ impl Supervisor {
             ctx: Arc::new(ctx),
             max_sessions: cfg.max_sessions.max(1),
             settled_tx,
-            shutting_down: None,
+            shutting_down: Vec::new(),
             closed: false,
+            tasks: tokio::task::JoinSet::new(),
         };
         tokio::spawn(actor.run(rx, settled_rx));
         Supervisor {
@@ -152,8 +158,8 @@ impl Actor {
         mut settled: mpsc::UnboundedReceiver<Settled>,
     ) {
         loop {
-            if self.shutting_down.is_some() && !self.any_running() {
-                if let Some(r) = self.shutting_down.take() {
+            if !self.shutting_down.is_empty() && !self.any_running() {
+                for r in self.shutting_down.drain(..) {
                     let _ = r.send(());
                 }
             }
@@ -163,6 +169,13 @@ impl Actor {
                     None => return,
                 },
                 Some(s) = settled.recv() => self.on_settled(s),
+                Some(r) = self.tasks.join_next() => {
+                    // A panicking session still settles (its guard says so);
+                    // here it is logged with its cause.
+                    if let Err(e) = r {
+                        tracing::error!(%e, "a session task failed");
+                    }
+                }
             }
         }
     }
@@ -184,7 +197,10 @@ impl Actor {
         match cmd {
             Cmd::Create(req, reply) => self.create(req, reply),
             Cmd::List(reply) => {
-                let _ = reply.send(self.sessions.values().map(Slot::info).collect());
+                // Oldest first (ids are random; their order means nothing).
+                let mut all: Vec<SessionInfo> = self.sessions.values().map(Slot::info).collect();
+                all.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+                let _ = reply.send(all);
             }
             Cmd::Lookup(id, reply) => {
                 let _ = reply.send(self.sessions.get(&id).map(|s| match s {
@@ -210,7 +226,7 @@ impl Actor {
                     // hold the others' shutdown.
                     tokio::spawn(async move { h.shutdown().await });
                 }
-                self.shutting_down = Some(reply);
+                self.shutting_down.push(reply);
                 self.closed = true;
             }
         }
@@ -246,6 +262,7 @@ impl Actor {
             Err(e) => return refuse(reply, e),
         };
         let h = session::spawn(
+            &mut self.tasks,
             self.ctx.clone(),
             id.clone(),
             req,
@@ -292,7 +309,7 @@ impl Actor {
 }
 
 impl SessionControl for Supervisor {
-    fn health(&self) -> BoxFuture<'_, Health> {
+    fn health(&self, deep: bool) -> BoxFuture<'_, Health> {
         Box::pin(async move {
             let mut h = match tokio::time::timeout(HEALTH_TIMEOUT, self.ask(Cmd::Health)).await {
                 Ok(Ok(h)) => h,
@@ -305,11 +322,14 @@ impl SessionControl for Supervisor {
                     }
                 }
             };
+            if !deep {
+                return h;
+            }
             // Disk checks may block (a slow or remote file system): off the
-            // runtime, and bounded like the rest.
+            // runtime, within what is left of the health budget.
             let (root, rec) = (self.media_root.clone(), self.recording.clone());
             let disk = tokio::task::spawn_blocking(move || disk_reasons(&root, &rec));
-            match tokio::time::timeout(HEALTH_TIMEOUT, disk).await {
+            match tokio::time::timeout(DISK_CHECK_TIMEOUT, disk).await {
                 Ok(Ok(r)) => h.reasons.extend(r),
                 _ => h.reasons.push("the data folder does not answer".into()),
             }

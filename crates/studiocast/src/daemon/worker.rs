@@ -99,6 +99,8 @@ pub struct Files {
     failing: bool,
     /// Failures since the last success.
     pub failures: u64,
+    /// Capture times of segments whose write failed since last asked.
+    pub lost_at: Vec<i64>,
 }
 
 impl Files {
@@ -107,6 +109,7 @@ impl Files {
             dir,
             failing: false,
             failures: 0,
+            lost_at: Vec::new(),
         }
     }
 
@@ -124,7 +127,16 @@ impl Files {
                 Action::Write { data, .. } => write_durable(&path, data),
                 Action::Append { data, .. } => append_durable(&path, data),
             };
-            if let Action::WriteSegment { rendition, seq, .. } = &a {
+            if let Action::WriteSegment {
+                rendition,
+                seq,
+                pdt_ms,
+                ..
+            } = &a
+            {
+                if let (Err(_), Some(at)) = (&r, pdt_ms) {
+                    self.lost_at.push(*at);
+                }
                 match p.segment_written(rendition, *seq, r.is_ok()) {
                     Ok(more) => queue.extend(more),
                     Err(e) => tracing::error!(%rendition, %e, "segment confirmation refused"),
@@ -195,13 +207,14 @@ pub fn republish(dir: &Path, spec: &PipelineSpec) -> Result<f64, String> {
 }
 
 /// The worker's loop: until the pipeline ends (EOS, error, or it is gone).
+/// Returns the stream's error, if it ended with one (what it also reports).
 pub fn run(
     dir: PathBuf,
     spec: PipelineSpec,
     rx: EventReceiver,
     updates: UnboundedSender<Update>,
     recording: Option<Recording>,
-) {
+) -> Option<String> {
     let all = renditions(&spec);
     let ids: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
     let mut packager = match Packager::new(packager_config(&spec), all) {
@@ -210,11 +223,12 @@ pub fn run(
             let _ = updates.send(Update::Failed {
                 error: e.to_string(),
             });
-            return;
+            return Some(e.to_string());
         }
     };
     let mut files = Files::new(dir);
     let mut w = Worker {
+        half_segment_ms: spec.segment_seconds as i64 * 500,
         ids,
         pending_disc: HashMap::new(),
         program: ProgramRecorder::new(recording),
@@ -236,6 +250,9 @@ pub fn run(
             ev => {
                 let actions = w.on_event(&mut packager, ev);
                 send_all(files.apply(&mut packager, actions));
+                for at in files.lost_at.drain(..) {
+                    w.gap_at(at);
+                }
                 // Publishing waits for the writes: check after them.
                 if !w.live
                     && w.master_written
@@ -261,14 +278,21 @@ pub fn run(
             .max(packager.segment_count("binaural")),
         "playlists finalised"
     );
-    let _ = updates.send(match outcome {
+    let _ = updates.send(match &outcome {
         None => Update::Ended,
-        Some(error) => Update::Failed { error },
+        Some(error) => Update::Failed {
+            error: error.clone(),
+        },
     });
+    outcome
 }
 
 /// The worker's state between events.
 struct Worker {
+    /// Half a segment, ms: a gap at time T is marked on the segments that
+    /// start after T in every rendition (audio boundaries sit up to a frame
+    /// off the video's).
+    half_segment_ms: i64,
     ids: Vec<String>,
     /// Per rendition: capture time from which the next segment follows a
     /// discontinuity (the program came back from a slate).
@@ -280,6 +304,18 @@ struct Worker {
 }
 
 impl Worker {
+    /// Media around capture time `at` is missing in some rendition (a
+    /// segment that could not be written, chunks the queue dropped): every
+    /// rendition marks a discontinuity on its next segment after it, so
+    /// the discontinuity sequences stay aligned.
+    fn gap_at(&mut self, at: i64) {
+        for r in &self.ids {
+            let mark = at.saturating_add(self.half_segment_ms);
+            let e = self.pending_disc.entry(r.clone()).or_insert(mark);
+            *e = (*e).min(mark);
+        }
+    }
+
     /// The packager's actions for one event.
     fn on_event(&mut self, p: &mut Packager, ev: MediaEvent) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -314,11 +350,16 @@ impl Worker {
                 }
                 // Audio fragments end on AAC frames, up to one frame off
                 // the video's boundary: allow a little slack.
+                if after_gap {
+                    // Chunks before this one were dropped: all renditions
+                    // mark the gap from here.
+                    self.gap_at(pdt_ms.saturating_sub(self.half_segment_ms * 2));
+                }
                 let back = self
                     .pending_disc
                     .get(&rendition)
                     .is_some_and(|at| pdt_ms + 100 >= *at);
-                if back || after_gap {
+                if back {
                     self.pending_disc.remove(&rendition);
                     let _ = p.discontinuity_in(&rendition);
                     tracing::info!(%rendition, after_gap, "discontinuity");
@@ -343,5 +384,105 @@ impl Worker {
             MediaEvent::Eos | MediaEvent::Error(_) => {}
         }
         actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use studiocast_media::event_queue;
+
+    /// The PDT of the segment right after each `EXT-X-DISCONTINUITY`.
+    fn discontinuities(playlist: &str) -> Vec<String> {
+        let lines: Vec<&str> = playlist.lines().collect();
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l == "#EXT-X-DISCONTINUITY")
+            .filter_map(|(i, _)| {
+                lines[i..]
+                    .iter()
+                    .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// A video segment whose write fails (transiently) is not published,
+    /// and every rendition marks the gap on the same segment boundary.
+    #[test]
+    fn a_failed_write_marks_the_gap_in_every_rendition_at_once() {
+        let spec = PipelineSpec::parse(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../pipelines/demo.toml"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("studiocast-gap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (tx, rx, _) = event_queue(1 << 20);
+        let (utx, mut urx) = tokio::sync::mpsc::unbounded_channel();
+        let d2 = dir.clone();
+        let worker = std::thread::spawn(move || run(d2, spec, rx, utx, None));
+        for r in ["video", "binaural", "stereo"] {
+            tx.send(MediaEvent::Init {
+                rendition: r.into(),
+                data: b"ftyp".to_vec(),
+            });
+        }
+        let t0 = 1_764_460_800_000i64;
+        let settle = || std::thread::sleep(std::time::Duration::from_millis(150));
+        for k in 0..4i64 {
+            if k == 1 {
+                // The rename of video's second segment fails: a directory
+                // stands where the file goes.
+                std::fs::create_dir_all(dir.join("video/seg000002.m4s")).unwrap();
+            }
+            for (r, skew) in [("video", 0), ("binaural", -16), ("stereo", -16)] {
+                tx.send(MediaEvent::Chunk {
+                    rendition: r.into(),
+                    data: vec![k as u8; 32],
+                    duration: 2.0,
+                    pdt_ms: t0 + k * 2000 + skew,
+                    independent: true,
+                    after_gap: false,
+                });
+                settle();
+                if k == 1 && r == "video" {
+                    std::fs::remove_dir(dir.join("video/seg000002.m4s")).unwrap();
+                }
+            }
+        }
+        tx.send(MediaEvent::Eos);
+        assert_eq!(worker.join().unwrap(), None);
+        let mut alarm = false;
+        while let Ok(u) = urx.try_recv() {
+            alarm |= matches!(u, Update::WriteFailed { .. });
+        }
+        assert!(alarm, "the failure was reported");
+        let video = std::fs::read_to_string(dir.join("video/vod.m3u8")).unwrap();
+        let bin = std::fs::read_to_string(dir.join("binaural/vod.m3u8")).unwrap();
+        assert_eq!(video.matches(".m4s").count(), 3, "{video}");
+        assert_eq!(bin.matches(".m4s").count(), 4, "{bin}");
+        let (dv, db) = (discontinuities(&video), discontinuities(&bin));
+        assert_eq!(dv.len(), 1, "{video}");
+        assert_eq!(db.len(), 1, "{bin}");
+        // The same boundary: the segment at t0 + 4 s in both (audio
+        // fragments sit up to an AAC frame off the video's).
+        let ms = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_millis()
+        };
+        for t in [&dv[0], &db[0]] {
+            assert!(
+                (ms(t) - (t0 + 4000)).abs() <= 100,
+                "video {dv:?}, audio {db:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use studiocast_media::master::RecordingState;
 use studiocast_media::spec::AudioSource;
-use studiocast_media::{event_queue, PipelineSpec, QueueStats};
+use studiocast_media::{event_queue, MediaEvent, PipelineSpec, QueueStats};
 use studiocast_server::CreateSession;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -38,7 +38,7 @@ pub struct Job {
 
 pub struct Launched {
     pub running: Box<dyn Running>,
-    pub worker: std::thread::JoinHandle<()>,
+    pub worker: std::thread::JoinHandle<Option<String>>,
     pub recording: (Arc<RecordingState>, Sidecar),
     pub queue: Arc<QueueStats>,
 }
@@ -46,11 +46,9 @@ pub struct Launched {
 pub enum LaunchError {
     /// Before the session had a record: nothing is left behind.
     Refused(String),
-    /// After: the record must say `failed`; the sidecar is finished here.
-    Failed {
-        msg: String,
-        recording: Option<(Arc<RecordingState>, Sidecar)>,
-    },
+    /// After: the record must say `failed` (the sidecar is finished, every
+    /// thread stopped, the worker's playlists ended).
+    Failed { msg: String },
 }
 
 pub fn run(job: Job) -> Result<Launched, LaunchError> {
@@ -58,6 +56,7 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
     super::super::recording::check_start(&job.ctx.media_root, &job.ctx.recording)
         .map_err(LaunchError::Refused)?;
     let (tx, rx, queue) = event_queue(QUEUE_BYTES);
+    let closer = tx.clone();
     let mut prepared = job
         .ctx
         .backend
@@ -79,7 +78,7 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
     if job.spec.audio.source.channel_map().is_some() {
         prepared.set_master(sdir.join("master.wav"), state.clone());
     }
-    let sidecar = Sidecar::create(sdir.join("master.json"), sidecar_record(&job));
+    let mut sidecar = Sidecar::create(sdir.join("master.json"), sidecar_record(&job));
     let program = job.spec.video.as_ref().map(|_| Recording {
         video: sdir.join("program.mp4"),
         state: state.clone(),
@@ -87,14 +86,15 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
     let (spec, updates, span) = (job.spec.clone(), job.updates.clone(), job.span.clone());
     let worker = std::thread::Builder::new()
         .name(format!("pack-{}", job.id))
-        .spawn(move || span.in_scope(|| worker::run(hls, spec, rx, updates, program)))
-        .map_err(|e| LaunchError::Failed {
-            msg: format!("cannot start the packaging worker: {e}"),
-            recording: None,
-        });
+        .spawn(move || span.in_scope(|| worker::run(hls, spec, rx, updates, program)));
     let worker = match worker {
         Ok(w) => w,
-        Err(e) => return Err(with_recording(e, state, sidecar)),
+        Err(e) => {
+            sidecar.finish(&now(), &state);
+            return Err(LaunchError::Failed {
+                msg: format!("cannot start the packaging worker: {e}"),
+            });
+        }
     };
     match prepared.start(job.span.clone()) {
         Ok(running) => Ok(Launched {
@@ -104,28 +104,15 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
             queue,
         }),
         Err(msg) => {
-            // The pipeline is gone, so is every event sender: the worker
-            // ends the (empty) playlists and exits.
+            // Tell the worker the stream is over (a pipeline reference
+            // handed out for diagnostics may keep a sender alive), so it
+            // ends its playlists and exits.
+            closer.send(MediaEvent::Error(msg.clone()));
+            drop(closer);
             let _ = worker.join();
-            Err(with_recording(
-                LaunchError::Failed {
-                    msg,
-                    recording: None,
-                },
-                state,
-                sidecar,
-            ))
+            sidecar.finish(&now(), &state);
+            Err(LaunchError::Failed { msg })
         }
-    }
-}
-
-fn with_recording(e: LaunchError, state: Arc<RecordingState>, sidecar: Sidecar) -> LaunchError {
-    match e {
-        LaunchError::Failed { msg, .. } => LaunchError::Failed {
-            msg,
-            recording: Some((state, sidecar)),
-        },
-        other => other,
     }
 }
 

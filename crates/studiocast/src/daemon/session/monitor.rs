@@ -5,15 +5,48 @@
 //! the audio thread may not write itself (an input going silent and
 //! coming back).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use studiocast_media::master::RecordingState;
 use studiocast_media::{AudioSnapshot, QueueStats};
 use studiocast_server::{InputStatus, RecordingStatus, VideoInputStatus};
+use tokio::sync::mpsc;
 
 use super::super::recording::free_mb;
 use crate::config::RecordingConfig;
+
+/// What the disk watch read.
+#[derive(Debug)]
+pub enum DiskReading {
+    FreeMb(u64),
+    Failed(String),
+}
+
+/// Read the free space of `dir` once a second, off the runtime (a stalled
+/// or remote file system can hold `statvfs`), until the session drops the
+/// receiver.
+pub fn spawn_disk_watch(dir: PathBuf, tx: mpsc::Sender<DiskReading>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let d = dir.clone();
+            let read = tokio::task::spawn_blocking(move || free_mb(&d));
+            let reading = match tokio::time::timeout(Duration::from_secs(2), read).await {
+                Ok(Ok(Ok(mb))) => DiskReading::FreeMb(mb),
+                Ok(Ok(Err(e))) => DiskReading::Failed(e.to_string()),
+                Ok(Err(e)) => DiskReading::Failed(e.to_string()),
+                Err(_) => DiskReading::Failed("the file system does not answer".into()),
+            };
+            if tx.send(reading).await.is_err() {
+                return;
+            }
+        }
+    });
+}
 
 /// The video trails the wall clock by about 40 ms at 720p30 here; a
 /// second behind means the encoder cannot keep up.
@@ -22,21 +55,27 @@ pub const LAG_ALARM_MS: i64 = 1000;
 /// fragment is not an overload).
 const LAG_ALARM_TICKS: u32 = 3;
 
-/// What the tick decided.
+/// What a disk reading decided.
 #[derive(Debug, Default)]
 pub struct Verdict {
     /// Stop the session now (the disk reached the floor).
     pub stop: bool,
 }
 
+/// Ticks without a dropped chunk before the queue alarm clears.
+const QUEUE_CLEAR_TICKS: u32 = 30;
+
 #[derive(Debug, Default)]
 pub struct Monitor {
     /// Active alarms by kind, in the order they were raised.
     alarms: Vec<(&'static str, String)>,
     lag_ticks: u32,
+    quiet_queue_ticks: u32,
     silences: u64,
     silent: bool,
     floor_hit: bool,
+    /// The last free-space reading, for the status.
+    pub free_mb: Option<u64>,
 }
 
 impl Monitor {
@@ -61,18 +100,18 @@ impl Monitor {
         self.alarms.iter().map(|(_, t)| t.clone()).collect()
     }
 
+    /// The once-a-second look at the session's own state.
     pub fn tick(
         &mut self,
         status: &AudioSnapshot,
         queue: Option<&QueueStats>,
         recording: Option<&RecordingState>,
-        dir: &Path,
-        cfg: &RecordingConfig,
-    ) -> Verdict {
+    ) {
         self.watch_audio(status);
         self.watch_encoder(status);
         if let Some(q) = queue {
             if q.overflowed.swap(false, Ordering::Relaxed) {
+                self.quiet_queue_ticks = 0;
                 self.raise(
                     "queue",
                     format!(
@@ -80,9 +119,18 @@ impl Monitor {
                         q.dropped_chunks.load(Ordering::Relaxed)
                     ),
                 );
+            } else {
+                self.quiet_queue_ticks += 1;
+                if self.quiet_queue_ticks >= QUEUE_CLEAR_TICKS {
+                    self.clear("queue");
+                }
             }
         }
-        self.watch_disk(dir, cfg, recording)
+        // A recording that stopped early (disk, write error) is an alarm
+        // now, not only at the end.
+        if let Some(a) = recording.and_then(|r| r.alarm()) {
+            self.raise("recording", format!("recording stopped early: {a}"));
+        }
     }
 
     fn watch_audio(&mut self, status: &AudioSnapshot) {
@@ -113,15 +161,18 @@ impl Monitor {
         }
     }
 
-    fn watch_disk(
+    /// Apply a free-space reading: below the floor the session stops;
+    /// below `stop_below_mb` the archival recording does.
+    pub fn on_disk(
         &mut self,
-        dir: &Path,
+        reading: DiskReading,
+        dir: &std::path::Path,
         cfg: &RecordingConfig,
         recording: Option<&RecordingState>,
     ) -> Verdict {
-        let free = match free_mb(dir) {
-            Ok(f) => f,
-            Err(e) => {
+        let free = match reading {
+            DiskReading::FreeMb(f) => f,
+            DiskReading::Failed(e) => {
                 self.raise(
                     "disk",
                     format!("cannot read free disk space of {}: {e}", dir.display()),
@@ -129,6 +180,7 @@ impl Monitor {
                 return Verdict::default();
             }
         };
+        self.free_mb = Some(free);
         if free < cfg.floor_mb {
             if !self.floor_hit {
                 self.floor_hit = true;
@@ -147,6 +199,9 @@ impl Monitor {
             }
             return Verdict { stop: true };
         }
+        if !self.floor_hit {
+            self.clear("disk");
+        }
         if free < cfg.stop_below_mb {
             if let Some(r) = recording.filter(|r| !r.stopped()) {
                 r.stop(&format!(
@@ -164,7 +219,7 @@ impl Monitor {
 pub fn input_status(
     a: AudioSnapshot,
     recording: Option<&RecordingState>,
-    dir: &Path,
+    free_mb: Option<u64>,
 ) -> InputStatus {
     let finite = |x: f64| if x.is_finite() { x } else { -1.0 };
     let video = a.ingest.map(|i| {
@@ -191,7 +246,7 @@ pub fn input_status(
         recording: recording.map(|r| RecordingStatus {
             recording: !r.stopped() && r.alarm().is_none(),
             alarm: r.alarm(),
-            disk_free_mb: free_mb(dir).unwrap_or(0),
+            disk_free_mb: free_mb.unwrap_or(0),
         }),
         audio_source: a.source,
         audio_frames_in: a.frames_in,
@@ -208,14 +263,6 @@ pub fn input_status(
 mod tests {
     use super::*;
 
-    fn cfg() -> RecordingConfig {
-        RecordingConfig {
-            min_free_mb: 1,
-            stop_below_mb: 0,
-            floor_mb: 0,
-        }
-    }
-
     fn lag(ms: i64) -> AudioSnapshot {
         AudioSnapshot {
             video_lag_ms: ms,
@@ -225,26 +272,26 @@ mod tests {
 
     #[test]
     fn an_encoder_falling_behind_raises_an_alarm_that_clears() {
-        let (mut m, dir) = (Monitor::default(), std::env::temp_dir());
+        let mut m = Monitor::default();
         // One slow fragment is not an overload.
         for ms in [40, 1500, 40, 1500, 1500] {
-            m.tick(&lag(ms), None, None, &dir, &cfg());
+            m.tick(&lag(ms), None, None);
         }
         assert!(m.alarms().is_empty(), "{:?}", m.alarms());
-        m.tick(&lag(1800), None, None, &dir, &cfg());
+        m.tick(&lag(1800), None, None);
         let a = m.alarms();
         assert!(a.len() == 1 && a[0].contains("1800 ms behind"), "{a:?}");
-        m.tick(&lag(45), None, None, &dir, &cfg());
+        m.tick(&lag(45), None, None);
         assert!(m.alarms().is_empty());
     }
 
     #[test]
-    fn dropped_chunks_raise_the_queue_alarm() {
-        let (mut m, dir) = (Monitor::default(), std::env::temp_dir());
+    fn dropped_chunks_raise_the_queue_alarm_until_the_queue_is_quiet() {
+        let mut m = Monitor::default();
         let q = QueueStats::default();
         q.dropped_chunks.store(7, Ordering::Relaxed);
         q.overflowed.store(true, Ordering::Relaxed);
-        m.tick(&lag(40), Some(&q), None, &dir, &cfg());
+        m.tick(&lag(40), Some(&q), None);
         assert!(
             m.alarms()[0].contains("7 media chunks dropped"),
             "{:?}",
@@ -254,25 +301,55 @@ mod tests {
             !q.overflowed.load(Ordering::Relaxed),
             "the flag is consumed"
         );
+        for _ in 0..QUEUE_CLEAR_TICKS {
+            m.tick(&lag(40), Some(&q), None);
+        }
+        assert!(m.alarms().is_empty(), "{:?}", m.alarms());
+    }
+
+    #[test]
+    fn a_recording_that_stopped_early_is_an_alarm_at_once() {
+        let mut m = Monitor::default();
+        let state = RecordingState::default();
+        state.fail("audio master write failed: No space left on device");
+        m.tick(&lag(40), None, Some(&state));
+        assert!(
+            m.alarms()[0].contains("recording stopped early"),
+            "{:?}",
+            m.alarms()
+        );
     }
 
     #[test]
     fn the_floor_stops_the_session_and_stop_below_only_the_recording() {
-        let dir = std::env::temp_dir();
-        let free = free_mb(&dir).unwrap();
+        let dir = std::path::Path::new("/data");
         let state = RecordingState::default();
         let mut m = Monitor::default();
-        let below = RecordingConfig {
-            stop_below_mb: free + 1_000_000,
-            ..cfg()
+        let c = RecordingConfig {
+            min_free_mb: 2048,
+            stop_below_mb: 512,
+            floor_mb: 128,
         };
-        assert!(!m.tick(&lag(40), None, Some(&state), &dir, &below).stop);
+        assert!(
+            !m.on_disk(DiskReading::FreeMb(600), dir, &c, Some(&state))
+                .stop
+        );
+        assert!(!state.stopped());
+        assert!(
+            !m.on_disk(DiskReading::FreeMb(400), dir, &c, Some(&state))
+                .stop
+        );
         assert!(state.stopped() && state.alarm().unwrap().contains("stop_below_mb"));
-        let floor = RecordingConfig {
-            floor_mb: free + 1_000_000,
-            ..cfg()
-        };
-        assert!(m.tick(&lag(40), None, Some(&state), &dir, &floor).stop);
+        assert!(
+            m.on_disk(DiskReading::FreeMb(100), dir, &c, Some(&state))
+                .stop
+        );
         assert!(m.alarms()[0].contains("floor_mb"), "{:?}", m.alarms());
+        assert_eq!(m.free_mb, Some(100));
+        let mut m = Monitor::default();
+        m.on_disk(DiskReading::Failed("EIO".into()), dir, &c, None);
+        assert!(m.alarms()[0].contains("EIO"));
+        m.on_disk(DiskReading::FreeMb(9000), dir, &c, None);
+        assert!(m.alarms().is_empty(), "a reading clears the disk alarm");
     }
 }
