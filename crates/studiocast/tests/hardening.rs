@@ -368,3 +368,44 @@ fn a_hostile_hrtf_file_never_takes_the_daemon_down() {
         last_segment(&d, &live, "video") > seg
     });
 }
+
+/// SIGTERM while a start hangs (for a minute, as a device open can): the
+/// running session is finalised and the daemon exits within its 25 s; the
+/// stuck start is left behind, not waited for.
+#[test]
+fn sigterm_while_a_start_hangs_still_exits_in_time() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tmpdir("hang-term");
+    let pipelines = presets_with(&data, &[("hang", demo_named("hang"))]);
+    let d = Daemon::start_with(
+        &data,
+        &pipelines,
+        &[("STUDIOCAST_FAULT_HANG_START", "hang:60")],
+    );
+    let id = start_live(&d, "demo");
+    let addr = d.addr.clone();
+    let _hanging = std::thread::spawn(move || {
+        let auth = format!("Bearer {TOKEN}");
+        request(
+            &addr,
+            "POST",
+            "/api/v1/sessions",
+            &[
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"pipeline":"hang","title":"Hangs"}"#,
+        )
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    assert!(d.terminate().success(), "daemon exit status");
+    let took = t.elapsed();
+    eprintln!("SIGTERM while a start hung: exited after {took:?}");
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("sessions").join(&id).join("session.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["state"], "ended", "{rec}");
+}

@@ -25,9 +25,10 @@ use crate::config::Config;
 pub use devices::device_entries;
 pub use supervisor::{load_presets, Supervisor, SupervisorConfig};
 
-/// SIGTERM to exit, at most (systemd's default stop timeout is 90 s; ours
-/// is shorter so the unit never needs SIGKILL).
-const SHUTDOWN_BUDGET: Duration = Duration::from_secs(25);
+/// SIGTERM to the sessions finalised, at most; the runtime then gets 1 s,
+/// so the process is gone within 25 s (systemd's default stop timeout is
+/// 90 s; ours is shorter so the unit never needs SIGKILL).
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(23);
 /// Of which HTTP requests in flight may take this much; stalled clients
 /// are cut off after it, and never hold the sessions' finalising.
 const HTTP_GRACE: Duration = Duration::from_secs(3);

@@ -121,7 +121,23 @@ impl Session {
                 let _ = reply.send(p);
             }
             SessionCmd::Shutdown => {
-                if self.info.state.is_active() {
+                if matches!(self.phase, Phase::Launching) {
+                    // A start still in progress (a device open can hang for
+                    // good) cannot hold the daemon's exit: it is given up,
+                    // its job left to end on its own.
+                    tracing::warn!("shutting down while the session starts: start abandoned");
+                    if let Some(reply) = self.create_reply.take() {
+                        let _ = reply.send(Err(ControlError::Unavailable(
+                            "the daemon is shutting down".into(),
+                        )));
+                    }
+                    for w in self.waiters.drain(..) {
+                        let _ = w.send(Err(ControlError::Unavailable(
+                            "the daemon is shutting down".into(),
+                        )));
+                    }
+                    self.phase = Phase::Done;
+                } else if self.info.state.is_active() {
                     self.begin_stop();
                 }
             }
@@ -246,13 +262,21 @@ impl Session {
     /// waiting stop answered. Exactly once.
     pub(super) async fn on_closed(&mut self, joined: Option<Closed>) {
         self.stop_deadline = None;
+        if joined.is_none() {
+            // The stream may well have ended cleanly (the worker said so);
+            // what hangs is the teardown: threads left behind, said here.
+            self.monitor.raise(
+                "teardown",
+                format!(
+                    "the pipeline did not stop within {} s; its threads were left behind",
+                    CLOSE_TIMEOUT.as_secs()
+                ),
+            );
+        }
         let error = match (self.outcome.take(), joined) {
             (Some(o), _) => o,
             (None, Some(o)) => o,
-            (None, None) => Some(format!(
-                "the pipeline did not stop within {} s",
-                CLOSE_TIMEOUT.as_secs()
-            )),
+            (None, None) => Some("the stream did not end: the pipeline hung".into()),
         };
         self.info.state = if error.is_some() {
             SessionState::Failed

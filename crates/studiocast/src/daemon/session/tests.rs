@@ -22,7 +22,9 @@ use super::SessionCtx;
 use crate::config::RecordingConfig;
 
 /// Pipelines named `hang*` take `hang` to prepare (a device open that does
-/// not return); `broken*` fail to start after the record exists.
+/// not return); `broken*` fail to start after the record exists;
+/// `stuck*` never finish their teardown; `mute*` drop their media without
+/// an end of stream, so the worker sees its senders vanish mid-stream.
 struct Fake {
     hang: Duration,
 }
@@ -39,6 +41,7 @@ impl MediaBackend for Fake {
         Ok(Box::new(FakePrepared {
             events,
             broken: spec.name.starts_with("broken"),
+            stuck: spec.name.starts_with("stuck"),
         }))
     }
 }
@@ -46,6 +49,7 @@ impl MediaBackend for Fake {
 struct FakePrepared {
     events: EventSender,
     broken: bool,
+    stuck: bool,
 }
 
 impl Prepared for FakePrepared {
@@ -86,6 +90,7 @@ impl Prepared for FakePrepared {
         Ok(Box::new(FakeRunning {
             stop,
             thread: Some(thread),
+            stuck: self.stuck,
         }))
     }
 }
@@ -93,6 +98,7 @@ impl Prepared for FakePrepared {
 struct FakeRunning {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    stuck: bool,
 }
 
 impl Running for FakeRunning {
@@ -109,6 +115,10 @@ impl Running for FakeRunning {
         None
     }
     fn shutdown(mut self: Box<Self>) {
+        if self.stuck {
+            // A pipeline that never reaches NULL.
+            std::thread::sleep(Duration::from_secs(3600));
+        }
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -121,12 +131,18 @@ struct CountingStore {
     inner: FileStore,
     saved: Mutex<Vec<(String, SessionState)>>,
     fail_after: AtomicUsize,
+    /// Saves still to refuse, from now.
+    fail_next: AtomicUsize,
 }
 
 impl SessionStore for CountingStore {
     fn save(&self, info: &SessionInfo) -> Result<(), StoreError> {
         let mut saved = self.saved.lock().unwrap();
-        if saved.len() >= self.fail_after.load(Ordering::SeqCst) {
+        let refuse_now = self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse_now || saved.len() >= self.fail_after.load(Ordering::SeqCst) {
             return Err(StoreError::Io {
                 path: "session.json".into(),
                 source: std::io::Error::other("No space left on device"),
@@ -152,7 +168,7 @@ fn presets() -> HashMap<String, PipelineSpec> {
         "/../../pipelines/demo.toml"
     ))
     .unwrap();
-    ["demo", "hang", "broken"]
+    ["demo", "hang", "broken", "stuck"]
         .iter()
         .map(|n| {
             let t = text.replace("name = \"demo\"", &format!("name = \"{n}\""));
@@ -168,6 +184,7 @@ fn rig(name: &str, max_sessions: usize, hang: Duration) -> Rig {
         inner: FileStore::new(&root).unwrap(),
         saved: Mutex::new(Vec::new()),
         fail_after: AtomicUsize::new(usize::MAX),
+        fail_next: AtomicUsize::new(0),
     });
     let recording = RecordingConfig {
         min_free_mb: 1,
@@ -432,4 +449,60 @@ async fn a_store_that_fails_raises_an_alarm_and_the_session_goes_on() {
     let ended = r.sup.stop(a.id).await.unwrap();
     assert_eq!(ended.state, SessionState::Ended);
     r.sup.shutdown().await;
+}
+
+/// Its own runtime: the stuck teardown is left on the blocking pool, and
+/// a test runtime would wait for it when it drops (as the daemon's does
+/// not: it shuts its runtime down with a timeout).
+#[test]
+fn a_teardown_that_never_returns_still_settles_the_session() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(stuck_teardown());
+    rt.shutdown_timeout(Duration::from_millis(100));
+}
+
+async fn stuck_teardown() {
+    let r = rig("stuck", 4, Duration::ZERO);
+    let a = r.sup.create(req("stuck")).await.unwrap();
+    wait_state(&r.sup, &a.id, SessionState::Live).await;
+    let t = Instant::now();
+    let ended = r.sup.stop(a.id.clone()).await.unwrap();
+    // EOS drains at once (the stream ended cleanly: `ended`); the teardown
+    // then hangs for good, and after its deadline the session is settled
+    // with an alarm that says so.
+    assert_eq!(ended.state, SessionState::Ended, "{ended:?}");
+    assert!(
+        ended.alarms.iter().any(|a| a.contains("did not stop")),
+        "{ended:?}"
+    );
+    assert!(t.elapsed() < super::CLOSE_TIMEOUT + Duration::from_secs(3));
+    // The slot is free again.
+    let list = r.sup.list().await.unwrap();
+    assert!(list.iter().all(|i| !i.state.is_active()), "{list:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saved_record_keeps_the_alarms() {
+    let r = rig("alarms", 4, Duration::ZERO);
+    let a = r.sup.create(req("demo")).await.unwrap();
+    wait_state(&r.sup, &a.id, SessionState::Live).await;
+    // The store refuses the next save (`stopping`): an alarm, which the
+    // final save (the store works again) carries to disk.
+    r.store.fail_next.store(1, Ordering::SeqCst);
+    let ended = r.sup.stop(a.id.clone()).await.unwrap();
+    assert_eq!(ended.state, SessionState::Ended);
+    r.sup.shutdown().await;
+    let rec: SessionInfo =
+        serde_json::from_slice(&std::fs::read(r.root.join(&a.id).join("session.json")).unwrap())
+            .unwrap();
+    assert!(
+        rec.alarms
+            .iter()
+            .any(|x| x.contains("session record not saved")),
+        "{rec:?}"
+    );
 }
