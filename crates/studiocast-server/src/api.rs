@@ -117,7 +117,12 @@ impl From<ControlError> for ApiError {
 const MAX_TEXT: usize = 200;
 
 pub(crate) fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    // Session ids are hex; preset names also take `_` (as presets allow).
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub async fn create(

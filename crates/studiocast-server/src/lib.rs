@@ -17,7 +17,7 @@
 //! | what | default | set in | when exceeded |
 //! |---|---|---|---|
 //! | request headers (also a keep-alive connection's idle time) | 10 s | [`ServeOptions::header_read_timeout`] | connection closed |
-//! | open connections | 1024, capped by the descriptor limit ([`connection_budget`]) | [`ServeOptions::max_connections`] | the oldest idle connection is closed; if none is idle, the new one is |
+//! | open connections | 1024 by default here (the daemon sets 4096, `server.max_connections`), capped by the descriptor limit ([`connection_budget`]) | [`ServeOptions::max_connections`] | the oldest idle connection is closed; if none is idle, the new one is |
 //! | shutdown | 10 s | [`ServeOptions::shutdown_grace`] | remaining connections closed, [`serve`] returns |
 //! | a write without progress (client stopped reading) | 30 s | [`ServeOptions::write_stall_timeout`] | connection closed |
 //! | control API request | 30 s ([`API_TIMEOUT`]; a stop drains for up to 15 s) | [`ServerConfig::api_timeout`] | 504 `timeout` |

@@ -243,6 +243,24 @@ impl Config {
                 range.end()
             );
         }
+        if let Err(e) = self
+            .spatial
+            .method
+            .parse::<studiocast_spatial::DecoderMethod>()
+        {
+            bail!("[spatial] method = {:?}: {e}", self.spatial.method);
+        }
+        let r = &self.recording;
+        if !(r.floor_mb <= r.stop_below_mb && r.stop_below_mb <= r.min_free_mb) {
+            // Not an error (a test rig may want a disk that is "full" for
+            // recording only), but rarely meant.
+            tracing::warn!(
+                min_free_mb = r.min_free_mb,
+                stop_below_mb = r.stop_below_mb,
+                floor_mb = r.floor_mb,
+                "[recording] thresholds are usually floor_mb <= stop_below_mb <= min_free_mb"
+            );
+        }
         if self.server.max_connections < 16 {
             bail!(
                 "[server] max_connections = {} (at least 16)",

@@ -85,8 +85,12 @@ fn a_thousand_half_open_connections_take_nothing_down() {
         );
         // 16 s of 2 s segments: the stream kept publishing throughout.
         assert!(seq1 >= seq0 + 6, "the stream stalled: {seq0} -> {seq1}");
-        assert!(worst_health < Duration::from_secs(2), "{worst_health:?}");
-        assert!(worst_api < Duration::from_secs(2), "{worst_api:?}");
+        // The README: measured within a few ms; allowed 250 ms.
+        assert!(
+            worst_health < Duration::from_millis(250),
+            "{worst_health:?}"
+        );
+        assert!(worst_api < Duration::from_millis(250), "{worst_api:?}");
         if nofile.is_none() {
             // Every one of the thousand is held at once.
             assert!(server_fds >= 1000, "{server_fds}");
@@ -347,7 +351,7 @@ fn a_hostile_hrtf_file_never_takes_the_daemon_down() {
     std::fs::remove_file(&sofa).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &sofa).unwrap();
     let m = start("/dev/zero");
-    assert!(m.contains("larger than"), "{m}");
+    assert!(m.contains("not a regular file"), "{m}");
     // Garbage.
     std::fs::remove_file(&sofa).unwrap();
     std::fs::write(

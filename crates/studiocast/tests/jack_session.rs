@@ -231,7 +231,7 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
         {
             // Say what kind of difference: a run of zeros (a gap) or a jump.
             let zeros = rec[i..].iter().take_while(|v| **v == 0.0).count();
-            let w = &rec[i..i + 8];
+            let w = &rec[i..(i + 8).min(rec.len())];
             let full = &planes[c];
             let at = full
                 .windows(8)

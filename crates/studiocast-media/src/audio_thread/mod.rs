@@ -3,13 +3,15 @@
 //! compensator), renders it binaurally and to stereo, meters it, and feeds
 //! every audio rendition's `appsrc`. Also the input-health counters it keeps.
 //!
-//! The per-block path ([`AudioLoop::step`]) allocates nothing, takes no lock
-//! and logs nothing (a counting-allocator test drives it): scratch buffers
-//! are made when the loop opens, the output buffers come from a GStreamer
-//! buffer pool per rendition, the master recorder is fed through a lock-free
-//! ring, and state changes (silence, return) are published as counters that
-//! the session's monitor logs. When to wait, play or play silence is
-//! decided by the Sans-IO [`SilencePolicy`].
+//! The per-block path ([`AudioLoop::step`]) makes no Rust heap allocation
+//! (a counting-allocator test drives it), takes no lock of ours and logs
+//! nothing: scratch buffers are made when the loop opens, the output
+//! buffers are recycled by a GStreamer buffer pool per rendition, the
+//! master recorder is fed through a lock-free ring, and state changes
+//! (silence, return) are published as counters that the session's monitor
+//! logs. What the counter cannot see: GStreamer's own calls (pushing into
+//! an appsrc takes its internal lock; reading the pipeline clock). When to
+//! wait, play or play silence is decided by the Sans-IO [`SilencePolicy`].
 
 mod input;
 #[cfg(test)]

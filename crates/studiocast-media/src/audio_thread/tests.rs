@@ -179,9 +179,8 @@ fn the_live_audio_path_allocates_nothing_per_block() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The same loop, counted without the fix's pieces, must see allocations:
-/// a boxed interleaving buffer per block is what the old path did. This
-/// keeps the counter honest (it counts on this thread).
+/// The counter is honest: an allocation on this thread is seen (the old
+/// path's per-block interleaving `Vec` would have been).
 #[test]
 fn the_counter_sees_an_allocation_on_this_thread() {
     COUNT_HERE.with(|c| c.set(true));

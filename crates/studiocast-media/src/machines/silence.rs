@@ -67,10 +67,6 @@ impl SilencePolicy {
         due.is_none_or(|d| now.saturating_add(self.cfg.lead_ns) >= d)
     }
 
-    pub fn is_silent(&self) -> bool {
-        self.silent
-    }
-
     /// Report an attempt at `now` for a block due at `due` (None before
     /// the first block); `delivered`: the input had the block.
     pub fn tick(&mut self, now: u64, due: Option<u64>, delivered: bool) -> Decision {

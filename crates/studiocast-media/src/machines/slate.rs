@@ -78,11 +78,6 @@ impl SlateMachine {
         }
     }
 
-    /// The input's picture is on the air (not the slate).
-    pub fn is_live(&self) -> bool {
-        self.live
-    }
-
     /// Decide tick `n` at monotonic time `now_ns`. `arrivals` are the
     /// arrival stamps of the queued frames, oldest first (stamps from the
     /// future, as after a clock step, are treated as just arrived).
@@ -273,7 +268,12 @@ mod tests {
             (phase < 3000 || phase >= 3000 + gap).then_some(33_333_333)
         };
         s.run(0..1320, flap, id);
-        let lost: Vec<u64> = s.log.iter().filter(|(_, t)| t.lost).map(|(n, _)| *n).collect();
+        let lost: Vec<u64> = s
+            .log
+            .iter()
+            .filter(|(_, t)| t.lost)
+            .map(|(n, _)| *n)
+            .collect();
         let d = s.discontinuities();
         // Ten cycles and a bit: the five long gaps (cycles 1, 3, 5, 7, 9)
         // are losses.

@@ -315,9 +315,7 @@ fn video_branch(
         profile,
         el::h264parse()?,
         el::queue()?,
-        // The key frames come from x264's GOP (a test pattern) or from the
-        // pump (an ingest), never from the muxer too: two requesters made
-        // x264 re-type forced frames and warn on every segment.
+        // The muxer never asks for key frames (see `keyint` above).
         el::cmafmux(
             gst::ClockTime::from_seconds(spec.segment_seconds as u64),
             false,

@@ -115,8 +115,9 @@ impl Monitor {
                 self.raise(
                     "queue",
                     format!(
-                        "packaging fell behind (disk stalled?): {} media chunks dropped",
-                        q.dropped_chunks.load(Ordering::Relaxed)
+                        "packaging fell behind (disk stalled?): {} media chunks dropped, {} MB waiting",
+                        q.dropped_chunks.load(Ordering::Relaxed),
+                        q.bytes.load(Ordering::Relaxed) >> 20
                     ),
                 );
             } else {

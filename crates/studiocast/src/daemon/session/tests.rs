@@ -327,6 +327,7 @@ async fn twenty_concurrent_stops_give_exactly_one_ended() {
         }
     }
     assert_eq!(ended + conflicts, 20);
+    assert!(ended >= 1, "nobody got the ended session");
     let saved = r.store.saved.lock().unwrap().clone();
     let transitions = saved
         .iter()
