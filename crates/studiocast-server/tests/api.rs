@@ -399,6 +399,9 @@ async fn healthz_reports_liveness_without_details() {
     let a = send(&app, get("/healthz")).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(a.json(), json!({"status": "unavailable"}));
+    // Liveness never asks for the deep (disk) checks.
+    let calls = fake.calls();
+    assert!(calls.iter().all(|c| *c == "health"), "{calls:?}");
 }
 
 #[tokio::test]

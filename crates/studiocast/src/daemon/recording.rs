@@ -96,32 +96,30 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    pub fn create(path: PathBuf, record: SidecarRecord) -> Self {
+    /// Write the sidecar; an error (the file could not be written) is
+    /// returned beside it, for the session's alarm.
+    pub fn create(path: PathBuf, record: SidecarRecord) -> (Self, Result<(), String>) {
         let s = Sidecar {
             path,
             record: Box::new(record),
         };
-        s.save();
-        s
+        let r = s.save();
+        (s, r)
     }
 
-    fn save(&self) {
-        let bytes = match serde_json::to_vec_pretty(&self.record) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(%e, "cannot encode the recording sidecar");
-                return;
-            }
-        };
-        if let Err(e) = super::store::write_atomic(&self.path, &bytes) {
+    fn save(&self) -> Result<(), String> {
+        let bytes = serde_json::to_vec_pretty(&self.record)
+            .map_err(|e| format!("cannot encode the recording sidecar: {e}"))?;
+        super::store::write_atomic(&self.path, &bytes).map_err(|e| {
             tracing::error!(file = %self.path.display(), %e, "cannot write the recording sidecar");
-        }
+            format!("recording sidecar {} not written: {e}", self.path.display())
+        })
     }
 
-    pub fn finish(&mut self, ended_at: &str, state: &RecordingState) {
+    pub fn finish(&mut self, ended_at: &str, state: &RecordingState) -> Result<(), String> {
         self.record.ended_at = Some(ended_at.to_string());
         self.record.recording_stopped_early = state.alarm();
-        self.save();
+        self.save()
     }
 }
 
@@ -144,7 +142,9 @@ pub fn mark_interrupted(path: &Path, recovered_s: Option<f64>, at: &str) {
     record.interrupted = true;
     record.repaired_at = Some(at.to_string());
     record.recovered_audio_s = recovered_s;
-    Sidecar {
+    // Logged by `save`; the interrupted record's message says what was
+    // recovered either way.
+    let _ = Sidecar {
         path: path.to_path_buf(),
         record: Box::new(record),
     }
@@ -318,7 +318,8 @@ mod tests {
             repaired_at: None,
             recovered_audio_s: None,
         };
-        let _ = Sidecar::create(p.clone(), record.clone());
+        let (_, written) = Sidecar::create(p.clone(), record.clone());
+        assert!(written.is_ok());
         mark_interrupted(&p, Some(7.04), "2026-01-01T00:01:00.000Z");
         let back: SidecarRecord = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
         assert!(back.interrupted);

@@ -37,6 +37,8 @@ pub struct Job {
 }
 
 pub struct Launched {
+    /// What went wrong without stopping the start (a sidecar not written).
+    pub warnings: Vec<String>,
     pub running: Box<dyn Running>,
     pub worker: std::thread::JoinHandle<Option<String>>,
     pub recording: (Arc<RecordingState>, Sidecar),
@@ -78,7 +80,8 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
     if job.spec.audio.source.channel_map().is_some() {
         prepared.set_master(sdir.join("master.wav"), state.clone());
     }
-    let mut sidecar = Sidecar::create(sdir.join("master.json"), sidecar_record(&job));
+    let (mut sidecar, written) = Sidecar::create(sdir.join("master.json"), sidecar_record(&job));
+    let warnings: Vec<String> = written.err().into_iter().collect();
     let program = job.spec.video.as_ref().map(|_| Recording {
         video: sdir.join("program.mp4"),
         state: state.clone(),
@@ -90,7 +93,7 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
     let worker = match worker {
         Ok(w) => w,
         Err(e) => {
-            sidecar.finish(&now(), &state);
+            let _ = sidecar.finish(&now(), &state);
             return Err(LaunchError::Failed {
                 msg: format!("cannot start the packaging worker: {e}"),
             });
@@ -98,6 +101,7 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
     };
     match prepared.start(job.span.clone()) {
         Ok(running) => Ok(Launched {
+            warnings,
             running,
             worker,
             recording: (state, sidecar),
@@ -110,7 +114,7 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
             closer.send(MediaEvent::Error(msg.clone()));
             drop(closer);
             let _ = worker.join();
-            sidecar.finish(&now(), &state);
+            let _ = sidecar.finish(&now(), &state);
             Err(LaunchError::Failed { msg })
         }
     }

@@ -14,8 +14,9 @@ use crate::daemon::worker::Update;
 /// How long the end waits for the record to reach the disk.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the closing job hands back: the stream's error, if any.
-pub type Closed = Option<String>;
+/// What the closing job hands back: the stream's error, if any, and why the
+/// sidecar could not be finished, if it could not.
+pub type Closed = (Option<String>, Option<String>);
 
 impl Session {
     /// The start job came back.
@@ -32,6 +33,9 @@ impl Session {
         match r {
             Ok(l) => {
                 self.recorded = true;
+                for w in &l.warnings {
+                    self.monitor.raise("sidecar", w.clone());
+                }
                 self.phase = Phase::Running(l.running);
                 self.worker = Some(l.worker);
                 self.recording = Some(l.recording);
@@ -250,10 +254,9 @@ impl Session {
                 Some(Err(_)) => Some("the packaging worker panicked".into()),
                 None => None,
             };
-            if let Some((state, mut sidecar)) = recording {
-                sidecar.finish(&now(), &state);
-            }
-            outcome
+            let sidecar =
+                recording.and_then(|(state, mut sidecar)| sidecar.finish(&now(), &state).err());
+            (outcome, sidecar)
         });
         self.closing = Some((job, tokio::time::Instant::now() + CLOSE_TIMEOUT));
     }
@@ -273,9 +276,12 @@ impl Session {
                 ),
             );
         }
+        if let Some((_, Some(e))) = &joined {
+            self.monitor.raise("sidecar", e.clone());
+        }
         let error = match (self.outcome.take(), joined) {
             (Some(o), _) => o,
-            (None, Some(o)) => o,
+            (None, Some((o, _))) => o,
             (None, None) => Some("the stream did not end: the pipeline hung".into()),
         };
         self.info.state = if error.is_some() {
@@ -286,8 +292,12 @@ impl Session {
         self.info.error = error;
         self.info.ended_at = Some(now());
         self.save();
-        if !self.record.flush(FLUSH_TIMEOUT).await {
-            tracing::error!("the final session record did not reach the disk in time");
+        if let Err(e) = self.record.flush(FLUSH_TIMEOUT).await {
+            // The reply carries it even if the record cannot.
+            tracing::error!(error = %e, "the final session record is not on disk");
+            self.monitor
+                .raise("store", format!("session record not saved: {e}"));
+            self.publish();
         }
         tracing::info!(state = %self.info.state, "session finished");
         for w in self.waiters.drain(..) {
@@ -307,7 +317,7 @@ pub(super) async fn closed(
     };
     let r = match tokio::time::timeout_at(*deadline, job).await {
         Ok(Ok(outcome)) => Some(outcome),
-        Ok(Err(e)) => Some(Some(format!("the teardown failed: {e}"))),
+        Ok(Err(e)) => Some((Some(format!("the teardown failed: {e}")), None)),
         Err(_) => None,
     };
     *closing = None;
