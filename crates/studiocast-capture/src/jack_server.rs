@@ -81,6 +81,12 @@ impl JackServer {
 }
 
 impl JackServer {
+    /// The jackd process (to freeze it in a test: a server that stops
+    /// answering).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn tool(&self, tool: &str, args: &[&str]) -> Result<String, String> {
         let out = Command::new(tool)
             .args(args)
