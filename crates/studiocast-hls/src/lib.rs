@@ -22,12 +22,14 @@
 
 mod journal;
 mod layout;
+pub mod live;
 pub mod mp4;
 mod playlist;
 mod render;
 mod segment;
 
 pub use layout::{resolve, Listing};
+pub use live::{LiveView, PartRef};
 pub use playlist::{Chunk, Packager, PackagerConfig, Rendition, RenditionKind};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
