@@ -22,6 +22,9 @@ PACKAGES=(
   libspatialaudio-dev g++
   # the browser test: Debian's Chromium (npm never downloads a browser)
   chromium
+  # HTTPS and HTTP/2 checks (curl --http2), and the origin bench's side-by-side
+  # file server (benches/origin.sh starts its own nginx on loopback)
+  curl nginx-light
 )
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 

@@ -2,6 +2,8 @@
 //! criterion suites; `benches/compare.sh` compares the CLI with ffmpeg and
 //! libspatialaudio side by side.
 
+pub mod hls_client;
+
 use studiocast_spatial::design::{DecoderMethod, ShFilters};
 
 /// Deterministic synthetic SH filters with realistic length, so the speed

@@ -3,6 +3,14 @@
 //
 //   node play.mjs MASTER_URL [SECONDS]
 //
+// Environment:
+//   PLAY_SWITCH=1        half-way through, force hls.js onto another ladder
+//                        level (the viewer's quality menu) and keep playing;
+//   PLAY_INSECURE_TLS=1  accept a self-signed certificate (test-only flag);
+//   PLAY_STANDARD=1      hls.js without lowLatencyMode (plain HLS timing);
+//   PLAY_CATCHUP=R       let hls.js play up to R× to reach its latency
+//                        target (maxLiveSyncPlaybackRate; default 1, off).
+//
 // The page is served from its own origin (another port), so the daemon's
 // CORS headers are exercised as they are for the Campus and the Hub.
 import http from 'node:http';
@@ -26,7 +34,14 @@ const page = `<!doctype html><meta charset=utf-8><title>studiocast player test</
 <script>
 window.report = { errors: [], fatal: null, tracks: [], levels: [], level: 0, started: false };
 const v = document.getElementById('v');
-const hls = new Hls({ lowLatencyMode: true });
+const hls = new Hls({
+  lowLatencyMode: ${process.env.PLAY_STANDARD ? 'false' : 'true'},
+  maxLiveSyncPlaybackRate: ${Number(process.env.PLAY_CATCHUP || 1)},
+});
+window.report.switches = [];
+hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
+  window.report.switches.push({ level: d.level, at: document.getElementById('v').currentTime });
+});
 window.hls = hls;
 hls.on(Hls.Events.ERROR, (_, d) => {
   window.report.errors.push(d.type + ':' + d.details + (d.fatal ? ':fatal' : ''));
@@ -36,7 +51,7 @@ hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, (_, d) => {
   window.report.tracks = d.audioTracks.map(t => ({ name: t.name, default: t.default, channels: t.channels }));
 });
 hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
-  window.report.levels = d.levels.map(l => ({ width: l.width, height: l.height, codecs: l.codecSet }));
+  window.report.levels = d.levels.map(l => ({ width: l.width, height: l.height, codecs: l.codecSet, bitrate: l.bitrate }));
 });
 hls.loadSource(${JSON.stringify(master)});
 hls.attachMedia(v);
@@ -83,6 +98,7 @@ const browser = await chromium.launch({
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--autoplay-policy=no-user-gesture-required',
+    ...(process.env.PLAY_INSECURE_TLS ? ['--ignore-certificate-errors'] : []),
   ],
   // Playwright gives every launch a fresh, temporary profile.
 });
@@ -92,19 +108,46 @@ try {
   const p = await ctx.newPage();
   const consoleErrors = [];
   p.on('console', m => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  // The protocol each playlist and media response came over ("h2" or
+  // "http/1.1"), from the DevTools protocol: the page's Resource Timing
+  // hides it for cross-origin responses.
+  const protocolSet = new Set();
+  const cdp = await ctx.newCDPSession(p);
+  await cdp.send('Network.enable');
+  cdp.on('Network.responseReceived', e => {
+    if (/\.(m3u8|m4s|mp4)/.test(e.response.url)) protocolSet.add(e.response.protocol);
+  });
   await p.goto(origin);
   await p.waitForFunction(() => window.report.started || window.report.fatal, null, { timeout: 30000 });
   const t0 = await p.evaluate(() => document.getElementById('v').currentTime);
   const levels = [];
   // The longest stretch with no playback progress, in seconds: a stall.
   let last = t0, lastMove = Date.now(), maxStallS = 0;
+  // Live latency, sampled: Date.now() against the playing PROGRAM-DATE-TIME.
+  const latencies = [];
+  let switchTo = null, tSwitch = null;
   for (let i = 0; i < seconds * 2; i++) {
     await p.waitForTimeout(500);
-    const [lvl, t] = await p.evaluate(() => [window.level ? window.level() : 0, document.getElementById('v').currentTime]);
+    if (process.env.PLAY_SWITCH && i === seconds) {
+      [switchTo, tSwitch] = await p.evaluate(() => {
+        const n = window.hls.levels.length;
+        const to = (Math.max(window.hls.currentLevel, 0) + 1) % n;
+        window.hls.currentLevel = to;
+        return [to, document.getElementById('v').currentTime];
+      });
+    }
+    const [lvl, t, lat] = await p.evaluate(() => {
+      const pd = window.hls.playingDate;
+      return [window.level ? window.level() : 0, document.getElementById('v').currentTime,
+        pd ? Date.now() - pd.getTime() : null];
+    });
     levels.push(lvl);
+    if (lat !== null && i >= seconds / 2) latencies.push(lat);
     if (t > last + 0.05) { last = t; lastMove = Date.now(); }
     maxStallS = Math.max(maxStallS, (Date.now() - lastMove) / 1000);
   }
+  latencies.sort((a, b) => a - b);
+  const protocols = [...protocolSet];
   result = await p.evaluate(([t0, levels, maxStallS]) => {
     const v = document.getElementById('v');
     const pd = window.hls.playingDate;
@@ -122,6 +165,14 @@ try {
     };
   }, [t0, levels, maxStallS]);
   result.consoleErrors = consoleErrors;
+  result.protocols = protocols;
+  result.latencyMsMedian = latencies.length ? latencies[latencies.length >> 1] : null;
+  result.latencyMsMax = latencies.length ? latencies[latencies.length - 1] : null;
+  if (switchTo !== null) {
+    result.switchTo = switchTo;
+    result.playedAfterSwitch = result.currentTime - tSwitch;
+    result.currentLevel = await p.evaluate(() => window.hls.currentLevel);
+  }
 } catch (e) {
   result = { fatal: 'harness:' + e.message };
 } finally {

@@ -3,18 +3,29 @@
 //! ```text
 //! master.m3u8           live multivariant playlist
 //! master-vod.m3u8       VOD multivariant playlist (after the end)
-//! <rendition>/init.mp4
+//! <rendition>/init.mp4, <rendition>/init-1.mp4 … (after a change of init)
 //! <rendition>/seg000001.m4s …
 //! <rendition>/live.m3u8, <rendition>/vod.m3u8
+//! <rendition>/iframes.m3u8   I-frame playlist of a video rendition (VOD)
 //! ```
 //! Playlists refer to `<rendition>/index.m3u8`, which resolves to
-//! `live.m3u8` under `/live/…` and `vod.m3u8` under `/vod/…`.
+//! `live.m3u8` under `/live/…` and `vod.m3u8` under `/vod/…`. Parts
+//! (`seg000012.p3.m4s`) live in memory only; they resolve like segments,
+//! and a file that is not there is a 404.
 
 /// Which listing a URL asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listing {
     Live,
     Vod,
+}
+
+/// `init.mp4`, or `init-N.mp4` after a change of init.
+fn is_init(f: &str) -> bool {
+    f == "init.mp4"
+        || f.strip_prefix("init-")
+            .and_then(|n| n.strip_suffix(".mp4"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Map a request path (below `/live/{id}/` or `/vod/{id}/`) to a file path
@@ -42,7 +53,10 @@ pub fn resolve(listing: Listing, rel: &str) -> Option<String> {
                 Listing::Vod => "vod.m3u8",
             }
         )),
-        [r, f] if safe(r) && safe(f) && (f.ends_with(".m4s") || *f == "init.mp4") => {
+        [r, "iframes.m3u8"] if safe(r) && listing == Listing::Vod => {
+            Some(format!("{r}/iframes.m3u8"))
+        }
+        [r, f] if safe(r) && safe(f) && (f.ends_with(".m4s") || is_init(f)) => {
             Some(format!("{r}/{f}"))
         }
         _ => None,
@@ -68,6 +82,10 @@ mod tests {
             "video/live.m3u8",
             "a\\b/seg.m4s",
             "video/seg.mp4",
+            "video/iframes.m3u8",
+            "video/seg000001.p1.m4s/x",
+            "video/.p1.m4s",
+            "../seg000001.p1.m4s",
         ] {
             assert_eq!(resolve(Listing::Live, bad), None, "{bad}");
         }
@@ -83,5 +101,29 @@ mod tests {
             resolve(Listing::Vod, "master.m3u8").as_deref(),
             Some("master-vod.m3u8")
         );
+        // Parts resolve like any segment (the origin serves them from
+        // memory; a name it does not hold is a 404).
+        assert_eq!(
+            resolve(Listing::Live, "v720/seg000012.p3.m4s").as_deref(),
+            Some("v720/seg000012.p3.m4s")
+        );
+        // A changed init has a name of its own, which EXT-X-MAP names.
+        assert_eq!(
+            resolve(Listing::Vod, "video/init-1.mp4").as_deref(),
+            Some("video/init-1.mp4")
+        );
+        for bad in [
+            "video/init-.mp4",
+            "video/init-x.mp4",
+            "video/init-1.mp4.tmp",
+        ] {
+            assert_eq!(resolve(Listing::Vod, bad), None, "{bad}");
+        }
+        // I-frame playlists exist for the VOD only.
+        assert_eq!(
+            resolve(Listing::Vod, "v720/iframes.m3u8").as_deref(),
+            Some("v720/iframes.m3u8")
+        );
+        assert_eq!(resolve(Listing::Vod, "../iframes.m3u8"), None);
     }
 }

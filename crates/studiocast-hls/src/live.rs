@@ -18,6 +18,13 @@ pub struct PartRef {
     pub part: u32,
 }
 
+impl PartRef {
+    /// The part's file name, as the playlists list it (`seg000012.p3.m4s`).
+    pub fn uri(self) -> String {
+        crate::segment::part_uri(self.msn, self.part as usize)
+    }
+}
+
 /// One rendition's live state, as published.
 #[derive(Debug, Clone)]
 pub struct LiveView {
@@ -34,6 +41,11 @@ pub struct LiveView {
     pub last_segment: Option<u64>,
     /// The oldest segment the playlist lists.
     pub first_msn: u64,
+    /// The part the playlist's `EXT-X-PRELOAD-HINT` names (low latency,
+    /// while live): a request for it blocks until it is published. It may
+    /// never come (the next chunk can start a new segment instead): once
+    /// a view has moved past it without listing it, answer 404.
+    pub preload_hint: Option<PartRef>,
     /// The stream has ended (`EXT-X-ENDLIST`): nothing more will come.
     pub ended: bool,
     /// The whole media playlist.
@@ -43,8 +55,9 @@ pub struct LiveView {
     pub playlist_skip: Option<Bytes>,
     /// Files served from memory, by the name the playlist uses
     /// (`init.mp4`, `seg000012.m4s`, `seg000012.p3.m4s`, …): the init
-    /// segments, the recent segments and every part the playlist lists.
-    /// Older segments are served from disk.
+    /// segments, the recent segments (and any not yet confirmed written),
+    /// every part the playlist lists and the parts it dropped less than
+    /// three target durations ago. Older segments are served from disk.
     pub files: Arc<BTreeMap<String, Bytes>>,
 }
 
@@ -58,6 +71,7 @@ impl LiveView {
             last_part: None,
             last_segment: None,
             first_msn: 1,
+            preload_hint: None,
             ended: false,
             playlist: Bytes::new(),
             playlist_skip: None,

@@ -1,115 +1,42 @@
-//! The packager state machine.
+//! The packager: several renditions, one set of playlists.
 //!
-//! A segment is cut when its last chunk arrives, but it enters no playlist
-//! (and no journal) until the caller has written its bytes durably and
-//! said so with [`Packager::segment_written`]: a segment whose write failed
-//! (a full disk, no descriptors left) is never published, its sequence
-//! number goes to the next segment, and that one follows a discontinuity.
+//! Parts and complete segments are published in memory at once (see
+//! [`Packager::view`]); a segment enters the journal and the VOD only once
+//! the caller has written its bytes durably and said so with
+//! [`Packager::segment_written`]. A segment whose write failed stays in the
+//! live playlist while its bytes are in memory, then becomes an
+//! `EXT-X-GAP`; it never reaches the VOD, where the segment after it
+//! follows a discontinuity.
 
-use crate::render::{master_playlist, render_media};
-use crate::segment::Segment;
+use bytes::Bytes;
+
+use crate::config::{Chunk, Limits, PackagerConfig, Rendition};
+use crate::live::{LiveView, PartRef};
+use crate::media;
+use crate::render::{master_playlist, Rated};
+use crate::segment::{Disk, Segment};
+use crate::time::{Ticks, PER_SEC};
+use crate::track::Track;
 use crate::{Action, HlsError};
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum RenditionKind {
-    Video {
-        width: u32,
-        height: u32,
-        frame_rate: f64,
-    },
-    Audio {
-        name: String,
-        channels: u32,
-        default: bool,
-        language: Option<String>,
-    },
+/// Measured bit rates of a rendition's durable segments, bits per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bitrate {
+    /// The largest of any segment's bytes × 8 / duration.
+    pub peak: u64,
+    /// All bytes × 8 / all seconds.
+    pub average: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rendition {
-    /// Folder name and id: `[A-Za-z0-9_-]+`.
-    pub id: String,
-    pub kind: RenditionKind,
-    /// Exact RFC 6381 codec string, e.g. `avc1.64001f` or `mp4a.40.2`.
-    pub codecs: String,
-    /// Peak bits per second.
-    pub bandwidth: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct PackagerConfig {
-    /// EXT-X-TARGETDURATION, seconds. Fixed for the life of the stream.
-    pub target_duration: u64,
-    /// Segments in the live playlist (at least enough for 3 × target).
-    pub window_segments: usize,
-}
-
-impl Default for PackagerConfig {
-    fn default() -> Self {
-        PackagerConfig {
-            target_duration: 2,
-            window_segments: 6,
-        }
-    }
-}
-
-/// A CMAF chunk (moof+mdat) of one rendition.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub data: Vec<u8>,
-    /// Seconds.
-    pub duration: f64,
-    /// Starts with a sync sample (every segment must).
-    pub independent: bool,
-    /// Capture time of the first sample, ms since the Unix epoch.
-    pub pdt_ms: Option<i64>,
-    /// This chunk completes its segment.
-    pub ends_segment: bool,
-}
-
-#[derive(Debug, Default)]
-struct Open {
-    data: Vec<u8>,
-    duration: f64,
-    pdt_ms: Option<i64>,
-    independent: bool,
-}
-
-#[derive(Debug)]
-struct State {
-    spec: Rendition,
-    init_uri: Option<String>,
-    init_count: u32,
-    open: Option<Open>,
-    /// Cut, handed to the caller to write, not yet published.
-    unwritten: Option<Segment>,
-    segments: Vec<Segment>,
-    window_start: usize,
-    discontinuity_seq: u64,
-    next_seq: u64,
-    pending_discontinuity: bool,
-}
-
-impl State {
-    fn render(&self, target: u64, ended: bool, vod: bool) -> String {
-        render_media(
-            &self.segments,
-            self.window_start,
-            self.discontinuity_seq,
-            self.next_seq,
-            target,
-            ended,
-            vod,
-        )
-    }
-}
-
-/// One stream's packager: several renditions, one set of playlists.
+/// One stream's packager.
 #[derive(Debug)]
 pub struct Packager {
-    config: PackagerConfig,
-    states: Vec<State>,
+    lim: Limits,
+    tracks: Vec<Track>,
     ended: bool,
+    /// Actions of a call that also failed (a segment closed before a
+    /// refused chunk); handed out first by the next call.
+    outbox: Vec<Action>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -120,19 +47,18 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Bits per second of `bytes` over `d`, rounded up (BANDWIDTH is a bound).
+fn bits_per_sec(bytes: u64, d: Ticks) -> u64 {
+    if d.0 == 0 {
+        return 0;
+    }
+    let bits = bytes as u128 * 8 * PER_SEC as u128;
+    u64::try_from(bits.div_ceil(d.0 as u128)).unwrap_or(u64::MAX)
+}
+
 impl Packager {
     pub fn new(config: PackagerConfig, renditions: Vec<Rendition>) -> Result<Self, HlsError> {
-        if config.target_duration == 0 || config.target_duration > 60 {
-            return Err(HlsError::Config(format!(
-                "target duration {} s",
-                config.target_duration
-            )));
-        }
-        if config.window_segments < 3 {
-            return Err(HlsError::Config(
-                "the live window needs at least 3 segments".into(),
-            ));
-        }
+        let lim = Limits::new(&config)?;
         if renditions.is_empty() {
             return Err(HlsError::Config("no renditions".into()));
         }
@@ -145,315 +71,398 @@ impl Packager {
             }
         }
         Ok(Packager {
-            config,
+            lim,
             ended: false,
-            states: renditions
-                .into_iter()
-                .map(|spec| State {
-                    spec,
-                    init_uri: None,
-                    init_count: 0,
-                    open: None,
-                    unwritten: None,
-                    segments: Vec::new(),
-                    window_start: 0,
-                    discontinuity_seq: 0,
-                    next_seq: 1,
-                    pending_discontinuity: false,
-                })
-                .collect(),
+            outbox: Vec::new(),
+            tracks: renditions.into_iter().map(Track::new).collect(),
         })
     }
 
-    fn state(&mut self, id: &str) -> Result<&mut State, HlsError> {
-        self.states
-            .iter_mut()
-            .find(|s| s.spec.id == id)
+    fn index(&self, id: &str) -> Result<usize, HlsError> {
+        self.tracks
+            .iter()
+            .position(|t| t.spec.id == id)
             .ok_or_else(|| HlsError::UnknownRendition(id.to_string()))
     }
 
+    fn track(&self, id: &str) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.spec.id == id)
+    }
+
+    /// What is left in the outbox, then `more`.
+    fn out(&mut self, more: Vec<Action>) -> Vec<Action> {
+        let mut a = std::mem::take(&mut self.outbox);
+        a.extend(more);
+        a
+    }
+
     pub fn renditions(&self) -> impl Iterator<Item = &Rendition> {
-        self.states.iter().map(|s| &s.spec)
+        self.tracks.iter().map(|t| &t.spec)
     }
 
     pub fn is_ended(&self) -> bool {
         self.ended
     }
 
-    /// Segments published so far for a rendition (all, not just the window).
+    /// Segments of a rendition written durably (what its VOD lists).
     pub fn segment_count(&self, id: &str) -> usize {
-        self.states
-            .iter()
-            .find(|s| s.spec.id == id)
-            .map_or(0, |s| s.segments.len())
+        self.track(id).map_or(0, |t| self.durable(t).len())
     }
 
-    /// Seconds of every segment published for a rendition.
+    /// Seconds of a rendition's durable segments.
     pub fn duration(&self, id: &str) -> f64 {
-        self.states
+        self.track(id).map_or(0.0, |t| {
+            self.durable(t).iter().map(|s| s.duration.secs()).sum()
+        })
+    }
+
+    fn durable<'a>(&self, t: &'a Track) -> Vec<&'a Segment> {
+        t.segs
             .iter()
-            .find(|s| s.spec.id == id)
-            .map_or(0.0, |s| s.segments.iter().map(|x| x.duration).sum())
+            .filter(|c| c.disk == Disk::Written)
+            .map(|c| &c.seg)
+            .collect()
+    }
+
+    /// Measured bit rates of a rendition's durable segments (`None` before
+    /// any, or when their sizes are unknown: an old journal).
+    pub fn bitrate(&self, id: &str) -> Option<Bitrate> {
+        let t = self.track(id)?;
+        let segs: Vec<&Segment> = self.durable(t).into_iter().filter(|s| s.size > 0).collect();
+        let peak = segs
+            .iter()
+            .map(|s| bits_per_sec(s.size, s.duration))
+            .max()?;
+        let bytes = segs.iter().map(|s| s.size).sum();
+        let time = segs.iter().fold(Ticks(0), |a, s| a.plus(s.duration));
+        Some(Bitrate {
+            peak,
+            average: bits_per_sec(bytes, time),
+        })
     }
 
     /// Replace a rendition's CODECS string (for example once the encoder's
     /// real profile and level are read from its init segment).
     pub fn set_codecs(&mut self, id: &str, codecs: &str) -> Result<(), HlsError> {
-        self.state(id)?.spec.codecs = codecs.to_string();
+        let i = self.index(id)?;
+        self.tracks[i].spec.codecs = codecs.to_string();
         Ok(())
     }
 
     /// A new initialisation segment. A change of init (say, after a source
-    /// reconnects with other parameters) gets a new file name and implies a
-    /// discontinuity.
-    pub fn push_init(&mut self, id: &str, data: Vec<u8>) -> Result<Vec<Action>, HlsError> {
+    /// reconnects with other parameters) closes the open segment, gets a
+    /// new file name and implies a discontinuity; the same bytes again
+    /// change nothing.
+    pub fn push_init(&mut self, id: &str, data: impl Into<Bytes>) -> Result<Vec<Action>, HlsError> {
         if self.ended {
             return Err(HlsError::Ended);
         }
-        let st = self.state(id)?;
-        let name = if st.init_count == 0 {
-            "init.mp4".to_string()
-        } else {
-            format!("init-{}.mp4", st.init_count)
-        };
-        if st.init_count > 0 {
-            st.pending_discontinuity = true;
+        let i = self.index(id)?;
+        let a = self.tracks[i].push_init(data.into(), &self.lim);
+        Ok(self.out(a))
+    }
+
+    /// The next segment of every rendition follows a discontinuity (a gap,
+    /// a change of timestamps or encoding): each open segment closes now.
+    /// Called just before a boundary chunk, nothing is lost; called
+    /// mid-segment, the following chunks are refused up to the next
+    /// independent one.
+    pub fn discontinuity(&mut self) -> Vec<Action> {
+        let mut a = Vec::new();
+        for t in &mut self.tracks {
+            a.extend(t.discontinuity(&self.lim));
         }
-        st.init_count += 1;
-        st.init_uri = Some(name.clone());
-        Ok(vec![Action::Write {
-            path: format!("{id}/{name}"),
-            data,
-        }])
+        self.out(a)
     }
 
-    /// The next segment of every rendition starts after a gap or a change of
-    /// timestamps or encoding (EXT-X-DISCONTINUITY).
-    pub fn discontinuity(&mut self) {
-        for s in &mut self.states {
-            s.pending_discontinuity = true;
-            s.open = None;
-        }
+    /// The same for one rendition. Callers mark every rendition at the same
+    /// segment boundary, so that the discontinuity sequences stay aligned
+    /// across playlists.
+    pub fn discontinuity_in(&mut self, id: &str) -> Result<Vec<Action>, HlsError> {
+        let i = self.index(id)?;
+        let a = self.tracks[i].discontinuity(&self.lim);
+        Ok(self.out(a))
     }
 
-    /// The next segment of one rendition follows a discontinuity. Callers
-    /// mark every rendition at the same segment boundary, so that the
-    /// discontinuity sequences stay aligned across playlists.
-    pub fn discontinuity_in(&mut self, id: &str) -> Result<(), HlsError> {
-        let st = self.state(id)?;
-        st.pending_discontinuity = true;
-        st.open = None;
-        Ok(())
-    }
-
+    /// A chunk: the next part of the open segment, or (`boundary`) the
+    /// first of a new one, which closes the open one
+    /// ([`Action::WriteSegment`]). A refused chunk is an error; the segment
+    /// it closed is then written by what the next call returns, or by
+    /// [`Packager::take_actions`] at once.
     pub fn push_chunk(&mut self, id: &str, chunk: Chunk) -> Result<Vec<Action>, HlsError> {
         if self.ended {
             return Err(HlsError::Ended);
         }
-        let st = self.state(id)?;
-        if st.init_uri.is_none() {
+        let i = self.index(id)?;
+        if !self.tracks[i].has_init() {
             return Err(HlsError::NoInit(id.to_string()));
         }
-        let open = st.open.get_or_insert_with(|| Open {
-            pdt_ms: chunk.pdt_ms,
-            independent: chunk.independent,
-            ..Open::default()
-        });
-        open.data.extend_from_slice(&chunk.data);
-        open.duration += chunk.duration.max(0.0);
-        if !chunk.ends_segment {
-            return Ok(Vec::new());
+        let (actions, result) = self.tracks[i].push_chunk(chunk, &self.lim);
+        match result {
+            Ok(()) => Ok(self.out(actions)),
+            Err(e) => {
+                self.outbox.extend(actions);
+                Err(e)
+            }
         }
-        self.close_segment(id)
     }
 
-    /// Cut the open segment: checked, numbered and handed out to be
-    /// written ([`Action::WriteSegment`]); published only once confirmed.
-    fn close_segment(&mut self, id: &str) -> Result<Vec<Action>, HlsError> {
-        let target = self.config.target_duration;
-        let st = self.state(id)?;
-        let Some(open) = st.open.take() else {
-            return Ok(Vec::new());
-        };
-        if open.data.is_empty() {
-            return Ok(Vec::new());
-        }
-        if !open.independent {
-            // EXT-X-INDEPENDENT-SEGMENTS promises a sync sample first.
-            st.pending_discontinuity = true;
-            return Err(HlsError::NotIndependent(id.to_string()));
-        }
-        if open.duration.round() as u64 > target || !open.duration.is_finite() {
-            // Publishing it would break every player; drop it and mark the gap.
-            st.pending_discontinuity = true;
-            return Err(HlsError::TargetDurationExceeded {
-                rendition: id.to_string(),
-                duration: open.duration,
-                target,
-            });
-        }
-        if st.unwritten.is_some() {
-            // The caller never said how the last write went: that segment
-            // is lost, and this one follows a gap.
-            st.unwritten = None;
-            st.pending_discontinuity = true;
-        }
-        let segment = Segment {
-            seq: st.next_seq,
-            duration: open.duration,
-            pdt_ms: open.pdt_ms,
-            discontinuity: std::mem::take(&mut st.pending_discontinuity) && !st.segments.is_empty(),
-            map: st.init_uri.clone().unwrap_or_default(),
-        };
-        let action = Action::WriteSegment {
-            rendition: id.to_string(),
-            seq: segment.seq,
-            pdt_ms: segment.pdt_ms,
-            path: format!("{id}/{}", segment.uri()),
-            data: open.data,
-        };
-        st.unwritten = Some(segment);
-        Ok(vec![action])
+    /// Actions left by a call that failed (see [`Packager::push_chunk`]).
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// The caller wrote segment `seq` of rendition `id` (`durable`: its
-    /// bytes are on disk), or failed to. A written segment is published:
-    /// journal line, live playlist. A failed one is forgotten: its number
-    /// goes to the next segment, which follows a discontinuity.
+    /// bytes are on disk), or failed to. Written: its journal line. Either
+    /// way the live playlist file is rewritten.
     pub fn segment_written(
         &mut self,
         id: &str,
         seq: u64,
         durable: bool,
     ) -> Result<Vec<Action>, HlsError> {
-        let target = self.config.target_duration;
-        let window = self.config.window_segments;
-        let st = self.state(id)?;
-        let Some(segment) = st.unwritten.take_if(|s| s.seq == seq) else {
-            return Err(HlsError::UnknownSegment {
-                rendition: id.to_string(),
-                seq,
-            });
-        };
-        if !durable {
-            st.pending_discontinuity = true;
-            return Ok(Vec::new());
-        }
-        st.next_seq = seq.saturating_add(1);
-        let journal = crate::journal::line(&segment);
-        st.segments.push(segment);
-        // Slide the live window, never below 3 target durations.
-        loop {
-            let live = &st.segments[st.window_start..];
-            let after_drop: f64 = live.iter().skip(1).map(|s| s.duration).sum();
-            if live.len() <= window || after_drop < 3.0 * target as f64 {
-                break;
-            }
-            // A tag leaving the playlist moves the discontinuity sequence on.
-            if st.segments[st.window_start].discontinuity {
-                st.discontinuity_seq += 1;
-            }
-            st.window_start += 1;
-        }
-        Ok(vec![
-            Action::Append {
-                path: format!("{id}/{}", crate::journal::FILE),
-                data: journal.into_bytes(),
-            },
-            Action::Write {
-                path: format!("{id}/live.m3u8"),
-                data: st.render(target, false, false).into_bytes(),
-            },
-        ])
+        let i = self.index(id)?;
+        let a = self.tracks[i].written(seq, durable, &self.lim)?;
+        Ok(self.out(a))
     }
 
-    /// The live multivariant playlist, to write once all inits are known.
+    /// The live multivariant playlist (configured bandwidths), to write
+    /// once all inits are known.
     pub fn master_action(&self) -> Action {
         Action::Write {
             path: "master.m3u8".into(),
-            data: self.master_playlist().into_bytes(),
+            data: Bytes::from(self.master_playlist()),
         }
     }
 
-    /// Cut every open segment (a short last one is normal; an over-long
-    /// one is dropped), to be written and confirmed before [`Packager::end`].
+    /// Close every open segment (a short last one is normal), to be written
+    /// and confirmed before [`Packager::end`].
     pub fn flush(&mut self) -> Vec<Action> {
+        if self.ended {
+            return self.out(Vec::new());
+        }
+        let mut a = Vec::new();
+        for t in &mut self.tracks {
+            a.extend(t.close(&self.lim));
+        }
+        self.out(a)
+    }
+
+    /// End of stream: `EXT-X-ENDLIST` on the live playlists, the VOD and
+    /// I-frame playlists and the VOD multivariant playlist. Call
+    /// [`Packager::flush`] first to keep the segments still open; anything
+    /// not confirmed by now is left out.
+    pub fn end(&mut self) -> Vec<Action> {
         if self.ended {
             return Vec::new();
         }
-        let ids: Vec<String> = self.states.iter().map(|s| s.spec.id.clone()).collect();
-        ids.iter()
-            .filter_map(|id| self.close_segment(id).ok())
-            .flatten()
-            .collect()
-    }
-
-    /// End of stream: add EXT-X-ENDLIST to the live playlists and write the
-    /// VOD playlists. Call [`Packager::flush`] first to keep the segments
-    /// still open; anything cut but not confirmed by now is left out.
-    pub fn end(&mut self) -> Vec<Action> {
-        let mut actions = Vec::new();
-        if self.ended {
-            return actions;
-        }
         self.ended = true;
-        let target = self.config.target_duration;
-        for st in &mut self.states {
-            st.open = None;
-            st.unwritten = None;
+        let mut actions = std::mem::take(&mut self.outbox);
+        for t in &mut self.tracks {
+            t.end(&self.lim);
+        }
+        for t in &self.tracks {
+            let id = &t.spec.id;
+            actions.push(t.disk_playlist(&self.lim, true));
+            let segs = self.durable(t);
             actions.push(Action::Write {
-                path: format!("{}/live.m3u8", st.spec.id),
-                data: st.render(target, true, false).into_bytes(),
+                path: format!("{id}/vod.m3u8"),
+                data: Bytes::from(media::vod(&segs, &self.lim, t.next_seq)),
             });
-            actions.push(Action::Write {
-                path: format!("{}/vod.m3u8", st.spec.id),
-                data: st.render(target, true, true).into_bytes(),
-            });
+            if let Some(text) = media::iframes(&segs, &self.lim, t.next_seq) {
+                actions.push(Action::Write {
+                    path: format!("{id}/iframes.m3u8"),
+                    data: Bytes::from(text),
+                });
+            }
         }
         actions.push(Action::Write {
             path: "master-vod.m3u8".into(),
-            data: self.master_playlist().into_bytes(),
+            data: Bytes::from(self.vod_master_playlist()),
         });
         actions
     }
 
-    /// Multivariant playlist (see [`crate::render`]).
+    /// The live multivariant playlist: configured bandwidths.
     pub fn master_playlist(&self) -> String {
-        master_playlist(self.states.iter().map(|s| &s.spec))
+        let rated: Vec<Rated> = self
+            .tracks
+            .iter()
+            .map(|t| Rated {
+                spec: &t.spec,
+                peak: t.spec.bandwidth,
+                average: None,
+                iframes: None,
+            })
+            .collect();
+        master_playlist(&rated)
+    }
+
+    /// The VOD multivariant playlist: measured bandwidths (configured ones
+    /// where nothing was measured) and the I-frame streams.
+    pub fn vod_master_playlist(&self) -> String {
+        let rated: Vec<Rated> = self
+            .tracks
+            .iter()
+            .map(|t| {
+                let measured = self.bitrate(&t.spec.id);
+                Rated {
+                    spec: &t.spec,
+                    peak: measured.map_or(t.spec.bandwidth, |b| b.peak),
+                    average: measured.map(|b| b.average),
+                    iframes: self.iframe_bandwidth(t),
+                }
+            })
+            .collect();
+        master_playlist(&rated)
+    }
+
+    /// Peak bit rate of a video rendition's I-frame playlist.
+    fn iframe_bandwidth(&self, t: &Track) -> Option<u64> {
+        self.durable(t)
+            .iter()
+            .filter_map(|s| Some(bits_per_sec(s.iframe?.length, s.duration)))
+            .max()
     }
 
     /// Rebuild a stream's packager from its journals (`(rendition id,
     /// journal text)`), ready for [`Packager::end`] to write the final
-    /// playlists. Renditions without a journal end up empty.
+    /// playlists. Only whole segments are journaled, never parts, so the
+    /// result has none. Renditions without a journal end up empty.
     pub fn recover(
         config: PackagerConfig,
         renditions: Vec<Rendition>,
         journals: &[(String, String)],
     ) -> Result<Self, HlsError> {
         let mut p = Packager::new(config, renditions)?;
-        for st in &mut p.states {
-            let Some((_, text)) = journals.iter().find(|(id, _)| *id == st.spec.id) else {
+        let lim = p.lim.clone();
+        for t in &mut p.tracks {
+            let Some((_, text)) = journals.iter().find(|(id, _)| *id == t.spec.id) else {
                 continue;
             };
             let segments = crate::journal::read(text);
-            let mut maps: Vec<&str> = Vec::new();
-            for s in &segments {
-                if !maps.contains(&s.map.as_str()) {
-                    maps.push(&s.map);
-                }
-            }
-            st.init_count = maps.len() as u32;
-            if let Some(last) = segments.last() {
-                st.next_seq = last.seq + 1;
-                st.init_uri = Some(last.map.clone());
-            }
-            st.segments = segments;
+            *t = Track::recovered(t.spec.clone(), segments, &lim);
         }
         Ok(p)
     }
 
+    /// A media playlist as written to disk: the live one (no parts; what
+    /// `live.m3u8` holds) or the VOD one.
     pub fn media_playlist(&self, id: &str, vod: bool) -> Option<String> {
-        let st = self.states.iter().find(|s| s.spec.id == id)?;
-        Some(st.render(self.config.target_duration, self.ended || vod, vod))
+        let t = self.track(id)?;
+        Some(if vod {
+            media::vod(&self.durable(t), &self.lim, t.next_seq)
+        } else {
+            media::live(t, &self.lim, media::Mode::Disk, &[], self.ended)
+        })
+    }
+
+    /// A video rendition's I-frame playlist (VOD), when any frame of it
+    /// could be located.
+    pub fn iframe_playlist(&self, id: &str) -> Option<String> {
+        let t = self.track(id)?;
+        media::iframes(&self.durable(t), &self.lim, t.next_seq)
+    }
+
+    /// What the origin serves of a rendition now (see [`LiveView`]). Its
+    /// rendition reports give the siblings' state now.
+    pub fn view(&self, id: &str) -> Option<LiveView> {
+        let t = self.track(id)?;
+        let reports: Vec<(&str, PartRef)> = if self.lim.part_target.is_some() {
+            self.tracks
+                .iter()
+                .filter(|o| o.spec.id != id)
+                .filter_map(|o| Some((o.spec.id.as_str(), o.last_part()?)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(crate::view::build(t, &self.lim, &reports, self.ended))
+    }
+
+    /// Renditions whose view changed since the last call, in order: the
+    /// ones to publish again.
+    pub fn take_changed(&mut self) -> Vec<String> {
+        self.tracks
+            .iter_mut()
+            .filter_map(|t| std::mem::take(&mut t.changed).then(|| t.spec.id.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{render_live, Mode};
+    use crate::{Rendition, RenditionKind};
+
+    fn chunk(k: u64) -> Chunk {
+        Chunk {
+            data: Bytes::from(vec![k as u8; 16]),
+            duration: 0.25,
+            independent: k.is_multiple_of(4),
+            pdt_ms: Some(1_700_000_000_000 + k as i64 * 250),
+            boundary: k.is_multiple_of(4),
+        }
+    }
+
+    /// The stable lines are a cache: a playlist built with them is the
+    /// playlist formatted afresh, through window slides, discontinuities,
+    /// init changes and failed writes, in every mode.
+    #[test]
+    fn stable_lines_render_what_fresh_formatting_renders() {
+        let config = PackagerConfig {
+            target_duration: 1,
+            part_target: Some(0.25),
+            dvr_seconds: 10,
+            memory_segments: 3,
+        };
+        let spec = Rendition {
+            id: "v".into(),
+            kind: RenditionKind::Video {
+                width: 2,
+                height: 2,
+                frame_rate: 25.0,
+            },
+            codecs: "avc1.42c00d".into(),
+            bandwidth: 1,
+        };
+        let mut p = Packager::new(config, vec![spec]).unwrap();
+        p.push_init("v", vec![1]).unwrap();
+        let mut compared = 0;
+        // Every fifth write fails.
+        let confirm = |p: &mut Packager, actions: Vec<Action>| {
+            for a in actions {
+                if let Action::WriteSegment { seq, .. } = a {
+                    p.segment_written("v", seq, seq % 5 != 0).unwrap();
+                }
+            }
+        };
+        for k in 0..400u64 {
+            if k % 52 == 0 {
+                let a = p.discontinuity();
+                confirm(&mut p, a);
+            }
+            if k % 97 == 0 {
+                // Mid-fragment: the rest of the fragment is refused.
+                let a = p.push_init("v", vec![k as u8, 2]).unwrap();
+                confirm(&mut p, a);
+            }
+            let a = match p.push_chunk("v", chunk(k)) {
+                Ok(a) => a,
+                Err(_) => p.take_actions(),
+            };
+            confirm(&mut p, a);
+            let t = &p.tracks[0];
+            let skip = t.skippable(&p.lim);
+            for mode in [Mode::Full, Mode::Disk, Mode::Delta(skip)] {
+                let cached = render_live(t, &p.lim, mode, &[], false, true);
+                let fresh = render_live(t, &p.lim, mode, &[], false, false);
+                assert_eq!(cached, fresh, "chunk {k}, {mode:?}");
+                compared += usize::from(t.stable.end() > t.window_start + 1);
+            }
+        }
+        assert!(compared > 500, "the stable lines were in use");
+        assert!(p.tracks[0].window_start > 10, "the window slid");
     }
 }

@@ -1,99 +1,118 @@
-//! Playlist rendering: the multivariant playlist and the media playlists,
-//! written with m3u8-rs.
+//! The multivariant playlists, written with m3u8-rs (which writes them
+//! whole, unlike media playlists).
 
-use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use m3u8_rs::{
-    AlternativeMedia, AlternativeMediaType, Map, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
-    MediaSegment, Resolution, VariantStream,
-};
+use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
 
-use crate::playlist::{Rendition, RenditionKind};
-use crate::segment::Segment;
+use crate::config::{Rendition, RenditionKind};
 
 /// The group every audio rendition joins. All renditions in it share one
 /// codec (AAC); a different codec needs its own group and variant.
 const AUDIO_GROUP: &str = "audio";
-/// fMP4 segments need version ≥ 6; 7 lets us use every attribute we emit.
+/// Same as the media playlists.
 const VERSION: usize = 7;
 
-fn pdt(ms: i64) -> Option<DateTime<FixedOffset>> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.fixed_offset())
+/// A rendition with the bit rates to announce for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rated<'a> {
+    pub(crate) spec: &'a Rendition,
+    /// Peak segment bit rate.
+    pub(crate) peak: u64,
+    pub(crate) average: Option<u64>,
+    /// Peak bit rate of its I-frame playlist, when it has one (VOD).
+    pub(crate) iframes: Option<u64>,
+}
+
+fn alternative(a: &Rendition) -> Option<AlternativeMedia> {
+    let RenditionKind::Audio {
+        name,
+        channels,
+        default,
+        language,
+    } = &a.kind
+    else {
+        return None;
+    };
+    Some(AlternativeMedia {
+        media_type: AlternativeMediaType::Audio,
+        uri: Some(format!("{}/index.m3u8", a.id)),
+        group_id: AUDIO_GROUP.into(),
+        language: language.clone(),
+        name: name.clone(),
+        default: *default,
+        autoselect: true,
+        // RFC 8216bis 4.4.6.1: needed when renditions of one codec differ
+        // in channels; given on every one.
+        channels: Some(channels.to_string()),
+        ..Default::default()
+    })
 }
 
 /// Multivariant playlist. Video renditions become variants whose AUDIO
-/// group holds every audio rendition; without video, each audio rendition
-/// is a variant of its own.
-pub(crate) fn master_playlist<'a>(
-    renditions: impl Iterator<Item = &'a Rendition> + Clone,
-) -> String {
-    let audio: Vec<&Rendition> = renditions
-        .clone()
-        .filter(|r| matches!(r.kind, RenditionKind::Audio { .. }))
-        .collect();
-    let video: Vec<&Rendition> = renditions
-        .filter(|r| matches!(r.kind, RenditionKind::Video { .. }))
-        .collect();
+/// group holds every audio rendition (BANDWIDTH: the video's plus the
+/// largest audio's), each with its I-frame stream when it has one;
+/// without video, each audio rendition is a variant of its own.
+pub(crate) fn master_playlist(all: &[Rated<'_>]) -> String {
+    let (video, audio): (Vec<&Rated>, Vec<&Rated>) = all.iter().partition(|r| r.spec.is_video());
     let mut m = MasterPlaylist {
         version: Some(VERSION),
         independent_segments: true,
         ..Default::default()
     };
-    let audio_bw = audio.iter().map(|a| a.bandwidth).max().unwrap_or(0);
-    if !video.is_empty() {
-        for a in &audio {
-            if let RenditionKind::Audio {
-                name,
-                channels,
-                default,
-                language,
-            } = &a.kind
-            {
-                m.alternatives.push(AlternativeMedia {
-                    media_type: AlternativeMediaType::Audio,
-                    uri: Some(format!("{}/index.m3u8", a.id)),
-                    group_id: AUDIO_GROUP.into(),
-                    language: language.clone(),
-                    name: name.clone(),
-                    default: *default,
-                    autoselect: true,
-                    channels: Some(channels.to_string()),
-                    ..Default::default()
-                });
-            }
-        }
-        let audio_codec = audio.first().map(|a| a.codecs.clone());
-        for v in &video {
-            if let RenditionKind::Video {
-                width,
-                height,
-                frame_rate,
-            } = v.kind
-            {
-                m.variants.push(VariantStream {
-                    uri: format!("{}/index.m3u8", v.id),
-                    bandwidth: v.bandwidth + audio_bw,
-                    codecs: Some(match &audio_codec {
-                        Some(a) => format!("{},{a}", v.codecs),
-                        None => v.codecs.clone(),
-                    }),
-                    resolution: Some(Resolution {
-                        width: width as u64,
-                        height: height as u64,
-                    }),
-                    frame_rate: Some(frame_rate),
-                    audio: audio_codec.as_ref().map(|_| AUDIO_GROUP.to_string()),
-                    ..Default::default()
-                });
-            }
-        }
-    } else {
+    let audio_peak = audio.iter().map(|a| a.peak).max().unwrap_or(0);
+    let audio_avg = audio
+        .iter()
+        .map(|a| a.average.unwrap_or(a.peak))
+        .max()
+        .unwrap_or(0);
+    let audio_codec = audio.first().map(|a| a.spec.codecs.clone());
+    if video.is_empty() {
         for a in &audio {
             m.variants.push(VariantStream {
-                uri: format!("{}/index.m3u8", a.id),
-                bandwidth: a.bandwidth,
-                codecs: Some(a.codecs.clone()),
+                uri: format!("{}/index.m3u8", a.spec.id),
+                bandwidth: a.peak,
+                average_bandwidth: a.average,
+                codecs: Some(a.spec.codecs.clone()),
+                ..Default::default()
+            });
+        }
+    } else {
+        m.alternatives
+            .extend(audio.iter().filter_map(|a| alternative(a.spec)));
+    }
+    for v in &video {
+        let RenditionKind::Video {
+            width,
+            height,
+            frame_rate,
+        } = v.spec.kind
+        else {
+            continue;
+        };
+        let resolution = Some(Resolution {
+            width: width as u64,
+            height: height as u64,
+        });
+        m.variants.push(VariantStream {
+            uri: format!("{}/index.m3u8", v.spec.id),
+            bandwidth: v.peak + audio_peak,
+            average_bandwidth: v.average.map(|a| a + audio_avg),
+            codecs: Some(match &audio_codec {
+                Some(a) => format!("{},{a}", v.spec.codecs),
+                None => v.spec.codecs.clone(),
+            }),
+            resolution,
+            frame_rate: Some(frame_rate),
+            audio: audio_codec.as_ref().map(|_| AUDIO_GROUP.to_string()),
+            ..Default::default()
+        });
+        if let Some(bandwidth) = v.iframes {
+            // RFC 8216bis 4.4.6.3: no FRAME-RATE or AUDIO on I-frame streams.
+            m.variants.push(VariantStream {
+                is_i_frame: true,
+                uri: format!("{}/iframes.m3u8", v.spec.id),
+                bandwidth,
+                codecs: Some(v.spec.codecs.clone()),
+                resolution,
                 ..Default::default()
             });
         }
@@ -101,54 +120,5 @@ pub(crate) fn master_playlist<'a>(
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
     let _ = m.write_to(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A media playlist: the live window (from `window_start`) or, for VOD,
-/// every segment. `next_seq` is the sequence number the next segment will
-/// get (the playlist's media sequence while it is empty).
-pub(crate) fn render_media(
-    segments: &[Segment],
-    window_start: usize,
-    discontinuity_seq: u64,
-    next_seq: u64,
-    target: u64,
-    ended: bool,
-    vod: bool,
-) -> String {
-    let start = if vod {
-        0
-    } else {
-        window_start.min(segments.len())
-    };
-    let segs = &segments[start..];
-    let mut last_map: Option<&str> = None;
-    let mut pl = MediaPlaylist {
-        version: Some(VERSION),
-        target_duration: target,
-        media_sequence: segs.first().map_or(next_seq, |s| s.seq),
-        discontinuity_sequence: if vod { 0 } else { discontinuity_seq },
-        end_list: ended,
-        playlist_type: vod.then_some(MediaPlaylistType::Vod),
-        independent_segments: true,
-        ..Default::default()
-    };
-    for s in segs {
-        let map = (last_map != Some(s.map.as_str())).then(|| Map {
-            uri: s.map.clone(),
-            ..Default::default()
-        });
-        last_map = Some(s.map.as_str());
-        pl.segments.push(MediaSegment {
-            uri: s.uri(),
-            duration: s.duration as f32,
-            discontinuity: s.discontinuity,
-            map,
-            program_date_time: s.pdt_ms.and_then(pdt),
-            ..Default::default()
-        });
-    }
-    let mut out = Vec::new();
-    let _ = pl.write_to(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }

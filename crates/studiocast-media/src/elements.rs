@@ -145,19 +145,35 @@ pub fn queue() -> Result<gst::Element, MediaError> {
 /// beyond the latency upstream reports; x264 in zero-latency mode reports
 /// none, yet takes tens of ms per frame, and a muxer that gives up before
 /// the next GOP's key frame arrives cuts the fragment on a timeout.
+///
+/// `chunk`: CMAF chunks of about this length inside each fragment (the
+/// LL-HLS parts); cmafmux marks a fragment's first chunk as the only one
+/// without DELTA_UNIT.
 pub fn cmafmux(
     fragment: gst::ClockTime,
+    chunk: Option<gst::ClockTime>,
     force_keys: bool,
     slack: gst::ClockTime,
 ) -> Result<gst::Element, MediaError> {
-    built(
-        make("cmafmux")
-            .property("fragment-duration", fragment)
-            .property("send-force-keyunit", force_keys)
-            .property("latency", slack)
-            .build(),
-        "cmafmux",
-    )
+    let mut b = make("cmafmux")
+        .property("fragment-duration", fragment)
+        .property("send-force-keyunit", force_keys)
+        .property("latency", slack);
+    if let Some(c) = chunk {
+        b = b.property("chunk-duration", c);
+    }
+    built(b.build(), "cmafmux")
+}
+
+/// One picture to every rung of the ladder.
+pub fn tee() -> Result<gst::Element, MediaError> {
+    built(make("tee").build(), "tee")
+}
+
+/// Ask a cmafmux to start a fragment at running time `at` (the next
+/// segment boundary): the first frame at or after it starts the fragment.
+pub fn cmafmux_split_at(mux: &gst::Element, at: gst::ClockTime) {
+    mux.emit_by_name::<()>("split-at-running-time", &[&at]);
 }
 
 pub fn videoscale() -> Result<gst::Element, MediaError> {

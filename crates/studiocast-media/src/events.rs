@@ -27,7 +27,10 @@ pub enum MediaEvent {
         duration: f64,
         /// Capture time of the first sample, ms since the Unix epoch.
         pdt_ms: i64,
+        /// Starts with a sync sample (for video, a key frame).
         independent: bool,
+        /// Starts a new segment (the first chunk of a CMAF fragment).
+        boundary: bool,
         /// Chunks of this rendition before this one were dropped (the
         /// queue was full).
         after_gap: bool,
@@ -218,6 +221,7 @@ mod tests {
             duration: 2.0,
             pdt_ms: 0,
             independent: true,
+            boundary: true,
             after_gap: false,
         }
     }

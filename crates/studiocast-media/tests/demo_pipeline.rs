@@ -41,12 +41,12 @@ fn run_demo_once() {
         .start(tracing::Span::none())
         .unwrap();
     let mut inits = Vec::new();
-    let mut chunks: Vec<(String, f64, bool, i64)> = Vec::new();
+    let mut chunks: Vec<Chunk> = Vec::new();
     let t0 = Instant::now();
     let mut eos = false;
     let mut asked = false;
-    while t0.elapsed() < Duration::from_secs(30) {
-        if !asked && t0.elapsed() > Duration::from_secs(7) {
+    while t0.elapsed() < Duration::from_secs(40) {
+        if !asked && t0.elapsed() > Duration::from_secs(9) {
             p.request_eos();
             asked = true;
         }
@@ -61,10 +61,17 @@ fn run_demo_once() {
                 duration,
                 pdt_ms,
                 independent,
+                boundary,
                 ..
             }) => {
                 assert!(data.windows(4).any(|w| w == b"moof"));
-                chunks.push((rendition, duration, independent, pdt_ms));
+                chunks.push(Chunk {
+                    rendition,
+                    duration,
+                    independent,
+                    boundary,
+                    pdt_ms,
+                });
             }
             Ok(MediaEvent::Eos) => {
                 eos = true;
@@ -78,24 +85,86 @@ fn run_demo_once() {
     p.shutdown();
     assert!(eos, "no EOS after stop");
     inits.sort();
-    assert_eq!(inits, vec!["binaural", "stereo", "video"]);
-    for r in ["video", "binaural", "stereo"] {
-        let c: Vec<_> = chunks.iter().filter(|c| c.0 == r).collect();
-        assert!(c.len() >= 3, "{r}: {} fragments", c.len());
-        for x in &c[..c.len() - 1] {
-            assert!((x.1 - 2.0).abs() < 0.1, "{r}: fragment of {} s", x.1);
-            assert!(x.2, "{r}: fragment does not start with a sync sample");
+    assert_eq!(inits, vec!["360p", "720p", "binaural", "stereo"]);
+    let part = spec.part_duration().unwrap().as_secs_f64();
+    let part_target = spec.part_target().unwrap();
+    let mut starts = Vec::new();
+    for r in ["720p", "360p", "binaural", "stereo"] {
+        let c: Vec<&Chunk> = chunks.iter().filter(|c| c.rendition == r).collect();
+        let segs = segments(&c);
+        assert!(segs.len() >= 4, "{r}: {} segments", segs.len());
+        // The first segment starts wherever the pipeline started; the
+        // last one is cut by the end of stream; those between are 2 s.
+        for s in &segs[1..segs.len() - 1] {
+            let total: f64 = s.iter().map(|c| c.duration).sum();
+            assert!((total - 2.0).abs() < 0.03, "{r}: segment of {total} s");
+            assert!(s[0].independent, "{r}: segment without a sync sample first");
+            // Low latency: the segment arrives in parts of about 1/3 s,
+            // none longer than the advertised part target.
+            assert!(s.len() >= 5, "{r}: {} parts in a segment", s.len());
+            for c in s.iter() {
+                assert!(
+                    c.duration <= part_target + 1e-3,
+                    "{r}: part of {} s > {part_target}",
+                    c.duration
+                );
+            }
+            // Video parts are 10 frames exactly; audio parts are whole AAC
+            // frames, the last one or two cut by the segment boundary.
+            let whole = if r.ends_with('p') { 1 } else { 2 };
+            for c in &s[..s.len() - whole] {
+                assert!(
+                    (c.duration - part).abs() < 0.03,
+                    "{r}: part of {} s, expected {part}",
+                    c.duration
+                );
+            }
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
         assert!(
-            (now - c[0].3).abs() < 60_000,
+            (now - c[0].pdt_ms).abs() < 60_000,
             "{r}: PDT {} is not near now {now}",
-            c[0].3
+            c[0].pdt_ms
+        );
+        starts.push(segs[1..].iter().map(|s| s[0].pdt_ms).collect::<Vec<_>>());
+    }
+    // Segment N of every rendition covers the same time: video key frames
+    // and audio splits are on one grid (within one AAC frame, 21 ms), so a
+    // player switching rungs or audio tracks stays in sync.
+    let n = starts.iter().map(Vec::len).min().unwrap();
+    for i in 0..n {
+        let (lo, hi) = starts.iter().fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+            (lo.min(s[i]), hi.max(s[i]))
+        });
+        assert!(
+            hi - lo <= 25,
+            "segment {i} starts spread over {} ms: {starts:?}",
+            hi - lo
         );
     }
+}
+
+struct Chunk {
+    rendition: String,
+    duration: f64,
+    independent: bool,
+    boundary: bool,
+    pdt_ms: i64,
+}
+
+/// Chunks grouped into segments at each `boundary`.
+fn segments<'a>(chunks: &[&'a Chunk]) -> Vec<Vec<&'a Chunk>> {
+    let mut out: Vec<Vec<&Chunk>> = Vec::new();
+    for c in chunks {
+        match out.last_mut() {
+            Some(s) if !c.boundary => s.push(c),
+            _ => out.push(vec![c]),
+        }
+    }
+    out
 }
 
 #[test]
@@ -195,5 +264,52 @@ fn audio_renditions_at_44k1_and_96k() {
         let init = init.expect("an init segment");
         assert_eq!(mdhd_timescale(&init), Some(rate), "{rate} Hz");
         assert!(total > 3.5, "{rate} Hz: only {total} s of audio");
+    }
+}
+
+/// Audio segments start on the segment grid, not every N whole AAC frames:
+/// 1 s is 46.875 frames at 48 kHz, and fragments of 47 frames would drift
+/// 2.7 ms a segment (40 ms over this run), out of step with the video's
+/// key frames and with the other audio renditions after a level switch.
+#[test]
+fn audio_segments_stay_on_the_grid() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for latency in ["low", "standard"] {
+        let text = format!(
+            "name = \"grid\"\nsegment_seconds = 1\nlatency = \"{latency}\"\n[audio]\nsource = {{ kind = \"synthetic-scene\", order = 1 }}\n[[audio.rendition]]\nid = \"binaural\"\nname = \"B\"\nmix = \"binaural\"\ndefault = true\n"
+        );
+        let spec = PipelineSpec::parse(&text).unwrap();
+        let hrtf = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
+        let filters = design(&hrtf, &DesignOptions::new(DecoderMethod::Ls, 1)).unwrap();
+        let (tx, rx, _) = event_queue(64 << 20);
+        let p = SessionPipeline::build(&spec, &filters, &BuildOptions::default(), tx)
+            .unwrap()
+            .start(tracing::Span::none())
+            .unwrap();
+        let t0 = Instant::now();
+        let mut starts = Vec::new();
+        while t0.elapsed() < Duration::from_secs(24) && starts.len() < 17 {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(MediaEvent::Chunk {
+                    boundary: true,
+                    pdt_ms,
+                    ..
+                }) => starts.push(pdt_ms),
+                Ok(MediaEvent::Error(e)) => panic!("{e}"),
+                _ => {}
+            }
+        }
+        p.shutdown();
+        assert!(starts.len() >= 15, "{latency}: {} segments", starts.len());
+        // From the first whole segment on, segment i starts i seconds
+        // later, within one AAC frame (21.3 ms) and the ms rounding.
+        let first = starts[1];
+        for (i, s) in starts[1..].iter().enumerate() {
+            let off = s - first - i as i64 * 1000;
+            assert!(
+                off.abs() <= 23,
+                "{latency}: segment {i} is {off} ms off the grid: {starts:?}"
+            );
+        }
     }
 }

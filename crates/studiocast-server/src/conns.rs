@@ -3,7 +3,8 @@
 //!
 //! A connection is *busy* from the moment hyper hands us a request until
 //! hyper drops the response body (after its last byte is written), and
-//! forever once upgraded to a WebSocket. Otherwise it is *idle*: waiting for
+//! forever once upgraded to a WebSocket; with HTTP/2, while any of its
+//! streams is. Otherwise it is *idle*: in its TLS handshake, waiting for
 //! (the rest of) a request's headers, or kept alive between requests. Only
 //! idle connections are ever evicted, so a slowloris client cannot hold a
 //! slot against a real request, and eviction never cuts a response short.
@@ -12,10 +13,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -25,22 +26,46 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 /// `in_flight` value of an evicted connection: no request may start on it.
 const EVICTED: usize = usize::MAX;
 
+/// Milliseconds on a process-wide monotonic clock, for idle times kept in
+/// an atomic (an `Instant` cannot be).
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let ms = EPOCH.get_or_init(Instant::now).elapsed().as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
 /// What the registry and the connection's task share.
-#[derive(Default)]
 pub(crate) struct ConnState {
-    /// Requests running (0 or 1 with HTTP/1), or [`EVICTED`].
+    /// Requests running (0 or 1 with HTTP/1, any number of streams with
+    /// HTTP/2), or [`EVICTED`].
     in_flight: AtomicUsize,
+    /// When `in_flight` last fell to 0 (or the connection opened), on the
+    /// [`now_ms`] clock. HTTP/2 has no header timeout of its own: its
+    /// connection task closes the connection when this gets too old.
+    idle_since_ms: AtomicU64,
     /// Now a WebSocket: hyper no longer serves it, and it is never idle.
     upgraded: AtomicBool,
     /// Cancelled to close the connection now (eviction, end of shutdown).
     pub(crate) close: CancellationToken,
 }
 
+impl Default for ConnState {
+    fn default() -> Self {
+        ConnState {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(now_ms()),
+            upgraded: AtomicBool::new(false),
+            close: CancellationToken::new(),
+        }
+    }
+}
+
 impl ConnState {
-    /// Claims the connection for eviction if it is idle. Done with a
-    /// compare-and-swap so that a request starting at the same instant
-    /// either wins (and the connection stays) or sees it evicted.
-    fn try_evict(&self) -> bool {
+    /// Claims the connection for closing if it is idle (eviction, or an
+    /// HTTP/2 connection idle too long). Done with a compare-and-swap so
+    /// that a request starting at the same instant either wins (and the
+    /// connection stays) or sees it closed.
+    pub(crate) fn try_evict(&self) -> bool {
         !self.upgraded.load(Ordering::Acquire)
             && self
                 .in_flight
@@ -50,6 +75,15 @@ impl ConnState {
 
     pub(crate) fn mark_upgraded(&self) {
         self.upgraded.store(true, Ordering::Release);
+    }
+
+    /// How long the connection has been idle; `None` while it is busy.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) != 0 || self.upgraded.load(Ordering::Acquire) {
+            return None;
+        }
+        let since = self.idle_since_ms.load(Ordering::Acquire);
+        Some(Duration::from_millis(now_ms().saturating_sub(since)))
     }
 }
 
@@ -76,6 +110,9 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        // Stamped before the count falls, so that whoever sees 0 also sees
+        // a time no older than this request's end.
+        self.0.idle_since_ms.store(now_ms(), Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -327,6 +364,24 @@ mod tests {
         let _e = reg.admit().unwrap();
         assert!(a.state.close.is_cancelled());
         drop(busy_d);
+    }
+
+    #[test]
+    fn idle_time_counts_from_the_end_of_the_last_request() {
+        let reg = Registry::new(2);
+        let a = reg.admit().unwrap();
+        assert!(a.state.idle_for().is_some(), "idle from the start");
+        let one = Busy::enter(&a.state).unwrap();
+        let two = Busy::enter(&a.state).unwrap();
+        assert_eq!(a.state.idle_for(), None, "busy with two streams");
+        drop(one);
+        assert_eq!(a.state.idle_for(), None, "still one stream");
+        std::thread::sleep(Duration::from_millis(30));
+        drop(two);
+        let idle = a.state.idle_for().unwrap();
+        assert!(idle < Duration::from_millis(20), "{idle:?}");
+        a.state.mark_upgraded();
+        assert_eq!(a.state.idle_for(), None, "a WebSocket is never idle");
     }
 
     #[test]

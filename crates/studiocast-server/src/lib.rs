@@ -3,13 +3,16 @@
 //! * control API (`/api/v1/…`, bearer token) speaking to the session
 //!   supervisor only through the [`SessionControl`] trait;
 //! * meters WebSocket (`/api/v1/sessions/{id}/meters`);
-//! * HLS origin (`/live/{id}/…`, `/vod/{id}/…`) serving the packager's files
-//!   with the right content types, cache headers and CORS;
+//! * HLS origin (`/live/{id}/…`, `/vod/{id}/…`): live renditions from the
+//!   packager's in-memory [`LiveView`]s (low-latency HLS with blocking
+//!   reloads, delta updates and preload hints), everything else from its
+//!   files, with the right content types, cache headers and CORS;
 //! * `/healthz` and `/readyz` for load balancers and systemd.
 //!
 //! It knows nothing about GStreamer or how media is made. [`router`] builds
 //! the routes; [`serve`] runs them on a listener with the connection limits
-//! below. Run the router with [`serve`], not `axum::serve`, which has no
+//! below, over plain HTTP/1.1 or, with [`ServeOptions::tls`], HTTPS with
+//! HTTP/2. Run the router with [`serve`], not `axum::serve`, which has no
 //! header timeout, no connection cap and an unbounded graceful shutdown.
 //!
 //! # Limits and timeouts
@@ -17,11 +20,17 @@
 //! | what | default | set in | when exceeded |
 //! |---|---|---|---|
 //! | request headers (also a keep-alive connection's idle time) | 10 s | [`ServeOptions::header_read_timeout`] | connection closed |
+//! | TLS handshake (then the headers get as long again) | the header timeout | [`ServeOptions::header_read_timeout`] | connection closed |
+//! | HTTP/2 connection with no stream running (preface never sent included) | the header timeout | [`ServeOptions::header_read_timeout`] | connection closed; HTTP/2 pings (same interval) close a peer that vanished mid-stream |
+//! | HTTP/2 streams per connection | 200 | — | the client waits (`MAX_CONCURRENT_STREAMS`) |
 //! | open connections | 1024 by default here (the daemon sets 4096, `server.max_connections`), capped by the descriptor limit ([`connection_budget`]) | [`ServeOptions::max_connections`] | the oldest idle connection is closed; if none is idle, the new one is |
 //! | shutdown | 10 s | [`ServeOptions::shutdown_grace`] | remaining connections closed, [`serve`] returns |
 //! | a write without progress (client stopped reading) | 30 s | [`ServeOptions::write_stall_timeout`] | connection closed |
 //! | control API request | 30 s ([`API_TIMEOUT`]; a stop drains for up to 15 s) | [`ServerConfig::api_timeout`] | 504 `timeout` |
 //! | playback request, until the response head | 10 s ([`PLAYBACK_TIMEOUT`]) | [`ServerConfig::playback_timeout`] | 504 |
+//! | blocking playlist reload, or a request for the hinted part | 3 × the target duration, and 0.5 s less than the playback timeout | [`ServerConfig::playback_timeout`] | 503 (never the unchanged playlist) |
+//! | `_HLS_msn` ahead of the last part's segment | 2 segments | — | 400 at once |
+//! | TLS certificate or key file | 1 MiB ([`MAX_PEM_BYTES`]) | — | [`load_tls`] fails |
 //! | meters WebSocket | none: long-lived by design; a client that stops reading is dropped after 5 s | — | — |
 //! | supervisor health answer | 2 s ([`HEALTH_TIMEOUT`]) | [`ServerConfig::health_timeout`] | not live (503) |
 //! | control API body | 64 KiB ([`API_BODY_LIMIT`]) | [`ServerConfig::api_body_limit`] | 413 `payload_too_large` |
@@ -48,6 +57,59 @@
 //! `{"status":"ready"}` when a session could start now, else 503
 //! `{"status":"not_ready","reasons":[…]}`.
 //!
+//! # Live playback from memory
+//!
+//! For `/live/{id}/{rendition}/…` the origin asks [`SessionControl::live`]
+//! (a synchronous registry lookup) for the rendition's [`LiveView`] and
+//! answers from it; with no view (a finished session, a standard-latency
+//! stream, after a restart), or for a file the view does not hold (an older
+//! DVR segment), it serves the disk as below. `/live/{id}/master.m3u8` is
+//! always the disk's.
+//!
+//! * Low-latency views (`part_target` set) honour the delivery directives
+//!   of RFC 8216bis 6.2.5: `_HLS_msn=M` (with `_HLS_part=P`) waits until
+//!   the view holds segment M (part P of it), on the view's `watch` channel
+//!   (no polling: 2000 waiting requests used about 0.1 ms of CPU in 2 s),
+//!   then answers; after the limit above, 503. An ended view answers at
+//!   once; a publisher that goes away without ending gives 503 at once.
+//!   `_HLS_msn` more than two segments ahead, `_HLS_part` without
+//!   `_HLS_msn`, a malformed or repeated number, or an `_HLS_skip` other
+//!   than `YES`/`v2` is 400 at once. `_HLS_skip=YES` (or `v2`, the same
+//!   here: we send no date ranges), alone or with the blocking directives,
+//!   answers the view's delta update when it has one, else the full
+//!   playlist. Other query parameters are ignored.
+//! * Standard views (no parts) advertise no `CAN-BLOCK-RELOAD`, so the
+//!   blocking directives are ignored there (RFC 8216bis: a server ignores a
+//!   directive it does not support, as any file server would): the current
+//!   playlist at once, whatever the query; a delta update only if the view
+//!   has one.
+//! * The part the view's preload hint names (or the next segment's first
+//!   part, which the muxer may start instead) waits the same way until it
+//!   is published, then 200 with its bytes; if the view moves past it
+//!   without it, the disk answers (404: parts are in memory only); after
+//!   the limit, 503. Any other unknown file goes to the disk at once.
+//! * Headers: playlists `application/vnd.apple.mpegurl` with `no-cache`,
+//!   or `public, max-age=N` for an answer to `_HLS_msn`, N being three part
+//!   targets rounded up (1 s for 0.333 s parts; at most 10): such an answer
+//!   is keyed by the directive and stays right as later parts come, and a
+//!   copy that old never takes a player past its PART-HOLD-BACK. Parts and
+//!   segments `video/iso.segment`, init segments `video/mp4`, both
+//!   `public, max-age=31536000, immutable` with a strong `ETag` from the
+//!   name and length (`If-None-Match` 304, `If-Range`) and single `Range`
+//!   requests (206, 416). Every answer has `Content-Length`, and CORS as
+//!   below; 400 and 503 are `text/plain` with `no-store`.
+//!
+//! # TLS and HTTP/2
+//!
+//! [`load_tls`] reads a PEM certificate chain and key (errors name the file:
+//! missing, too large, not PEM, no certificate, no key, a key that is not
+//! the certificate's) into a [`TlsConfig`] for [`ServeOptions::tls`]. Then
+//! [`serve`] speaks HTTPS only, with rustls (ring), offering ALPN `h2` and
+//! `http/1.1`: HTTP/2 when the client takes `h2`, else HTTP/1.1 (WebSockets,
+//! such as the meters, need HTTP/1.1; browsers open them that way). Every
+//! limit above holds for both, and the shutdown ends HTTP/2 streams with
+//! their connections. Without TLS, plain HTTP/1.1 as before.
+//!
 //! # Origin guarantees
 //!
 //! * A request path maps to a file only through [`studiocast_hls::resolve`]
@@ -69,11 +131,16 @@
 
 mod api;
 mod auth;
+mod connection;
 mod conns;
+mod directives;
 mod health;
+mod live;
+mod memfile;
 mod meters;
 mod origin;
 mod serve;
+mod tls;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -94,6 +161,8 @@ pub use serve::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT, FD_RESERVE,
     MIN_CONNECTIONS,
 };
+pub use studiocast_hls::{LiveView, PartRef};
+pub use tls::{load_tls, TlsConfig, TlsError, MAX_PEM_BYTES};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -361,6 +430,16 @@ pub trait SessionControl: Send + Sync + 'static {
     fn get(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
     fn stop(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
     fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceEntry>, ControlError>>;
+    /// The live view of one rendition of a running session, from the
+    /// daemon's registry: synchronous and immediate (no supervisor round
+    /// trip), since every playlist and part request asks. `None` when the
+    /// session or rendition publishes none (finished, standard latency
+    /// files only, after a restart): the origin then serves the disk.
+    fn live(
+        &self,
+        id: &str,
+        rendition: &str,
+    ) -> Option<tokio::sync::watch::Receiver<Arc<LiveView>>>;
 }
 
 /// Control API requests that take longer get 504 `timeout`. A stop drains

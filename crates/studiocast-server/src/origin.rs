@@ -22,7 +22,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeFile;
 
 use crate::api::valid_id;
-use crate::AppState;
+use crate::{memfile, AppState};
 
 pub fn cors_layer(origins: &[String]) -> CorsLayer {
     let base = CorsLayer::new()
@@ -47,9 +47,16 @@ pub fn cors_layer(origins: &[String]) -> CorsLayer {
 
 type IdAndPath = Result<Path<(String, String)>, PathRejection>;
 
-pub async fn live(State(st): State<AppState>, params: IdAndPath, req: Request) -> Response {
+/// From the rendition's live view when the session publishes one and it
+/// holds the answer (see [`crate::live`]); from disk otherwise.
+pub async fn live(State(st): State<AppState>, params: IdAndPath, mut req: Request) -> Response {
     match params {
-        Ok(Path((id, path))) => serve(&st, Listing::Live, &id, &path, req).await,
+        Ok(Path((id, path))) => {
+            if let Some(res) = crate::live::from_memory(&st, &id, &path, &mut req).await {
+                return res;
+            }
+            serve(&st, Listing::Live, &id, &path, req).await
+        }
         // Undecodable percent-escapes: no file has such a name.
         Err(_) => not_found(),
     }
@@ -75,7 +82,7 @@ struct Kind {
 
 impl Kind {
     fn of(rel: &str, listing: Listing) -> Kind {
-        let immutable = "public, max-age=31536000, immutable";
+        let immutable = memfile::IMMUTABLE;
         if rel.ends_with(".m3u8") {
             let cache_control = match listing {
                 // Live playlists change every segment; players must refetch.
@@ -83,17 +90,17 @@ impl Kind {
                 Listing::Vod => "public, max-age=300",
             };
             Kind {
-                content_type: "application/vnd.apple.mpegurl",
+                content_type: memfile::PLAYLIST_TYPE,
                 cache_control,
             }
         } else if rel.ends_with(".m4s") {
             Kind {
-                content_type: "video/iso.segment",
+                content_type: memfile::SEGMENT_TYPE,
                 cache_control: immutable,
             }
         } else {
             Kind {
-                content_type: "video/mp4",
+                content_type: memfile::INIT_TYPE,
                 cache_control: immutable,
             }
         }
@@ -173,7 +180,7 @@ fn entity_tag(meta: &Metadata) -> HeaderValue {
 /// whether the answer is 304. Removes what `ServeFile` must not act on: a
 /// date condition once a tag condition decided, a range whose `If-Range`
 /// does not match.
-fn not_modified(headers: &mut HeaderMap, etag: &HeaderValue) -> bool {
+pub(crate) fn not_modified(headers: &mut HeaderMap, etag: &HeaderValue) -> bool {
     if let Some(v) = headers.get(header::IF_NONE_MATCH) {
         if v.to_str().is_ok_and(|list| none_match_hits(list, etag)) {
             return true;

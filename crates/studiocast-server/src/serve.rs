@@ -1,35 +1,30 @@
-//! The accept loop: hyper's HTTP/1 connection builder with a header read
-//! timeout, a connection cap with eviction of idle connections, and a
-//! shutdown that ends within a bounded time.
+//! The accept loop: a connection cap with eviction of idle connections,
+//! optional TLS with HTTP/2 (see [`crate::connection`]), a header read
+//! timeout, and a shutdown that ends within a bounded time.
 //!
 //! Why not `axum::serve`: it has no header timeout and no cap, so clients
 //! that never finish their headers pile up until the daemon runs out of
 //! file descriptors (and live sessions can no longer open their segment
 //! files), and its graceful shutdown waits for every connection forever.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Router;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+use tokio_util::task::TaskTracker;
 
-use crate::conns::{Busy, ConnState, Registry, Tracked};
+use crate::connection::{connection, Shared};
+use crate::conns::{Registry, Tracked};
+use crate::tls::TlsConfig;
 
 /// See [`ServeOptions::header_read_timeout`].
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,7 +49,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct ServeOptions {
     /// A connection that has not sent complete request headers this long
     /// after it opened (or after its previous response) is closed. This
-    /// also bounds how long a keep-alive connection may sit idle.
+    /// also bounds how long a keep-alive connection may sit idle, and with
+    /// TLS, the handshake (then the headers get as long again). An HTTP/2
+    /// connection is closed once no stream has run for this long.
     pub header_read_timeout: Duration,
     /// Open connections at most, WebSockets included. A new connection at
     /// the cap closes the oldest idle one (half-open or kept alive between
@@ -68,6 +65,10 @@ pub struct ServeOptions {
     /// client could keep connections busy, and so safe from eviction, by
     /// requesting segments and never reading them.
     pub write_stall_timeout: Duration,
+    /// Serve HTTPS with this certificate ([`crate::load_tls`]): HTTP/2 when
+    /// the client's ALPN offers `h2`, else HTTP/1.1 (WebSockets need it).
+    /// `None` (the default): plain HTTP/1.1.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServeOptions {
@@ -79,6 +80,7 @@ impl Default for ServeOptions {
             max_connections: connection_budget(DEFAULT_MAX_CONNECTIONS),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -129,11 +131,19 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
+    let mut http1 = http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout);
+    let shared = Arc::new(Shared {
+        app,
+        http1,
+        header_timeout: opts.header_read_timeout,
+        tls: opts.tls.clone(),
+        streams: TaskTracker::new(),
+        graceful: CancellationToken::new(),
+    });
     let registry = Registry::new(opts.max_connections);
-    let graceful = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut refusals = Refusals::default();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -156,7 +166,7 @@ pub async fn serve(
                 // Small responses (playlists, JSON) should not wait for Nagle.
                 let _ = stream.set_nodelay(true);
                 let io = Tracked::new(stream, slot, opts.write_stall_timeout);
-                tasks.spawn(connection(io, app.clone(), http.clone(), graceful.clone()));
+                tasks.spawn(connection(io, shared.clone()));
             }
             Err(e) if is_fatal(&e) => return Err(e),
             Err(e) => {
@@ -169,7 +179,7 @@ pub async fn serve(
         }
     }
     drop(listener);
-    drain(tasks, &registry, graceful, opts.shutdown_grace).await;
+    drain(tasks, &registry, &shared, opts.shutdown_grace).await;
     Ok(())
 }
 
@@ -220,19 +230,17 @@ fn reap(done: Result<(), tokio::task::JoinError>) {
 }
 
 /// Graceful first (each connection finishes its request, idle ones close at
-/// once), forced after `grace`.
-async fn drain(
-    mut tasks: JoinSet<()>,
-    registry: &Registry,
-    graceful: CancellationToken,
-    grace: Duration,
-) {
-    graceful.cancel();
+/// once), forced after `grace`. HTTP/2 stream tasks are waited for too:
+/// they run beside their connection's task, not inside it.
+async fn drain(mut tasks: JoinSet<()>, registry: &Registry, shared: &Shared, grace: Duration) {
+    shared.graceful.cancel();
     registry.close_upgraded();
+    shared.streams.close();
     let all_done = async {
         while let Some(done) = tasks.join_next().await {
             reap(done);
         }
+        shared.streams.wait().await;
     };
     if tokio::time::timeout(grace, all_done).await.is_err() {
         tracing::warn!(
@@ -243,62 +251,14 @@ async fn drain(
         registry.close_all();
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        // Each stream task ends as soon as it learns that its connection
+        // is gone; the bound only guards against a future that never yields.
+        let _ = tokio::time::timeout(STREAMS_AFTER_CLOSE, shared.streams.wait()).await;
     }
 }
 
-/// One connection, from accept to close.
-async fn connection(io: Tracked, app: Router, http: http1::Builder, graceful: CancellationToken) {
-    let state = io.state().clone();
-    let io = TokioIo::new(io);
-    let svc_state = state.clone();
-    let svc = service_fn(move |req| handle(app.clone(), svc_state.clone(), req));
-    // Upgrades on, or the meters WebSocket could never be answered.
-    let conn = http.serve_connection(io, svc).with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    // Dropping the connection future closes the socket: that is how both
-    // eviction and the end of the shutdown grace close it.
-    tokio::select! {
-        done = conn.as_mut() => return finished(done),
-        () = state.close.cancelled() => return,
-        () = graceful.cancelled() => conn.as_mut().graceful_shutdown(),
-    }
-    tokio::select! {
-        done = conn.as_mut() => finished(done),
-        () = state.close.cancelled() => {}
-    }
-}
-
-fn finished(done: Result<(), hyper::Error>) {
-    if let Err(e) = done {
-        // Timeouts and resets are what clients do; not worth a warning.
-        tracing::debug!(error = %e, "connection ended with an error");
-    }
-}
-
-/// Runs one request through the router, keeping the connection busy (not
-/// evictable) until hyper has sent the whole response body.
-async fn handle(
-    app: Router,
-    state: Arc<ConnState>,
-    req: Request<Incoming>,
-) -> Result<Response, Infallible> {
-    let Some(busy) = Busy::enter(&state) else {
-        // Evicted an instant ago; the socket closes right after this.
-        return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
-    };
-    let res = app.oneshot(req).await?;
-    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-        state.mark_upgraded();
-    }
-    // hyper drops the body once its last frame is written (or the
-    // connection fails); `busy` goes with it.
-    Ok(res.map(move |body| {
-        Body::new(body.map_frame(move |frame| {
-            let _ = &busy;
-            frame
-        }))
-    }))
-}
+/// See [`drain`].
+const STREAMS_AFTER_CLOSE: Duration = Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {

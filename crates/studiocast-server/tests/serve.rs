@@ -69,6 +69,7 @@ fn opts(header_read_timeout: Duration, max_connections: usize, grace: Duration) 
         max_connections,
         shutdown_grace: grace,
         write_stall_timeout: Duration::from_secs(60),
+        tls: None,
     }
 }
 

@@ -50,6 +50,14 @@ pub struct ServerSection {
     /// limit); at the cap the oldest idle connection makes room.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// PEM certificate chain: with `tls_key`, the listener speaks HTTPS, and
+    /// HTTP/2 to clients that offer it (ALPN), as LL-HLS players want. Both
+    /// unset: plain HTTP/1.1, for a TLS-terminating proxy or CDN in front.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn default_listen() -> String {
@@ -78,6 +86,8 @@ impl Default for ServerSection {
             cors_origins: default_cors(),
             max_sessions: 0,
             max_connections: default_max_connections(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -89,6 +99,16 @@ impl ServerSection {
             self.max_sessions
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// The TLS settings, read and checked now so a bad certificate stops
+    /// the daemon at start with the file named, not at the first viewer.
+    pub fn tls(&self) -> Result<Option<studiocast_server::TlsConfig>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(studiocast_server::load_tls(cert, key)?)),
+            (None, None) => Ok(None),
+            _ => bail!("[server] tls_cert and tls_key go together: set both or neither"),
         }
     }
 }
@@ -210,6 +230,12 @@ impl Config {
         if let Some(v) = var("STUDIOCAST_API_TOKEN") {
             self.server.api_token = v;
         }
+        if let Some(v) = var("STUDIOCAST_TLS_CERT") {
+            self.server.tls_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("STUDIOCAST_TLS_KEY") {
+            self.server.tls_key = Some(PathBuf::from(v));
+        }
         for (name, field) in [
             ("STUDIOCAST_MIN_FREE_MB", &mut self.recording.min_free_mb),
             (
@@ -266,6 +292,9 @@ impl Config {
                 "[server] max_connections = {} (at least 16)",
                 self.server.max_connections
             );
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            bail!("[server] tls_cert and tls_key go together: set both or neither");
         }
         if self.server.max_sessions > 256 {
             bail!(

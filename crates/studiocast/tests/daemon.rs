@@ -50,7 +50,7 @@ fn live_session_then_vod_and_restart() {
 
     // Time to the first playable segment of every rendition.
     wait_for("first segments", 30, || {
-        ["video", "binaural", "stereo"].iter().all(|r| {
+        ["720p", "binaural", "stereo"].iter().all(|r| {
             let p = get(&d, &format!("/live/{id}/{r}/index.m3u8"));
             p.status == 200 && !media_playlist(&p.text()).1.is_empty()
         }) && get(&d, &master).status == 200
@@ -72,7 +72,7 @@ fn live_session_then_vod_and_restart() {
 
     // About ten seconds in: at least three segments everywhere.
     wait_for("three segments", 30, || {
-        ["video", "binaural", "stereo"].iter().all(|r| {
+        ["720p", "binaural", "stereo"].iter().all(|r| {
             media_playlist(&get(&d, &format!("/live/{id}/{r}/index.m3u8")).text())
                 .1
                 .len()
@@ -106,7 +106,7 @@ fn live_session_then_vod_and_restart() {
     );
 
     // Media playlists: PDT with milliseconds, EXTINF within target, window.
-    for r in ["video", "binaural", "stereo"] {
+    for r in ["720p", "binaural", "stereo"] {
         let p = get(&d, &format!("/live/{id}/{r}/index.m3u8"));
         assert_eq!(p.header("cache-control"), Some("no-cache"));
         let t = p.text();
@@ -170,7 +170,7 @@ fn live_session_then_vod_and_restart() {
     );
 
     // Stop: drains, ENDLIST, VOD complete.
-    let live_secs: f64 = media_playlist(&get(&d, &format!("/live/{id}/video/index.m3u8")).text())
+    let live_secs: f64 = media_playlist(&get(&d, &format!("/live/{id}/720p/index.m3u8")).text())
         .1
         .iter()
         .sum();
@@ -182,13 +182,13 @@ fn live_session_then_vod_and_restart() {
         api(&d, "POST", &format!("/api/v1/sessions/{id}/stop"), None).status,
         409
     );
-    for r in ["video", "binaural", "stereo"] {
+    for r in ["720p", "binaural", "stereo"] {
         assert!(get(&d, &format!("/live/{id}/{r}/index.m3u8"))
             .text()
             .trim_end()
             .ends_with("#EXT-X-ENDLIST"));
     }
-    let vod_pl = get(&d, &format!("/vod/{id}/video/index.m3u8")).text();
+    let vod_pl = get(&d, &format!("/vod/{id}/720p/index.m3u8")).text();
     assert!(vod_pl.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod_pl.contains("#EXT-X-ENDLIST"));
     let vod_secs: f64 = media_playlist(&vod_pl).1.iter().sum();
     assert!(
@@ -242,13 +242,13 @@ fn sigterm_finalises_live_sessions() {
     let d = Daemon::start(&data);
     let id = create_demo(&d);
     wait_for("first segment", 30, || {
-        !media_playlist(&get(&d, &format!("/live/{id}/video/index.m3u8")).text())
+        !media_playlist(&get(&d, &format!("/live/{id}/720p/index.m3u8")).text())
             .1
             .is_empty()
     });
     assert!(d.terminate().success(), "daemon exit status");
     let hls = data.join("sessions").join(&id).join("hls");
-    for r in ["video", "binaural", "stereo"] {
+    for r in ["720p", "binaural", "stereo"] {
         let t = std::fs::read_to_string(hls.join(r).join("live.m3u8")).unwrap();
         assert!(t.trim_end().ends_with("#EXT-X-ENDLIST"), "{r}: {t}");
         assert!(hls.join(r).join("vod.m3u8").exists());
@@ -406,8 +406,8 @@ fn curl(args: &[&str]) -> String {
 /// The VOD as real clients use it: curl with ranges, HEAD and a
 /// conditional GET; ffprobe seeking into the middle of the recording.
 fn vod_through_real_clients(d: &Daemon, id: &str) {
-    let seg = d.url(&format!("/vod/{id}/video/seg000002.m4s"));
-    let full = get(d, &format!("/vod/{id}/video/seg000002.m4s")).body;
+    let seg = d.url(&format!("/vod/{id}/720p/seg000002.m4s"));
+    let full = get(d, &format!("/vod/{id}/720p/seg000002.m4s")).body;
     let head = curl(&["-D", "-", "-o", "/dev/null", "-r", "100-199", &seg]);
     assert!(head.starts_with("HTTP/1.1 206"), "{head}");
     assert!(
@@ -457,7 +457,7 @@ fn vod_through_real_clients(d: &Daemon, id: &str) {
     // segment through ffmpeg's concat protocol, read from 5.5 s, which
     // ffmpeg does with a Range request (its HLS demuxer cannot seek in
     // fMP4 in Debian's ffmpeg 5.1, even on its own output).
-    let v = d.url(&format!("/vod/{id}/video"));
+    let v = d.url(&format!("/vod/{id}/720p"));
     let out = Command::new("ffprobe")
         .args(["-protocol_whitelist", "concat,http,tcp", "-v", "debug"])
         .args(["-read_intervals", "5.5%+0.2", "-select_streams", "v"])

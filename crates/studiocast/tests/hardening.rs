@@ -62,7 +62,7 @@ fn a_thousand_half_open_connections_take_nothing_down() {
         let data = tmpdir(&format!("slowloris-{}", nofile.unwrap_or(0)));
         let d = Daemon::start_limited(&data, &repo().join("pipelines"), &[], nofile);
         let id = start_live(&d, "demo");
-        let seq0 = last_segment(&d, &id, "video");
+        let seq0 = last_segment(&d, &id, "720p");
         let mut worst_health = Duration::ZERO;
         let mut worst_api = Duration::ZERO;
         let mut server_fds = 0;
@@ -78,7 +78,7 @@ fn a_thousand_half_open_connections_take_nothing_down() {
             assert_eq!(s.status, 200);
             assert!(s.json()["alarms"].is_null(), "{}", s.text());
         });
-        let seq1 = last_segment(&d, &id, "video");
+        let seq1 = last_segment(&d, &id, "720p");
         eprintln!(
             "NOFILE {:?}: {held}..1000 half-open connections held by the client, the daemon had up to {server_fds} descriptors open; healthz worst {worst_health:?}, API worst {worst_api:?}; newest video segment {seq0} -> {seq1}",
             nofile
@@ -103,10 +103,10 @@ fn a_thousand_half_open_connections_take_nothing_down() {
         let st = api(&d, "POST", &format!("/api/v1/sessions/{id}/stop"), None);
         assert_eq!(st.json()["state"], "ended", "{}", st.text());
         // Every segment the playlists list exists.
-        let vod = get(&d, &format!("/vod/{id}/video/index.m3u8")).text();
+        let vod = get(&d, &format!("/vod/{id}/720p/index.m3u8")).text();
         for seg in vod.lines().filter(|l| l.ends_with(".m4s")) {
             assert_eq!(
-                get(&d, &format!("/vod/{id}/video/{seg}")).status,
+                get(&d, &format!("/vod/{id}/720p/{seg}")).status,
                 200,
                 "{seg}"
             );
@@ -129,7 +129,7 @@ fn sigterm_with_stalled_clients_still_finalises() {
     let mut greedy = TcpStream::connect(&d.addr).unwrap();
     for _ in 0..200 {
         let _ = greedy.write_all(
-            format!("GET /live/{id}/video/seg000001.m4s HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            format!("GET /live/{id}/720p/seg000001.m4s HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
         );
     }
     let mut ws = TcpStream::connect(&d.addr).unwrap();
@@ -151,7 +151,7 @@ fn sigterm_with_stalled_clients_still_finalises() {
     )
     .unwrap();
     assert_eq!(rec["state"], "ended", "{rec}");
-    let live = std::fs::read_to_string(data.join("sessions").join(&id).join("hls/video/live.m3u8"))
+    let live = std::fs::read_to_string(data.join("sessions").join(&id).join("hls/720p/live.m3u8"))
         .unwrap();
     assert!(live.trim_end().ends_with("#EXT-X-ENDLIST"));
     drop((half, greedy, ws));
@@ -367,9 +367,9 @@ fn a_hostile_hrtf_file_never_takes_the_daemon_down() {
     assert_eq!(get(&d, "/healthz").status, 200);
     let s = api(&d, "GET", &format!("/api/v1/sessions/{live}"), None).json();
     assert_eq!(s["state"], "live", "{s}");
-    let seg = last_segment(&d, &live, "video");
+    let seg = last_segment(&d, &live, "720p");
     wait_for("the live session to go on", 10, || {
-        last_segment(&d, &live, "video") > seg
+        last_segment(&d, &live, "720p") > seg
     });
 }
 

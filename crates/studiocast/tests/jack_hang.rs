@@ -53,7 +53,7 @@ fn a_frozen_audio_server_fails_the_start_without_stalling_anything() {
         (r, t0.elapsed())
     });
     // Meanwhile the live session answers and goes on.
-    let seg = last_segment(&d, &live, "video");
+    let seg = last_segment(&d, &live, "720p");
     let mut worst = Duration::ZERO;
     while !starting.is_finished() && t0.elapsed() < Duration::from_secs(25) {
         let t = Instant::now();
@@ -73,7 +73,7 @@ fn a_frozen_audio_server_fails_the_start_without_stalling_anything() {
     assert!(took < Duration::from_secs(20), "{took:?}");
     assert!(worst < Duration::from_millis(250), "{worst:?}");
     assert!(
-        last_segment(&d, &live, "video") > seg,
+        last_segment(&d, &live, "720p") > seg,
         "the live session stalled"
     );
     // The failed start is on record as failed, its slot free again.

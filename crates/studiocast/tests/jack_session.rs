@@ -277,6 +277,9 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
         api(&d, "GET", &format!("/api/v1/sessions/{crash}"), None).json()["state"] == "live"
     });
     std::thread::sleep(Duration::from_secs(5));
+    let had_parts = get(&d, &format!("/live/{crash}/720p/index.m3u8"))
+        .text()
+        .contains("#EXT-X-PART:");
     // What the interface had delivered just before the kill: the master
     // holds that (less the ring's few blocks) plus what came after.
     let st = api(&d, "GET", &format!("/api/v1/sessions/{crash}"), None).json();
@@ -313,8 +316,20 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
         "{} frames",
         recovered.len() / 2
     );
-    let live = get(&d, &format!("/live/{crash}/video/index.m3u8")).text();
+    let live = get(&d, &format!("/live/{crash}/720p/index.m3u8")).text();
     assert!(live.trim_end().ends_with("#EXT-X-ENDLIST"), "{live}");
+    // The session was low-latency: parts were being published when it was
+    // killed. Recovery republishes whole segments only, all decodable.
+    assert!(
+        had_parts,
+        "the crash session listed no parts before the kill"
+    );
+    for r in ["720p", "360p"] {
+        assert_whole_segments(&d, &crash, r, 30.0);
+    }
+    for r in ["binaural", "stereo"] {
+        assert_whole_segments(&d, &crash, r, 48_000.0 / 1024.0);
+    }
     let m = PcmReader::open(&cdir.join("master.wav")).unwrap();
     assert!(m.info().size_was_valid, "header repaired at start");
     let secs = m.frames().unwrap() as f64 / 48_000.0;

@@ -226,12 +226,12 @@ fn a_nearly_full_disk_refuses_starts_and_stops_recording_not_streaming() {
         "{s}"
     );
     let segs = |d: &Daemon| {
-        media_playlist(&get(d, &format!("/live/{id}/video/index.m3u8")).text())
+        media_playlist(&get(d, &format!("/live/{id}/720p/index.m3u8")).text())
             .1
             .len()
     };
     wait_for("segments", 30, || segs(&d) >= 1);
-    let playlist = || get(&d, &format!("/live/{id}/video/index.m3u8")).text();
+    let playlist = || get(&d, &format!("/live/{id}/720p/index.m3u8")).text();
     let before = playlist();
     wait_for("the stream to go on", 15, || playlist() != before);
     assert_eq!(status()["state"], "live");

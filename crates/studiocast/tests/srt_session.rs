@@ -157,9 +157,9 @@ fn srt_source_loss_shows_a_slate_and_its_return_a_discontinuity() {
     wait_for("the encoder's signal", 30, || {
         video_status(&d, &id)["signal_present"] == true
     });
-    let since = last_seq(&playlist(&d, &id, "video"));
+    let since = last_seq(&playlist(&d, &id, "720p"));
     wait_for("segments of the encoder's video", 30, || {
-        last_seq(&playlist(&d, &id, "video")) >= since + 2
+        last_seq(&playlist(&d, &id, "720p")) >= since + 2
     });
     let streams = ffprobe_streams(&d.url(&format!("/live/{id}/master.m3u8")));
     assert!(
@@ -187,11 +187,11 @@ fn srt_source_loss_shows_a_slate_and_its_return_a_discontinuity() {
         video_status(&d, &id)["on_slate"] == true
     });
     let slate_after = lost_at.elapsed();
-    let seq = last_seq(&playlist(&d, &id, "video"));
+    let seq = last_seq(&playlist(&d, &id, "720p"));
     wait_for("segments during the loss", 15, || {
-        last_seq(&playlist(&d, &id, "video")) >= seq + 2
+        last_seq(&playlist(&d, &id, "720p")) >= seq + 2
     });
-    for r in ["video", "binaural", "stereo"] {
+    for r in ["720p", "binaural", "stereo"] {
         assert!(
             !playlist(&d, &id, r).contains("#EXT-X-DISCONTINUITY\n"),
             "no discontinuity while on the slate ({r})"
@@ -203,7 +203,7 @@ fn srt_source_loss_shows_a_slate_and_its_return_a_discontinuity() {
     let _enc = sender(port);
     let back = Instant::now();
     wait_for("the discontinuity", 30, || {
-        ["video", "binaural", "stereo"]
+        ["720p", "binaural", "stereo"]
             .iter()
             .all(|r| playlist(&d, &id, r).contains("#EXT-X-DISCONTINUITY\n"))
     });
@@ -234,7 +234,7 @@ fn srt_source_loss_shows_a_slate_and_its_return_a_discontinuity() {
         }
         None
     };
-    let at: Vec<Option<u64>> = ["video", "binaural", "stereo"]
+    let at: Vec<Option<u64>> = ["720p", "binaural", "stereo"]
         .iter()
         .map(|r| seq_of_disc(&playlist(&d, &id, r)))
         .collect();
@@ -281,7 +281,7 @@ fn srt_source_loss_shows_a_slate_and_its_return_a_discontinuity() {
         rms[gap..].iter().any(loud),
         "the tone did not come back: {rms:?}"
     );
-    let vod = get(&d, &format!("/vod/{id}/video/index.m3u8")).text();
+    let vod = get(&d, &format!("/vod/{id}/720p/index.m3u8")).text();
     assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{vod}");
     // The program video master is a playable MP4 as long as the stream.
     let master = d.data.join("sessions").join(&id).join("program.mp4");

@@ -53,9 +53,11 @@ fn embedded_spec() -> PipelineSpec {
 name = "t"
 [video]
 source = { kind = "srt", mode = "caller", port = 9000 }
+framerate = 25
+[[video.rendition]]
+id = "360p"
 width = 640
 height = 360
-framerate = 25
 bitrate_kbps = 1000
 [audio]
 source = { kind = "embedded", channels = 16, ambisonic = { first_channel = 1, order = 3 } }

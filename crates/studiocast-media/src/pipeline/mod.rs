@@ -8,13 +8,13 @@
 
 mod running;
 mod sinks;
+mod video;
 
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use gst::prelude::*;
 use gstreamer as gst;
-use gstreamer_app as gst_app;
 use studiocast_capture::device::CaptureConfig;
 use studiocast_spatial::{BinauralRenderer, ShFilters};
 
@@ -26,18 +26,16 @@ use crate::events::EventSender;
 use crate::ingest::IngestSpec;
 use crate::meters::MeterBank;
 use crate::scene_audio::SyntheticScene;
-use crate::spec::{AudioSource, PipelineSpec, VideoSource};
+use crate::spec::{AudioSource, PipelineSpec};
 use crate::video_pump::PumpStats;
 use crate::MediaError;
 use sinks::{appsink, EosTracker};
+pub(crate) use video::PumpParts;
 
 /// Frames per audio block: the default of `[spatial] block`.
 pub const DEFAULT_BLOCK: usize = 1024;
 /// The processing blocks a session accepts.
 pub const BLOCK_RANGE: std::ops::RangeInclusive<usize> = 64..=4096;
-
-/// What the video muxer allows the encoder beyond its reported latency.
-const ENCODER_SLACK: gst::ClockTime = gst::ClockTime::from_mseconds(200);
 
 /// How a session pipeline is built beyond its preset.
 #[derive(Debug, Clone)]
@@ -59,14 +57,6 @@ impl Default for BuildOptions {
 /// The entry point: `SessionPipeline::build` makes a [`BuiltPipeline`].
 pub struct SessionPipeline;
 
-/// What the video pump needs once the ingest is open.
-pub(crate) struct PumpParts {
-    pub(crate) appsrc: gst_app::AppSrc,
-    pub(crate) slate: gst::Buffer,
-    pub(crate) framerate: u32,
-    pub(crate) gop: u32,
-}
-
 /// Counters and meters shared by every stage of a pipeline's life.
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -86,7 +76,30 @@ pub struct BuiltPipeline {
     eos: EosTracker,
     ingest: Option<(IngestSpec, PumpParts)>,
     audio: AudioFeed,
+    /// The audio renditions' muxers: told where the segments start.
+    audio_muxers: Vec<gst::Element>,
+    segment: gst::ClockTime,
     shared: Shared,
+}
+
+/// What a rendition's appsink carries (chunk flags mean different things).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaKind {
+    Video,
+    Audio,
+}
+
+/// Where every branch's output goes: the pipeline, the event queue, the
+/// capture-time offset, the end-of-stream tracker.
+pub(crate) struct Taps<'a> {
+    pub(crate) pipeline: &'a gst::Pipeline,
+    pub(crate) events: &'a EventSender,
+    pub(crate) pdt_offset: &'a Arc<AtomicI64>,
+    pub(crate) eos: &'a EosTracker,
+}
+
+fn clock(d: std::time::Duration) -> gst::ClockTime {
+    gst::ClockTime::from_nseconds(d.as_nanos() as u64)
 }
 
 fn gst_err(e: impl std::fmt::Display) -> MediaError {
@@ -127,19 +140,38 @@ impl SessionPipeline {
         }
         let pipeline = gst::Pipeline::new();
         let pdt_offset_ms = Arc::new(AtomicI64::new(0));
-        let sinks = spec.audio.renditions.len() + usize::from(spec.video.is_some());
-        let eos = EosTracker::new(sinks, events.clone());
+        let rungs = spec.video.as_ref().map_or(0, |v| v.renditions.len());
+        let eos = EosTracker::new(spec.audio.renditions.len() + rungs, events.clone());
         let video_lag = Arc::new(AtomicI64::new(0));
+        let taps = Taps {
+            pipeline: &pipeline,
+            events: &events,
+            pdt_offset: &pdt_offset_ms,
+            eos: &eos,
+        };
         let (video_src, ingest) = match &spec.video {
-            Some(_) => video_branch(spec, &pipeline, &events, &pdt_offset_ms, &eos, &video_lag)?,
+            Some(_) => video::branch(spec, &taps, &video_lag)?,
             None => (None, None),
         };
         let meters = Arc::new(MeterBank::new(meter_labels(spec)));
         let mut outputs = Vec::new();
-        let fragment = gst::ClockTime::from_seconds(spec.segment_seconds as u64);
+        let mut audio_muxers = Vec::new();
+        let seg = spec.segment_seconds as u64;
+        let chunk = spec.part_duration().map(clock);
         for r in &spec.audio.renditions {
             let src = el::audio_appsrc(spec.audio.sample_rate);
-            let sink = appsink(&r.id, &events, &pdt_offset_ms, &eos, None);
+            let sink = appsink(&r.id, MediaKind::Audio, &taps, None);
+            // Audio fragments are cut where the video's are (split requests
+            // at every segment boundary, see `running`), not every 2 s of
+            // audio: a fragment of whole AAC frames is 1.984 s, and the
+            // renditions would drift apart by 16 ms a segment. The
+            // scheduled fragment end is kept out of the way.
+            let mux = el::cmafmux(
+                gst::ClockTime::from_seconds(seg * 2),
+                chunk,
+                false,
+                gst::ClockTime::ZERO,
+            )?;
             add_and_link(
                 &pipeline,
                 &[
@@ -148,10 +180,11 @@ impl SessionPipeline {
                     &el::avenc_aac(r.bitrate_kbps)?,
                     &el::aacparse()?,
                     &el::queue()?,
-                    &el::cmafmux(fragment, false, gst::ClockTime::ZERO)?,
+                    &mux,
                     sink.upcast_ref(),
                 ],
             )?;
+            audio_muxers.push(mux);
             outputs.push(Output::new(r.mix, src, opts.block)?);
         }
         let audio = AudioFeed {
@@ -172,6 +205,8 @@ impl SessionPipeline {
             eos,
             ingest,
             audio,
+            audio_muxers,
+            segment: gst::ClockTime::from_seconds(seg),
             shared: Shared {
                 status: Arc::new(AudioStatus::default()),
                 pump_stats: Arc::new(PumpStats::default()),
@@ -237,94 +272,4 @@ fn bus_source(src: &AudioSource, rate: u32, block: usize) -> Result<BusSource, M
             consumer: None,
         },
     })
-}
-
-type VideoHead = (Option<gst::Element>, Option<(IngestSpec, PumpParts)>);
-
-/// The video branch: its head (a test pattern with a burnt-in clock, or an
-/// appsrc the pump feeds from an ingest), x264, cmafmux, appsink.
-fn video_branch(
-    spec: &PipelineSpec,
-    pipeline: &gst::Pipeline,
-    events: &EventSender,
-    pdt_offset_ms: &Arc<AtomicI64>,
-    eos: &EosTracker,
-    lag: &Arc<AtomicI64>,
-) -> Result<VideoHead, MediaError> {
-    let Some(v) = &spec.video else {
-        return Ok((None, None));
-    };
-    let (head, out): (Vec<gst::Element>, VideoHead) = match &v.source {
-        VideoSource::TestPattern { pattern } => {
-            let src = el::videotestsrc(pattern)?;
-            let raw = el::capsfilter(crate::video_pump::raw_caps(v.width, v.height, v.framerate))?;
-            (
-                vec![src.clone(), raw, el::clockoverlay()?],
-                (Some(src), None),
-            )
-        }
-        other => {
-            crate::ingest::check_present(other).map_err(|reason| MediaError::InputUnavailable {
-                input: IngestSpec::describe_source(other),
-                reason,
-            })?;
-            let src = gst_app::AppSrc::builder()
-                .caps(&crate::video_pump::raw_caps(v.width, v.height, v.framerate))
-                .format(gst::Format::Time)
-                .is_live(true)
-                .max_bytes(64 << 20)
-                .build();
-            let slate =
-                crate::video_pump::make_slate(v.width, v.height, "Signal lost · back shortly")?;
-            let audio = match &spec.audio.source {
-                AudioSource::Embedded { channels, .. } => Some((*channels, spec.audio.sample_rate)),
-                _ => None,
-            };
-            let ingest = IngestSpec {
-                source: other.clone(),
-                width: v.width,
-                height: v.height,
-                audio,
-            };
-            let parts = PumpParts {
-                appsrc: src.clone(),
-                slate,
-                framerate: v.framerate,
-                gop: spec.gop_frames(),
-            };
-            (vec![src.upcast()], (None, Some((ingest, parts))))
-        }
-    };
-    let sink = appsink("video", events, pdt_offset_ms, eos, Some(lag));
-    let profile = el::capsfilter(
-        gst::Caps::builder("video/x-h264")
-            .field("profile", "high")
-            .build(),
-    )?;
-    // One requester of key frames: x264's own GOP for a test pattern; the
-    // pump's forced key units (on the segment grid, and after a slate) for
-    // an ingest, with x264's GOP far out of their way (two requesters made
-    // x264 re-type forced IDRs as I frames and warn every segment).
-    let keyint = match &v.source {
-        VideoSource::TestPattern { .. } => spec.gop_frames(),
-        _ => spec.gop_frames().saturating_mul(10),
-    };
-    let tail = [
-        el::videoconvert()?,
-        el::x264enc(v.bitrate_kbps, keyint)?,
-        profile,
-        el::h264parse()?,
-        el::queue()?,
-        // The muxer never asks for key frames (see `keyint` above).
-        el::cmafmux(
-            gst::ClockTime::from_seconds(spec.segment_seconds as u64),
-            false,
-            ENCODER_SLACK,
-        )?,
-    ];
-    let mut chain: Vec<&gst::Element> = head.iter().collect();
-    chain.extend(tail.iter());
-    chain.push(sink.upcast_ref());
-    add_and_link(pipeline, &chain)?;
-    Ok(out)
 }

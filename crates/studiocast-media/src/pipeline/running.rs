@@ -47,6 +47,8 @@ impl BuiltPipeline {
             eos,
             ingest,
             mut audio,
+            audio_muxers,
+            segment,
             shared,
         } = self;
         let mut run = RunningPipeline {
@@ -73,6 +75,12 @@ impl BuiltPipeline {
             .ok_or_else(|| gst_err("pipeline has no bus"))?;
         let (tx, quit) = (events.clone(), run.quit.clone());
         run.spawn("bus-watch", &span, move || watch_bus(bus, tx, quit, eos))?;
+        if !audio_muxers.is_empty() {
+            let (stop, pipeline) = (run.stop.clone(), run.pipeline.clone());
+            run.spawn("segment-splits", &span, move || {
+                request_splits(&pipeline, &audio_muxers, segment, &stop)
+            })?;
+        }
         if let Some((spec, parts)) = ingest {
             let (ingest, consumer) = Ingest::start(spec)?;
             if let BusSource::Embedded { consumer: c, .. } = &mut audio.source {
@@ -127,6 +135,36 @@ impl BuiltPipeline {
             }
         }
         // On every error path `run` drops here, which tears it down.
+    }
+}
+
+/// Keep every audio muxer a few segment boundaries ahead of the clock:
+/// each is asked to start a fragment at every multiple of the segment
+/// duration in running time, where the video's fragments start (its key
+/// frames are on that grid), so segment N of every rendition covers the
+/// same time, within one AAC frame.
+fn request_splits(
+    pipeline: &gst::Pipeline,
+    muxers: &[gst::Element],
+    segment: gst::ClockTime,
+    stop: &AtomicBool,
+) {
+    const AHEAD: u64 = 3;
+    let seg = segment.nseconds().max(1);
+    let mut next = 1u64;
+    while !stop.load(Ordering::SeqCst) {
+        let now = pipeline.current_running_time().map_or(0, |t| t.nseconds());
+        let current = now / seg;
+        // Past boundaries are no use (a muxer ignores them); catch up.
+        next = next.max(current + 1);
+        while next <= current + AHEAD {
+            let at = gst::ClockTime::from_nseconds(next.saturating_mul(seg));
+            for m in muxers {
+                crate::elements::cmafmux_split_at(m, at);
+            }
+            next += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -9,6 +9,7 @@ use gst::prelude::*;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 
+use super::{MediaKind, Taps};
 use crate::events::{EventSender, MediaEvent};
 
 /// Sends [`MediaEvent::Eos`] once, when every appsink has seen EOS (from the
@@ -49,15 +50,19 @@ impl EosTracker {
     }
 }
 
+/// Longer than one AAC frame at 44.1 kHz (23 ms), far shorter than any
+/// real audio fragment (a part is at least 1/6 of a one-second segment).
+const STRADDLER_SECONDS: f64 = 0.05;
+
 /// The appsink of one rendition. `lag`, for the video: wall clock minus
 /// capture time at each fragment's end (the encoder's load).
 pub(crate) fn appsink(
     rendition: &str,
-    events: &EventSender,
-    pdt_offset: &Arc<AtomicI64>,
-    eos: &EosTracker,
+    kind: MediaKind,
+    taps: &Taps,
     lag: Option<&Arc<AtomicI64>>,
 ) -> gst_app::AppSink {
+    let (events, pdt_offset, eos) = (taps.events, taps.pdt_offset, taps.eos);
     let sink = gst_app::AppSink::builder()
         .sync(false)
         .buffer_list(true)
@@ -68,12 +73,20 @@ pub(crate) fn appsink(
     let offset = pdt_offset.clone();
     let eos = eos.clone();
     let lag = lag.cloned();
+    let mut sent_any = false;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .eos(move |_| eos.sink_done())
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let end = handle_sample(&id, &sample, &tx, offset.load(Ordering::SeqCst));
+                let end = handle_sample(
+                    &id,
+                    kind,
+                    &sample,
+                    &tx,
+                    offset.load(Ordering::SeqCst),
+                    &mut sent_any,
+                );
                 if let (Some(lag), Some(end)) = (&lag, end) {
                     lag.store(crate::now_ms() - end, Ordering::Relaxed);
                 }
@@ -89,9 +102,11 @@ pub(crate) fn appsink(
 /// Returns the capture time at the fragment's end (ms since the epoch).
 fn handle_sample(
     id: &str,
+    kind: MediaKind,
     sample: &gst::Sample,
     tx: &EventSender,
     pdt_offset_ms: i64,
+    sent_any: &mut bool,
 ) -> Option<i64> {
     let mut buffers: Vec<gst::Buffer> = Vec::new();
     if let Some(list) = sample.buffer_list() {
@@ -105,7 +120,7 @@ fn handle_sample(
     let mut data = Vec::new();
     let mut duration = 0.0;
     let mut pts_ms = None;
-    let mut independent = false;
+    let mut boundary = false;
     for b in buffers {
         let f = b.flags();
         let Ok(map) = b.map_readable() else { continue };
@@ -117,7 +132,8 @@ fn handle_sample(
             continue;
         }
         if f.contains(gst::BufferFlags::HEADER) {
-            independent = !f.contains(gst::BufferFlags::DELTA_UNIT);
+            // cmafmux clears DELTA_UNIT on a fragment's first chunk only.
+            boundary = !f.contains(gst::BufferFlags::DELTA_UNIT);
             duration = b.duration().map_or(0.0, |d| d.nseconds() as f64 / 1e9);
             let running = match (&segment, b.pts()) {
                 (Some(seg), Some(p)) => seg.to_running_time(p).or(Some(p)),
@@ -132,12 +148,24 @@ fn handle_sample(
         return None;
     }
     let pdt_ms = pdt_offset_ms.saturating_add(pts_ms.unwrap_or(0));
+    // An audio muxer told to split at a segment boundary that falls inside
+    // an AAC frame emits that one frame as a fragment of its own, then
+    // starts the next at the first frame after the boundary. Every AAC
+    // frame is a sync sample, so the straddler joins the segment before
+    // it and the next segment starts on the grid.
+    if kind == MediaKind::Audio && boundary && *sent_any && duration < STRADDLER_SECONDS {
+        boundary = false;
+    }
+    *sent_any = true;
     tx.send(MediaEvent::Chunk {
         rendition: id.to_string(),
         data,
         duration,
         pdt_ms,
-        independent,
+        // Every AAC frame is a sync sample; a video chunk starts with a
+        // key frame only at a fragment's start (one GOP a segment).
+        independent: boundary || kind == MediaKind::Audio,
+        boundary,
         after_gap: false,
     });
     Some(pdt_ms.saturating_add((duration * 1000.0) as i64))

@@ -3,6 +3,10 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod net;
+pub mod views;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,10 +17,13 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use studiocast_server::{
-    router, BoxFuture, ChannelMeter, ControlError, CreateSession, DeviceEntry, Health, MeterFrame,
-    MeterSource, ServerConfig, SessionControl, SessionInfo, SessionState, SessionUrls,
+    router, BoxFuture, ChannelMeter, ControlError, CreateSession, DeviceEntry, Health, LiveView,
+    MeterFrame, MeterSource, ServerConfig, SessionControl, SessionInfo, SessionState, SessionUrls,
 };
+use tokio::sync::watch;
 use tower::ServiceExt;
+
+type Views = watch::Receiver<Arc<LiveView>>;
 
 pub const TOKEN: &str = "test-token-0123456789";
 
@@ -33,6 +40,30 @@ pub struct Fake {
     /// `health()` never answers.
     pub health_hangs: Mutex<bool>,
     pub meters: Arc<FakeMeters>,
+    /// The live registry: views by (session, rendition).
+    pub live: Mutex<HashMap<(String, String), Views>>,
+    /// Calls of `live()`, counted apart from `calls` (every playback
+    /// request makes one).
+    pub live_lookups: AtomicUsize,
+    /// Session calls whose future is still alive: running, or neither
+    /// finished nor dropped (a request the server left behind).
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a call in [`Fake::in_flight`] until it is dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Fake {
@@ -46,6 +77,22 @@ impl Fake {
             max_sessions: 4,
         };
         Arc::new(fake)
+    }
+
+    /// Registers a live rendition starting at `first`; the test publishes
+    /// the next views on the sender, and drops it to end the channel.
+    pub fn publish(
+        &self,
+        id: &str,
+        rendition: &str,
+        first: LiveView,
+    ) -> watch::Sender<Arc<LiveView>> {
+        let (tx, rx) = watch::channel(Arc::new(first));
+        self.live
+            .lock()
+            .unwrap()
+            .insert((id.into(), rendition.into()), rx);
+        tx
     }
 
     pub fn calls(&self) -> Vec<&'static str> {
@@ -66,7 +113,9 @@ impl Fake {
         ok: T,
     ) -> BoxFuture<'_, Result<T, ControlError>> {
         let (delay, error) = self.begin(name);
+        let guard = InFlight::new(&self.in_flight);
         Box::pin(async move {
+            let _guard = guard;
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -140,6 +189,15 @@ impl SessionControl for Fake {
 
     fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceEntry>, ControlError>> {
         self.answer("devices", vec![])
+    }
+
+    fn live(&self, id: &str, rendition: &str) -> Option<watch::Receiver<Arc<LiveView>>> {
+        self.live_lookups.fetch_add(1, Ordering::Relaxed);
+        self.live
+            .lock()
+            .unwrap()
+            .get(&(id.to_string(), rendition.to_string()))
+            .cloned()
     }
 }
 

@@ -51,23 +51,38 @@ pub trait Running: Send {
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     pub hang_start: Option<(String, Duration)>,
+    /// `STUDIOCAST_FAULT_FREEZE_LIVE=<pipeline>:<seconds>`: that long after
+    /// its start, the session's live views stop changing (a wedged encoder
+    /// as the origin sees it: the disk and the session go on). Sources
+    /// never stall the stream here (slate, silence), so this is how a test
+    /// reaches the origin's 503 for a blocking reload that cannot be met.
+    pub freeze_live: Option<(String, Duration)>,
+}
+
+/// `name:seconds`.
+fn pipeline_and_delay(var: &str) -> Option<(String, Duration)> {
+    let v = std::env::var(var).ok()?;
+    let (name, secs) = v.split_once(':')?;
+    Some((
+        name.to_string(),
+        Duration::from_secs_f64(secs.parse().ok()?),
+    ))
 }
 
 impl Faults {
     pub fn from_env() -> Self {
-        let hang_start = std::env::var("STUDIOCAST_FAULT_HANG_START")
-            .ok()
-            .and_then(|v| {
-                let (name, secs) = v.split_once(':')?;
-                Some((
-                    name.to_string(),
-                    Duration::from_secs_f64(secs.parse().ok()?),
-                ))
-            });
+        let hang_start = pipeline_and_delay("STUDIOCAST_FAULT_HANG_START");
         if let Some((name, d)) = &hang_start {
             tracing::warn!(pipeline = %name, seconds = d.as_secs_f64(), "fault injection: starts of this pipeline hang");
         }
-        Faults { hang_start }
+        let freeze_live = pipeline_and_delay("STUDIOCAST_FAULT_FREEZE_LIVE");
+        if let Some((name, d)) = &freeze_live {
+            tracing::warn!(pipeline = %name, seconds = d.as_secs_f64(), "fault injection: the live views of this pipeline freeze");
+        }
+        Faults {
+            hang_start,
+            freeze_live,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! finalises every session within 25 s whatever the clients do.
 
 mod devices;
+mod live;
 pub mod media;
 mod recording;
 mod recovery;
@@ -78,6 +79,7 @@ pub fn run(mut cfg: Config, args: ServeArgs) -> Result<()> {
 
 async fn serve(cfg: Config) -> Result<()> {
     let s = &cfg.server;
+    let tls = s.tls()?;
     let fds = studiocast_server::raise_fd_limit().unwrap_or(0);
     let presets = load_presets(&s.pipelines_dir)?;
     let media_root = s.data_dir.join("sessions");
@@ -90,9 +92,11 @@ async fn serve(cfg: Config) -> Result<()> {
         tokio::task::spawn_blocking(move || recovery::recover_all(store.as_ref(), &root, &presets))
             .await?
     };
+    let faults = media::Faults::from_env();
+    let freeze_live = faults.freeze_live.clone();
     let backend = Arc::new(media::GstBackend {
         spatial: cfg.spatial.clone(),
-        faults: media::Faults::from_env(),
+        faults,
     });
     let max_sessions = s.session_limit();
     let supervisor = Supervisor::spawn(
@@ -106,6 +110,8 @@ async fn serve(cfg: Config) -> Result<()> {
             media_root,
             recording: cfg.recording.clone(),
             backend,
+            live: live::LiveRegistry::default(),
+            freeze_live,
         },
         past,
     );
@@ -125,10 +131,12 @@ async fn serve(cfg: Config) -> Result<()> {
     let opts = ServeOptions {
         max_connections: studiocast_server::connection_budget(s.max_connections),
         shutdown_grace: HTTP_GRACE,
+        tls,
         ..ServeOptions::default()
     };
-    announce(&addr, generated.then_some(token.as_str()), &presets);
-    tracing::info!(%addr, data_dir = %s.data_dir.display(), max_sessions, max_connections = opts.max_connections, fd_limit = fds, "daemon ready");
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    announce(scheme, &addr, generated.then_some(token.as_str()), &presets);
+    tracing::info!(%addr, scheme, data_dir = %s.data_dir.display(), max_sessions, max_connections = opts.max_connections, fd_limit = fds, "daemon ready");
     let stop = CancellationToken::new();
     let http = tokio::spawn(studiocast_server::serve(
         listener,
@@ -164,13 +172,14 @@ async fn serve(cfg: Config) -> Result<()> {
 
 /// What a technician needs on the terminal: where, the token, the presets.
 fn announce(
+    scheme: &str,
     addr: &std::net::SocketAddr,
     token: Option<&str>,
     presets: &std::collections::HashMap<String, studiocast_media::PipelineSpec>,
 ) {
     let mut names: Vec<&str> = presets.keys().map(|n| n.as_str()).collect();
     names.sort();
-    println!("studiocast listening on http://{addr}");
+    println!("studiocast listening on {scheme}://{addr}");
     if let Some(t) = token {
         println!("API token (generated; set STUDIOCAST_API_TOKEN to choose one): {t}");
     }

@@ -47,6 +47,10 @@ pub struct SessionCtx {
     pub media_root: std::path::PathBuf,
     pub recording: RecordingConfig,
     pub backend: Arc<dyn MediaBackend>,
+    /// What the origin serves from memory, by session and rendition.
+    pub live: super::live::LiveRegistry,
+    /// Test hook (`STUDIOCAST_FAULT_FREEZE_LIVE`), see [`super::media::Faults`].
+    pub freeze_live: Option<(String, std::time::Duration)>,
 }
 
 pub type Reply = oneshot::Sender<Result<SessionInfo, ControlError>>;

@@ -15,6 +15,7 @@ use studiocast_server::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use super::live::LiveRegistry;
 use super::recording;
 use super::session::{self, SessionCtx, SessionHandle, Settled};
 use crate::config::RecordingConfig;
@@ -57,6 +58,7 @@ enum Cmd {
 #[derive(Clone)]
 pub struct Supervisor {
     tx: mpsc::Sender<Cmd>,
+    live: LiveRegistry,
     presets: Arc<HashMap<String, PipelineSpec>>,
     media_root: PathBuf,
     recording: RecordingConfig,
@@ -101,6 +103,7 @@ impl Supervisor {
             .collect();
         let shared = Arc::new(cfg.presets.clone());
         let (media_root, recording) = (ctx.media_root.clone(), cfg.recording.clone());
+        let live = ctx.live.clone();
         let actor = Actor {
             sessions,
             presets: cfg.presets,
@@ -114,6 +117,7 @@ impl Supervisor {
         tokio::spawn(actor.run(rx, settled_rx));
         Supervisor {
             tx,
+            live,
             presets: shared,
             media_root,
             recording,
@@ -274,6 +278,8 @@ impl Actor {
     }
 
     fn on_settled(&mut self, s: Settled) {
+        // Viewers now get the files on disk (the ended playlists).
+        self.ctx.live.remove(&s.id);
         match s.info {
             Some(info) => {
                 self.sessions.insert(s.id, Slot::Settled(Box::new(info)));
@@ -309,6 +315,14 @@ impl Actor {
 }
 
 impl SessionControl for Supervisor {
+    fn live(
+        &self,
+        id: &str,
+        rendition: &str,
+    ) -> Option<tokio::sync::watch::Receiver<Arc<studiocast_server::LiveView>>> {
+        self.live.subscribe(id, rendition)
+    }
+
     fn health(&self, deep: bool) -> BoxFuture<'_, Health> {
         Box::pin(async move {
             let mut h = match tokio::time::timeout(HEALTH_TIMEOUT, self.ask(Cmd::Health)).await {

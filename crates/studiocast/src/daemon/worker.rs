@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use studiocast_hls::mp4::avc_codec_string;
 use studiocast_hls::{Action, Chunk, Packager, PackagerConfig, Rendition, RenditionKind};
@@ -17,6 +18,7 @@ use studiocast_media::spec::PipelineSpec;
 use studiocast_media::{EventReceiver, MediaEvent};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::live::LiveSet;
 use super::recording::{ProgramRecorder, Recording};
 use super::store::{sync_dir, write_atomic};
 
@@ -37,18 +39,29 @@ pub enum Update {
 
 pub fn renditions(spec: &PipelineSpec) -> Vec<Rendition> {
     let mut r = Vec::new();
-    if let Some(v) = &spec.video {
+    for v in spec
+        .video
+        .iter()
+        .flat_map(|v| v.renditions.iter().map(move |r| (v, r)))
+    {
+        let (video, rung) = v;
         r.push(Rendition {
-            id: "video".into(),
+            id: rung.id.clone(),
             kind: RenditionKind::Video {
-                width: v.width,
-                height: v.height,
-                frame_rate: v.framerate as f64,
+                width: rung.width,
+                height: rung.height,
+                frame_rate: video.framerate as f64,
             },
             // Replaced by the exact string from the encoder's avcC.
-            codecs: "avc1.640028".into(),
-            // x264's rate control overshoots on scene changes.
-            bandwidth: v.bitrate_kbps as u64 * 1000 * 5 / 4,
+            codecs: match rung.profile.as_str() {
+                "baseline" => "avc1.42c01f",
+                "main" => "avc1.4d401f",
+                _ => "avc1.640028",
+            }
+            .into(),
+            // x264's rate control overshoots on scene changes; the VOD
+            // master gets the measured peak instead.
+            bandwidth: rung.bitrate_kbps as u64 * 1000 * 5 / 4,
         });
     }
     for a in &spec.audio.renditions {
@@ -67,10 +80,20 @@ pub fn renditions(spec: &PipelineSpec) -> Vec<Rendition> {
     r
 }
 
+/// The video rungs' ids (their inits carry the codec strings).
+fn video_ids(spec: &PipelineSpec) -> Vec<String> {
+    spec.video
+        .iter()
+        .flat_map(|v| v.renditions.iter().map(|r| r.id.clone()))
+        .collect()
+}
+
 fn packager_config(spec: &PipelineSpec) -> PackagerConfig {
     PackagerConfig {
         target_duration: spec.segment_seconds as u64,
-        window_segments: 6,
+        part_target: spec.part_target(),
+        dvr_seconds: spec.dvr_seconds as u64,
+        ..PackagerConfig::default()
     }
 }
 
@@ -100,7 +123,9 @@ pub struct Files {
     /// Failures since the last success.
     pub failures: u64,
     /// Capture times of segments whose write failed since last asked.
-    pub lost_at: Vec<i64>,
+    /// (rendition, capture time) of segments whose write failed since
+    /// last asked.
+    pub lost_at: Vec<(String, i64)>,
 }
 
 impl Files {
@@ -135,7 +160,7 @@ impl Files {
             } = &a
             {
                 if let (Err(_), Some(at)) = (&r, pdt_ms) {
-                    self.lost_at.push(*at);
+                    self.lost_at.push((rendition.clone(), *at));
                 }
                 match p.segment_written(rendition, *seq, r.is_ok()) {
                     Ok(more) => queue.extend(more),
@@ -185,11 +210,13 @@ pub fn republish(dir: &Path, spec: &PipelineSpec) -> Result<f64, String> {
     }
     let mut p =
         Packager::recover(packager_config(spec), all, &journals).map_err(|e| e.to_string())?;
-    if let Some(c) = std::fs::read(dir.join("video/init.mp4"))
-        .ok()
-        .and_then(|i| avc_codec_string(&i))
-    {
-        let _ = p.set_codecs("video", &c);
+    for id in video_ids(spec) {
+        if let Some(c) = std::fs::read(dir.join(&id).join("init.mp4"))
+            .ok()
+            .and_then(|i| avc_codec_string(&i))
+        {
+            let _ = p.set_codecs(&id, &c);
+        }
     }
     let secs = journals
         .iter()
@@ -214,6 +241,7 @@ pub fn run(
     rx: EventReceiver,
     updates: UnboundedSender<Update>,
     recording: Option<Recording>,
+    live: Arc<LiveSet>,
 ) -> Option<String> {
     let all = renditions(&spec);
     let ids: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
@@ -229,6 +257,7 @@ pub fn run(
     let mut files = Files::new(dir);
     let mut w = Worker {
         half_segment_ms: spec.segment_seconds as i64 * 500,
+        video: video_ids(&spec),
         ids,
         pending_disc: HashMap::new(),
         program: ProgramRecorder::new(recording),
@@ -250,9 +279,10 @@ pub fn run(
             ev => {
                 let actions = w.on_event(&mut packager, ev);
                 send_all(files.apply(&mut packager, actions));
-                for at in files.lost_at.drain(..) {
-                    w.gap_at(at);
+                for (rendition, at) in files.lost_at.drain(..) {
+                    w.gap_at(at, Some(&rendition));
                 }
+                publish(&mut packager, &live);
                 // Publishing waits for the writes: check after them.
                 if !w.live
                     && w.master_written
@@ -272,10 +302,14 @@ pub fn run(
     send_all(files.apply(&mut packager, last));
     let end = packager.end();
     send_all(files.apply(&mut packager, end));
+    publish(&mut packager, &live);
     tracing::info!(
-        segments = packager
-            .segment_count("video")
-            .max(packager.segment_count("binaural")),
+        segments = w
+            .ids
+            .iter()
+            .map(|r| packager.segment_count(r))
+            .max()
+            .unwrap_or(0),
         "playlists finalised"
     );
     let _ = updates.send(match &outcome {
@@ -287,6 +321,16 @@ pub fn run(
     outcome
 }
 
+/// Hand the origin a new snapshot of every rendition that changed (a part,
+/// a segment, a write confirmed, the end).
+fn publish(p: &mut Packager, live: &LiveSet) {
+    for id in p.take_changed() {
+        if let Some(v) = p.view(&id) {
+            live.publish(&id, v);
+        }
+    }
+}
+
 /// The worker's state between events.
 struct Worker {
     /// Half a segment, ms: a gap at time T is marked on the segments that
@@ -294,6 +338,8 @@ struct Worker {
     /// off the video's).
     half_segment_ms: i64,
     ids: Vec<String>,
+    /// The ladder's rungs; the first is the archival program.
+    video: Vec<String>,
     /// Per rendition: capture time from which the next segment follows a
     /// discontinuity (the program came back from a slate).
     pending_disc: HashMap<String, i64>,
@@ -308,8 +354,11 @@ impl Worker {
     /// segment that could not be written, chunks the queue dropped): every
     /// rendition marks a discontinuity on its next segment after it, so
     /// the discontinuity sequences stay aligned.
-    fn gap_at(&mut self, at: i64) {
-        for r in &self.ids {
+    ///
+    /// `except`: the rendition whose segment write failed; its packager
+    /// already marks the next segment.
+    fn gap_at(&mut self, at: i64, except: Option<&str>) {
+        for r in self.ids.iter().filter(|r| Some(r.as_str()) != except) {
             let mark = at.saturating_add(self.half_segment_ms);
             let e = self.pending_disc.entry(r.clone()).or_insert(mark);
             *e = (*e).min(mark);
@@ -321,10 +370,12 @@ impl Worker {
         let mut actions = Vec::new();
         match ev {
             MediaEvent::Init { rendition, data } => {
-                if rendition == "video" {
+                if self.video.contains(&rendition) {
                     if let Some(c) = avc_codec_string(&data) {
-                        let _ = p.set_codecs("video", &c);
+                        let _ = p.set_codecs(&rendition, &c);
                     }
+                }
+                if self.video.first() == Some(&rendition) {
                     self.program.init(&data);
                 }
                 match p.push_init(&rendition, data) {
@@ -343,37 +394,46 @@ impl Worker {
                 duration,
                 pdt_ms,
                 independent,
+                boundary,
                 after_gap,
             } => {
-                if rendition == "video" {
+                if self.video.first() == Some(&rendition) {
                     self.program.chunk(&data);
                 }
-                // Audio fragments end on AAC frames, up to one frame off
-                // the video's boundary: allow a little slack.
                 if after_gap {
                     // Chunks before this one were dropped: all renditions
                     // mark the gap from here.
-                    self.gap_at(pdt_ms.saturating_sub(self.half_segment_ms * 2));
+                    self.gap_at(pdt_ms.saturating_sub(self.half_segment_ms * 2), None);
                 }
-                let back = self
-                    .pending_disc
-                    .get(&rendition)
-                    .is_some_and(|at| pdt_ms + 100 >= *at);
+                // A discontinuity sits between segments: mark it when the
+                // first segment after the return starts (audio boundaries
+                // sit up to a frame before the video's: a little slack).
+                let back = boundary
+                    && self
+                        .pending_disc
+                        .get(&rendition)
+                        .is_some_and(|at| pdt_ms + 100 >= *at);
                 if back {
                     self.pending_disc.remove(&rendition);
-                    let _ = p.discontinuity_in(&rendition);
+                    if let Ok(a) = p.discontinuity_in(&rendition) {
+                        actions.extend(a);
+                    }
                     tracing::info!(%rendition, after_gap, "discontinuity");
                 }
                 let chunk = Chunk {
-                    data,
+                    data: data.into(),
                     duration,
                     independent,
                     pdt_ms: Some(pdt_ms),
-                    ends_segment: true,
+                    boundary,
                 };
                 match p.push_chunk(&rendition, chunk) {
                     Ok(a) => actions.extend(a),
-                    Err(e) => tracing::warn!(%rendition, %e, "segment refused"),
+                    Err(e) => {
+                        tracing::warn!(%rendition, %e, "chunk refused");
+                        // The segment it was part of closed as it stood.
+                        actions.extend(p.take_actions());
+                    }
                 }
             }
             MediaEvent::Discontinuity { pdt_ms } => {
@@ -417,7 +477,9 @@ mod tests {
                 env!("CARGO_MANIFEST_DIR"),
                 "/../../pipelines/demo.toml"
             ))
-            .unwrap(),
+            .unwrap()
+            // Whole 2 s segments, one chunk each.
+            .replace("latency = \"low\"", "latency = \"standard\""),
         )
         .unwrap();
         let dir = std::env::temp_dir().join(format!("studiocast-gap-{}", std::process::id()));
@@ -426,8 +488,10 @@ mod tests {
         let (tx, rx, _) = event_queue(1 << 20);
         let (utx, mut urx) = tokio::sync::mpsc::unbounded_channel();
         let d2 = dir.clone();
-        let worker = std::thread::spawn(move || run(d2, spec, rx, utx, None));
-        for r in ["video", "binaural", "stereo"] {
+        let live = LiveSet::new(&spec);
+        let views = live.subscribe("720p").unwrap();
+        let worker = std::thread::spawn(move || run(d2, spec, rx, utx, None, live));
+        for r in ["720p", "360p", "binaural", "stereo"] {
             tx.send(MediaEvent::Init {
                 rendition: r.into(),
                 data: b"ftyp".to_vec(),
@@ -436,23 +500,25 @@ mod tests {
         let t0 = 1_764_460_800_000i64;
         let settle = || std::thread::sleep(std::time::Duration::from_millis(150));
         for k in 0..4i64 {
-            if k == 1 {
+            if k == 2 {
                 // The rename of video's second segment fails: a directory
-                // stands where the file goes.
-                std::fs::create_dir_all(dir.join("video/seg000002.m4s")).unwrap();
+                // stands where the file goes. (A segment is written when
+                // the next one starts, here with k = 2.)
+                std::fs::create_dir_all(dir.join("720p/seg000002.m4s")).unwrap();
             }
-            for (r, skew) in [("video", 0), ("binaural", -16), ("stereo", -16)] {
+            for (r, skew) in [("720p", 0), ("360p", 0), ("binaural", -16), ("stereo", -16)] {
                 tx.send(MediaEvent::Chunk {
                     rendition: r.into(),
                     data: vec![k as u8; 32],
                     duration: 2.0,
                     pdt_ms: t0 + k * 2000 + skew,
                     independent: true,
+                    boundary: true,
                     after_gap: false,
                 });
                 settle();
-                if k == 1 && r == "video" {
-                    std::fs::remove_dir(dir.join("video/seg000002.m4s")).unwrap();
+                if k == 2 && r == "720p" {
+                    std::fs::remove_dir(dir.join("720p/seg000002.m4s")).unwrap();
                 }
             }
         }
@@ -463,7 +529,13 @@ mod tests {
             alarm |= matches!(u, Update::WriteFailed { .. });
         }
         assert!(alarm, "the failure was reported");
-        let video = std::fs::read_to_string(dir.join("video/vod.m3u8")).unwrap();
+        // The origin's view ended too, and still serves the segment the
+        // disk refused from memory (viewers lose nothing).
+        let view = views.borrow().clone();
+        eprintln!("{}", String::from_utf8_lossy(&view.playlist));
+        assert!(view.ended);
+        assert!(view.file("seg000002.m4s").is_some());
+        let video = std::fs::read_to_string(dir.join("720p/vod.m3u8")).unwrap();
         let bin = std::fs::read_to_string(dir.join("binaural/vod.m3u8")).unwrap();
         assert_eq!(video.matches(".m4s").count(), 3, "{video}");
         assert_eq!(bin.matches(".m4s").count(), 4, "{bin}");

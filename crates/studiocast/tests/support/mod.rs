@@ -13,6 +13,9 @@ pub struct Daemon {
     pub child: Child,
     pub addr: String,
     pub data: PathBuf,
+    /// "http" or "https" (the tiny client here speaks only the former; TLS
+    /// tests use curl).
+    pub scheme: &'static str,
 }
 
 pub fn repo() -> PathBuf {
@@ -71,14 +74,17 @@ impl Daemon {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
+        let (scheme, addr) = loop {
             line.clear();
             assert!(Instant::now() < deadline, "daemon did not start");
             if out.read_line(&mut line).unwrap() == 0 {
                 panic!("daemon exited early");
             }
             if let Some(a) = line.trim().strip_prefix("studiocast listening on http://") {
-                break a.to_string();
+                break ("http", a.to_string());
+            }
+            if let Some(a) = line.trim().strip_prefix("studiocast listening on https://") {
+                break ("https", a.to_string());
             }
         };
         // Keep draining stdout so the daemon never blocks on a full pipe.
@@ -90,6 +96,7 @@ impl Daemon {
             child,
             addr,
             data: data.to_path_buf(),
+            scheme,
         }
     }
 
@@ -101,7 +108,7 @@ impl Daemon {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// SIGTERM and wait for a clean exit.
@@ -416,4 +423,46 @@ pub fn ffprobe_duration(what: &str) -> f64 {
         .trim()
         .parse()
         .unwrap_or(0.0)
+}
+
+/// A recovered (or finished) VOD rendition lists whole segments only (no
+/// parts, no hint), and ffprobe decodes every frame it lists: the decoded
+/// frame count matches the listed duration within one frame per segment.
+/// `frame_rate`: video fps, or the AAC frame rate (48000 / 1024).
+pub fn assert_whole_segments(d: &Daemon, id: &str, rendition: &str, frame_rate: f64) {
+    let url = d.url(&format!("/vod/{id}/{rendition}/index.m3u8"));
+    let text = get(d, &format!("/vod/{id}/{rendition}/index.m3u8")).text();
+    assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"), "{text}");
+    assert!(
+        !text.contains("#EXT-X-PART") && !text.contains("#EXT-X-PRELOAD-HINT"),
+        "a VOD lists whole segments only: {text}"
+    );
+    let (_, durations) = media_playlist(&text);
+    assert!(!durations.is_empty(), "{text}");
+    let listed: f64 = durations.iter().sum();
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries"])
+        .args(["stream=nb_read_frames", "-of", "csv=p=0", &url])
+        .output()
+        .expect("ffprobe is required (apt-get install ffmpeg)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "ffprobe on {rendition}: {stderr}"
+    );
+    let frames: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap_or_else(|_| panic!("frames: {:?}", String::from_utf8_lossy(&out.stdout)));
+    let expected = listed * frame_rate;
+    assert!(
+        (frames - expected).abs() <= durations.len() as f64 + 1.0,
+        "{rendition}: {frames} frames decoded, {expected:.1} listed ({} segments)",
+        durations.len()
+    );
+    eprintln!(
+        "{rendition}: {} whole segments, {listed:.2} s, {frames} frames decoded",
+        durations.len()
+    );
 }

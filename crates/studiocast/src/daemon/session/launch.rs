@@ -13,6 +13,7 @@ use studiocast_media::{event_queue, MediaEvent, PipelineSpec, QueueStats};
 use studiocast_server::CreateSession;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::super::live::LiveSet;
 use super::super::media::Running;
 use super::super::recording::{AudioOrigin, RecordedChannelMap, Recording, Sidecar, SidecarRecord};
 use super::super::worker::{self, Update};
@@ -87,9 +88,19 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
         state: state.clone(),
     });
     let (spec, updates, span) = (job.spec.clone(), job.updates.clone(), job.span.clone());
+    // Viewers reach the session's live views from now on (they wait for
+    // the first part); the supervisor drops them when the session settles.
+    let freeze = job
+        .ctx
+        .freeze_live
+        .clone()
+        .filter(|(name, _)| *name == job.spec.name)
+        .map(|(_, d)| d);
+    let live = LiveSet::freezing(&job.spec, freeze);
+    job.ctx.live.insert(&job.id, live.clone());
     let worker = std::thread::Builder::new()
         .name(format!("pack-{}", job.id))
-        .spawn(move || span.in_scope(|| worker::run(hls, spec, rx, updates, program)));
+        .spawn(move || span.in_scope(|| worker::run(hls, spec, rx, updates, program, live)));
     let worker = match worker {
         Ok(w) => w,
         Err(e) => {

@@ -64,7 +64,7 @@ impl Prepared for FakePrepared {
         // Inits, then a 1.5 s "segment" per rendition every 30 ms; EOS when
         // asked.
         let thread = std::thread::spawn(move || {
-            for r in ["video", "binaural", "stereo"] {
+            for r in ["720p", "360p", "binaural", "stereo"] {
                 events.send(MediaEvent::Init {
                     rendition: r.into(),
                     data: b"ftyp".to_vec(),
@@ -72,13 +72,14 @@ impl Prepared for FakePrepared {
             }
             let mut i = 0i64;
             while !flag.load(Ordering::SeqCst) {
-                for r in ["video", "binaural", "stereo"] {
+                for r in ["720p", "360p", "binaural", "stereo"] {
                     events.send(MediaEvent::Chunk {
                         rendition: r.into(),
                         data: vec![0; 64],
                         duration: 1.5,
                         pdt_ms: 1_700_000_000_000 + i * 1500,
                         independent: true,
+                        boundary: true,
                         after_gap: false,
                     });
                 }
@@ -171,7 +172,10 @@ fn presets() -> HashMap<String, PipelineSpec> {
     ["demo", "hang", "broken", "stuck"]
         .iter()
         .map(|n| {
-            let t = text.replace("name = \"demo\"", &format!("name = \"{n}\""));
+            // Standard latency: the fake sends whole segments.
+            let t = text
+                .replace("name = \"demo\"", &format!("name = \"{n}\""))
+                .replace("latency = \"low\"", "latency = \"standard\"");
             (n.to_string(), PipelineSpec::parse(&t).unwrap())
         })
         .collect()
@@ -202,6 +206,8 @@ fn rig(name: &str, max_sessions: usize, hang: Duration) -> Rig {
             media_root: root.clone(),
             recording,
             backend: Arc::new(Fake { hang }),
+            live: Default::default(),
+            freeze_live: None,
         },
         Vec::new(),
     );
@@ -408,15 +414,28 @@ async fn shutdown_finalises_every_running_session() {
     let a = r.sup.create(req("demo")).await.unwrap();
     let b = r.sup.create(req("demo")).await.unwrap();
     wait_state(&r.sup, &b.id, SessionState::Live).await;
+    // The origin reaches a running session's views without the actors;
+    // they carry what the worker published.
+    let view = r
+        .sup
+        .live(&b.id, "720p")
+        .expect("a live view")
+        .borrow()
+        .clone();
+    assert!(view.last_segment.is_some() && !view.ended);
+    assert!(r.sup.live(&b.id, "4k").is_none());
+    assert!(r.sup.live("nope", "720p").is_none());
     tokio::time::timeout(Duration::from_secs(10), r.sup.shutdown())
         .await
         .expect("shutdown in time");
+    // Settled: the views are gone, the origin serves the disk.
+    assert!(r.sup.live(&b.id, "720p").is_none());
     for id in [a.id, b.id] {
         let rec: SessionInfo =
             serde_json::from_slice(&std::fs::read(r.root.join(&id).join("session.json")).unwrap())
                 .unwrap();
         assert_eq!(rec.state, SessionState::Ended);
-        let live = std::fs::read_to_string(r.root.join(&id).join("hls/video/live.m3u8")).unwrap();
+        let live = std::fs::read_to_string(r.root.join(&id).join("hls/720p/live.m3u8")).unwrap();
         assert!(live.trim_end().ends_with("#EXT-X-ENDLIST"), "{live}");
     }
     assert!(

@@ -15,6 +15,14 @@ pub struct PipelineSpec {
     /// HLS segment (and video GOP) duration, whole seconds.
     #[serde(default = "two")]
     pub segment_seconds: u32,
+    /// Low-latency HLS (parts, blocking reload: a few seconds behind the
+    /// studio, playlists not cacheable by a CDN) or standard HLS (for a
+    /// CDN in front of the origin).
+    #[serde(default)]
+    pub latency: Latency,
+    /// How far back viewers can seek in a live stream, seconds.
+    #[serde(default = "dvr")]
+    pub dvr_seconds: u32,
     pub video: Option<VideoSpec>,
     pub audio: AudioSpec,
 }
@@ -23,14 +31,61 @@ fn two() -> u32 {
     2
 }
 
+fn dvr() -> u32 {
+    7200
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Latency {
+    /// Parts of about a sixth of a segment, blocking playlist reload.
+    Low,
+    /// Whole segments only.
+    #[default]
+    Standard,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VideoSpec {
     pub source: VideoSource,
+    pub framerate: u32,
+    /// The ladder, largest first: one H.264 encode per rung, all from one
+    /// decoded (or generated) picture, with key frames aligned.
+    /// (Defaulted so that a preset without rungs gets the validation
+    /// message that says what to add, not serde's "missing field".)
+    #[serde(rename = "rendition", default)]
+    pub renditions: Vec<VideoRendition>,
+}
+
+/// One rung of the video ladder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoRendition {
+    /// Folder name and playlist id (`720p`, `360p`, …).
+    pub id: String,
     pub width: u32,
     pub height: u32,
-    pub framerate: u32,
     pub bitrate_kbps: u32,
+    /// H.264 profile: "high" (default), "main" or "baseline" (old phones).
+    #[serde(default = "high")]
+    pub profile: String,
+}
+
+fn high() -> String {
+    "high".into()
+}
+
+impl VideoSpec {
+    /// The program picture: the largest rung's size (ingests are scaled to
+    /// it; the slate is drawn at it).
+    pub fn program_size(&self) -> (u32, u32) {
+        self.renditions
+            .iter()
+            .map(|r| (r.width, r.height))
+            .max_by_key(|(w, h)| w * h)
+            .unwrap_or((1280, 720))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -454,7 +509,7 @@ impl PipelineSpec {
     /// that a bad preset fails when it loads, with its name and the reason.
     pub fn validate(&self) -> Result<(), MediaError> {
         let bad = |m: String| MediaError::Spec(format!("pipeline '{}': {m}", self.name));
-        if !id_ok(&self.name) {
+        if !validate::id_ok(&self.name) {
             return Err(bad("name must be 1–32 of [A-Za-z0-9_-]".into()));
         }
         if !(1..=10).contains(&self.segment_seconds) {
@@ -490,7 +545,18 @@ impl PipelineSpec {
         if let Some(map) = self.audio.source.channel_map() {
             map.validate().map_err(bad)?;
         }
-        validate_renditions(&self.audio.renditions).map_err(bad)
+        if !(60..=86_400).contains(&self.dvr_seconds) {
+            return Err(bad(format!(
+                "dvr_seconds {} is outside 60..=86400",
+                self.dvr_seconds
+            )));
+        }
+        let video_ids: Vec<&str> = self
+            .video
+            .iter()
+            .flat_map(|v| v.renditions.iter().map(|r| r.id.as_str()))
+            .collect();
+        validate::validate_renditions(&self.audio.renditions, &video_ids).map_err(bad)
     }
 
     /// Frames between keyframes: one GOP per segment, so every segment
@@ -500,244 +566,33 @@ impl PipelineSpec {
             .as_ref()
             .map_or(0, |v| v.framerate * self.segment_seconds)
     }
-}
 
-fn id_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 32
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Text that goes into a playlist attribute: printable, no quotes.
-fn label_ok(s: &str) -> bool {
-    !s.trim().is_empty()
-        && s.chars().count() <= 64
-        && !s.chars().any(|c| c.is_control() || c == '"')
-}
-
-impl VideoSpec {
-    fn validate(&self) -> Result<(), String> {
-        if !(16..=3840).contains(&self.width)
-            || !(16..=2160).contains(&self.height)
-            || self.width % 2 == 1
-            || self.height % 2 == 1
-        {
-            return Err(format!(
-                "video size {}x{} is not an even size up to 3840x2160",
-                self.width, self.height
-            ));
+    /// The CMAF chunk (LL-HLS part) duration for low latency: about a
+    /// sixth of a segment, a whole number of video frames (or AAC frames
+    /// without video). `None` for standard latency.
+    pub fn part_duration(&self) -> Option<std::time::Duration> {
+        if self.latency != Latency::Low {
+            return None;
         }
-        if !(1..=60).contains(&self.framerate) {
-            return Err(format!("framerate {} is outside 1..=60", self.framerate));
-        }
-        if !(100..=50_000).contains(&self.bitrate_kbps) {
-            return Err(format!(
-                "video bitrate {} kb/s is outside 100..=50000",
-                self.bitrate_kbps
-            ));
-        }
-        match &self.source {
-            VideoSource::TestPattern { pattern } if !TEST_PATTERNS.contains(&pattern.as_str()) => {
-                Err(format!(
-                    "test pattern '{pattern}' is unknown (one of {})",
-                    TEST_PATTERNS.join(", ")
-                ))
-            }
-            VideoSource::Decklink { mode, .. } if !DECKLINK_MODES.contains(&mode.as_str()) => {
-                Err(format!(
-                    "DeckLink mode '{mode}' is unknown (auto, 1080p25, 1080i50, 720p50, … as GStreamer names them)"
-                ))
-            }
-            VideoSource::V4l2 { device }
-                if !device.starts_with("/dev/")
-                    || device.contains("..")
-                    || device.chars().any(|c| c.is_control()) =>
-            {
-                Err(format!("V4L2 device '{}' is not a /dev path", device.escape_debug()))
-            }
-            VideoSource::Srt(s) => s.validate(),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl SrtInput {
-    fn validate(&self) -> Result<(), String> {
-        if self.port == 0 {
-            return Err("SRT port 0".into());
-        }
-        if !(20..=8000).contains(&self.latency_ms) {
-            return Err(format!(
-                "SRT latency {} ms is outside 20..=8000",
-                self.latency_ms
-            ));
-        }
-        if !(200..=30_000).contains(&self.loss_timeout_ms) {
-            return Err(format!(
-                "SRT loss timeout {} ms is outside 200..=30000",
-                self.loss_timeout_ms
-            ));
-        }
-        match &self.passphrase {
-            Some(p) if !(10..=79).contains(&p.len()) || p.chars().any(|c| c.is_control()) => {
-                return Err("SRT passphrase must be 10–79 printable characters".into());
-            }
-            None if self.mode == SrtMode::Listener && !self.allow_unencrypted => {
-                return Err(
-                    "an SRT listener needs a passphrase (anyone who reaches the port could feed the program); set allow_unencrypted = true to accept that"
-                        .into(),
-                );
-            }
-            _ => {}
-        }
-        let uri_safe = |x: &str| {
-            !x.is_empty()
-                && x.len() <= 255
-                && x.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+        let target = self.segment_seconds as f64 / 6.0;
+        let unit = match &self.video {
+            Some(v) => 1.0 / v.framerate.max(1) as f64,
+            None => 1024.0 / self.audio.sample_rate.max(1) as f64,
         };
-        if !self.address.as_deref().is_none_or(uri_safe)
-            || !self.stream_id.as_deref().is_none_or(uri_safe)
-        {
-            return Err("SRT address and stream id take 1–255 of [A-Za-z0-9-._:[]]".into());
-        }
-        Ok(())
+        let units = (target / unit).round().max(1.0);
+        Some(std::time::Duration::from_secs_f64(units * unit))
     }
-}
 
-impl ChannelMap<'_> {
-    fn validate(&self) -> Result<(), String> {
-        let n = self.channels as u32;
-        if n == 0 || n > 64 {
-            return Err(format!("{} device channels (1..=64)", self.channels));
-        }
-        if self.ambisonic.is_none()
-            && self.objects.is_empty()
-            && self.bed.is_none()
-            && self.stereo.is_none()
-        {
-            return Err(
-                "the audio source maps no channels (ambisonic, object, bed or stereo)".into(),
-            );
-        }
-        // u32: a first channel near u16::MAX plus a layout must not wrap.
-        let in_range = |c: u32, what: &str| {
-            if c == 0 || c > n {
-                Err(format!("{what} channel {c} is outside 1..={n}"))
-            } else {
-                Ok(())
-            }
-        };
-        if let Some(a) = self.ambisonic {
-            let fmt = a.format().ok_or_else(|| {
-                format!("normalisation '{}' (ambix, n3d or fuma)", a.normalisation)
-            })?;
-            fmt.to_ambix_map(self.order).map_err(|e| e.to_string())?;
-            let k = ((self.order + 1) * (self.order + 1)) as u32;
-            let first = a.first_channel as u32;
-            if first == 0 || first - 1 + k > n {
-                return Err(format!(
-                    "an order-{} bus needs {k} channels from channel {first}, the device has {n}",
-                    self.order
-                ));
-            }
-        }
-        for o in self.objects {
-            in_range(o.channel as u32, "object")?;
-            let pos = studiocast_spatial::encoder::Position {
-                azimuth_deg: o.azimuth,
-                elevation_deg: o.elevation,
-                distance_m: 1.0,
-            };
-            pos.validate("object").map_err(|e| e.to_string())?;
-            if !o.gain_db.is_finite() || o.gain_db > 40.0 {
-                return Err(format!("object gain {} dB", o.gain_db));
-            }
-        }
-        if let Some(b) = self.bed {
-            let layout: studiocast_spatial::encoder::Layout = b
-                .layout
-                .parse()
-                .map_err(|e: studiocast_spatial::SpatialError| e.to_string())?;
-            in_range(b.first_channel as u32, "bed")?;
-            in_range(b.first_channel as u32 + layout.channels() as u32 - 1, "bed")?;
-        }
-        if let Some(st) = self.stereo {
-            in_range(st.left as u32, "stereo left")?;
-            in_range(st.right as u32, "stereo right")?;
-        }
-        Ok(())
+    /// The longest part any rendition can have: a video part is whole
+    /// frames; an audio part is whole AAC frames (1024 samples), which a
+    /// video-aligned chunk may exceed by up to one frame.
+    pub fn part_target(&self) -> Option<f64> {
+        let part = self.part_duration()?.as_secs_f64();
+        let aac = 1024.0 / self.audio.sample_rate.max(1) as f64;
+        Some(((part / aac).ceil() * aac).max(part))
     }
-}
-
-fn validate_renditions(r: &[AudioRendition]) -> Result<(), String> {
-    if r.is_empty() {
-        return Err("at least one [[audio.rendition]] is needed".into());
-    }
-    if r.iter().filter(|x| x.default).count() != 1 {
-        return Err("exactly one audio rendition must be default".into());
-    }
-    for (i, x) in r.iter().enumerate() {
-        if !id_ok(&x.id) || x.id == "video" || r[..i].iter().any(|o| o.id == x.id) {
-            return Err(format!(
-                "audio rendition id '{}' is invalid or repeated",
-                x.id.escape_debug()
-            ));
-        }
-        if !label_ok(&x.name) {
-            return Err(format!(
-                "audio rendition name '{}' must be 1–64 printable characters without quotes",
-                x.name.escape_debug()
-            ));
-        }
-        if !(32..=512).contains(&x.bitrate_kbps) {
-            return Err(format!(
-                "audio bitrate {} kb/s is outside 32..=512",
-                x.bitrate_kbps
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn srt(source: &str) -> Result<PipelineSpec, MediaError> {
-        PipelineSpec::parse(&format!(
-            "name = \"s\"\n[video]\nsource = {{ kind = \"srt\", {source} }}\nwidth = 640\nheight = 360\nframerate = 25\nbitrate_kbps = 800\n[audio]\nsource = {{ kind = \"embedded\" }}\n[[audio.rendition]]\nid = \"b\"\nname = \"B\"\nmix = \"binaural\"\ndefault = true\n"
-        ))
-    }
-
-    #[test]
-    fn an_srt_listener_needs_a_passphrase_or_an_explicit_waiver() {
-        let e = srt("mode = \"listener\", port = 9000")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("needs a passphrase") && e.contains("allow_unencrypted"),
-            "{e}"
-        );
-        srt("mode = \"listener\", port = 9000, passphrase = \"0123456789abcdef\"").unwrap();
-        srt("mode = \"listener\", port = 9000, allow_unencrypted = true").unwrap();
-        // A caller reaches out to a known encoder: no waiver needed.
-        srt("mode = \"caller\", port = 9000").unwrap();
-        let e = srt("mode = \"listener\", port = 9000, passphrase = \"short\"")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("10–79"), "{e}");
-    }
-
-    #[test]
-    fn rendition_names_cannot_break_the_playlist() {
-        let text = |name: &str| {
-            format!("name = \"t\"\n[audio]\nsource = {{ kind = \"synthetic-scene\", order = 1 }}\n[[audio.rendition]]\nid = \"b\"\nname = \"{name}\"\nmix = \"binaural\"\ndefault = true\n")
-        };
-        PipelineSpec::parse(&text("Binaural (headphones)")).unwrap();
-        for bad in ["Bin\\\"aural", "two\\nlines", ""] {
-            assert!(PipelineSpec::parse(&text(bad)).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;
+mod validate;

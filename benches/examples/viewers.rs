@@ -1,0 +1,392 @@
+//! N simulated viewers against an HLS origin, the way players load it.
+//!
+//! Each viewer opens its own HTTP/1.1 connections (one for the video
+//! playlist and its media, one for the audio), reads the master playlist,
+//! takes a variant (viewers are spread over the ladder) and its default
+//! audio, then follows both media playlists until the run ends:
+//!
+//! - `--mode ll`: blocking playlist reload (`_HLS_msn`/`_HLS_part` for the
+//!   part after the newest), then every new part, as hls.js does in
+//!   low-latency mode;
+//! - `--mode poll`: plain reloads every half target duration and every new
+//!   whole segment, as any player does against a plain file server;
+//! - `--mode flood`: a capacity test, not a viewer: each connection fetches
+//!   its rendition's playlist and two recent segments over and over, with
+//!   no pause (the same URLs against any server, so two servers compare by
+//!   requests per second).
+//!
+//! Reported: requests, errors, bytes, response times of media fetches
+//! (p50/p99/max), the time from a part's publication (the first time any
+//! viewer saw it listed) to each viewer's delivery of it (p50/p99), how far behind live each viewer's newest media is when it
+//! has arrived (now minus the capture time at the media's end, from
+//! EXT-X-PROGRAM-DATE-TIME), and with `--pid` the server's CPU (cores) and
+//! peak resident memory over the run. One JSON line on stdout.
+//!
+//!   cargo run --release -p studiocast-bench --example viewers -- \
+//!       --url http://127.0.0.1:8080/live/<id>/master.m3u8 --viewers 1000
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use studiocast_bench::hls_client::{parse_master, parse_media, Media};
+
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// The master playlist.
+    #[arg(long)]
+    url: String,
+    #[arg(long, default_value_t = 100)]
+    viewers: usize,
+    /// Seconds of measurement after every viewer has joined.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Viewers join over this many seconds.
+    #[arg(long, default_value_t = 5)]
+    ramp: u64,
+    /// `ll` (blocking reload, parts) or `poll` (plain reloads, segments).
+    #[arg(long, default_value = "ll")]
+    mode: String,
+    /// The server process, for its CPU and memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// A label for the JSON line.
+    #[arg(long, default_value = "origin")]
+    label: String,
+}
+
+#[derive(Default)]
+struct Stats {
+    requests: u64,
+    errors: u64,
+    bytes: u64,
+    /// Media fetch times, µs.
+    fetch_us: Vec<u64>,
+    /// How far behind live the newest media was on arrival, ms.
+    behind_ms: Vec<i64>,
+    /// Earliest time any viewer saw each media URI listed.
+    first_seen: std::collections::HashMap<String, Instant>,
+    /// From that first sighting (about the publication) to each delivery, µs.
+    delivery_us: Vec<u64>,
+    /// Viewers that never got going.
+    failed_viewers: u64,
+}
+
+type Shared = Arc<Mutex<Stats>>;
+
+/// One keep-alive HTTP/1.1 connection that reconnects after an error.
+struct Conn {
+    authority: String,
+    sender: Option<http1::SendRequest<Empty<Bytes>>>,
+}
+
+impl Conn {
+    fn new(authority: &str) -> Self {
+        Conn {
+            authority: authority.to_string(),
+            sender: None,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Result<(u16, Bytes), String> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let tcp = tokio::net::TcpStream::connect(&self.authority)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            tcp.set_nodelay(true).ok();
+            let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            tokio::spawn(conn);
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().ok_or("no connection")?;
+        let req = hyper::Request::get(path)
+            .header("host", &self.authority)
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let resp = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.sender = None;
+                return Err(format!("request: {e}"));
+            }
+        };
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `base` is a path ending in a playlist; `uri` is relative to it.
+fn join(base: &str, uri: &str) -> String {
+    if uri.starts_with('/') {
+        return uri.to_string();
+    }
+    let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+    format!("{dir}{uri}")
+}
+
+/// Follow one media playlist until `end`.
+async fn follow(mut conn: Conn, playlist: String, ll: bool, end: Instant, stats: Shared) {
+    let mut fetched: std::collections::HashSet<String> = Default::default();
+    let mut media: Option<Media> = None;
+    let mut first = true;
+    while Instant::now() < end {
+        let path = match (&media, ll) {
+            (Some(m), true) if m.can_block => match m.next_part() {
+                Some((msn, part)) => format!("{playlist}?_HLS_msn={msn}&_HLS_part={part}"),
+                None => playlist.clone(),
+            },
+            _ => playlist.clone(),
+        };
+        let r = conn.get(&path).await;
+        let text = {
+            let mut s = stats.lock().unwrap();
+            s.requests += 1;
+            match r {
+                Ok((200, body)) => {
+                    s.bytes += body.len() as u64;
+                    Some(String::from_utf8_lossy(&body).into_owned())
+                }
+                _ => {
+                    s.errors += 1;
+                    None
+                }
+            }
+        };
+        let Some(text) = text else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let listed_at = Instant::now();
+        let m = parse_media(&text);
+        if m.ended {
+            break;
+        }
+        // New media: parts in low-latency mode, whole segments otherwise.
+        // A joining viewer starts near the live edge, as players do.
+        let mut new: Vec<(String, i64)> = if ll && m.part_target.is_some() {
+            m.part_ends()
+        } else {
+            m.segment_ends()
+        };
+        if first {
+            let keep = if ll { 3 } else { 1 };
+            for (u, _) in new.iter().take(new.len().saturating_sub(keep)) {
+                fetched.insert(u.clone());
+            }
+            first = false;
+        }
+        new.retain(|(u, _)| !fetched.contains(u));
+        {
+            // The first viewer told of a part learns of it within a fraction
+            // of a millisecond of its publication (its blocking reload was
+            // waiting): the earliest sighting over all viewers stands for the
+            // publication time.
+            let mut s = stats.lock().unwrap();
+            for (uri, _) in &new {
+                let key = join(&playlist, uri);
+                let e = s.first_seen.entry(key).or_insert(listed_at);
+                *e = (*e).min(listed_at);
+            }
+        }
+        for (uri, end_ms) in new {
+            let t = Instant::now();
+            let r = conn.get(&join(&playlist, &uri)).await;
+            let mut s = stats.lock().unwrap();
+            s.requests += 1;
+            match r {
+                Ok((200, body)) => {
+                    s.bytes += body.len() as u64;
+                    s.fetch_us.push(t.elapsed().as_micros() as u64);
+                    let key = join(&playlist, &uri);
+                    if let Some(seen) = s.first_seen.get(&key).copied() {
+                        s.delivery_us.push(seen.elapsed().as_micros() as u64);
+                    }
+                    s.behind_ms.push(now_ms() - end_ms);
+                }
+                _ => s.errors += 1,
+            }
+            fetched.insert(uri);
+        }
+        let target = m.target_duration.max(1.0);
+        let blocking = ll && m.can_block;
+        media = Some(m);
+        if !blocking {
+            tokio::time::sleep(Duration::from_secs_f64(target / 2.0)).await;
+        }
+    }
+}
+
+/// Fetch `playlist` and two of its recent segments in a loop until `end`.
+async fn flood(mut conn: Conn, playlist: String, end: Instant, stats: Shared) {
+    let mut urls = vec![playlist.clone()];
+    if let Ok((200, body)) = conn.get(&playlist).await {
+        let m = parse_media(&String::from_utf8_lossy(&body));
+        let segs = m.segment_ends();
+        // Not the newest: in the window for the whole run on any server.
+        for (uri, _) in segs.iter().rev().skip(1).take(2) {
+            urls.push(join(&playlist, uri));
+        }
+    }
+    let mut i = 0;
+    while Instant::now() < end {
+        let url = &urls[i % urls.len()];
+        i += 1;
+        let t = Instant::now();
+        let r = conn.get(url).await;
+        let mut s = stats.lock().unwrap();
+        s.requests += 1;
+        match r {
+            Ok((200, body)) => {
+                s.bytes += body.len() as u64;
+                s.fetch_us.push(t.elapsed().as_micros() as u64);
+            }
+            _ => s.errors += 1,
+        }
+    }
+}
+
+async fn viewer(args: Arc<Args>, index: usize, end: Instant, stats: Shared) {
+    let (authority, master) = split_url(&args.url);
+    let mut conn = Conn::new(&authority);
+    let variants = match conn.get(&master).await {
+        Ok((200, body)) => parse_master(&String::from_utf8_lossy(&body)),
+        _ => Vec::new(),
+    };
+    if variants.is_empty() {
+        stats.lock().unwrap().failed_viewers += 1;
+        return;
+    }
+    let v = &variants[index % variants.len()];
+    if args.mode == "flood" {
+        let audio = v.audio.as_ref().map(|a| join(&master, a));
+        let playlist = match (index / variants.len() % 2, audio) {
+            (1, Some(a)) => a,
+            _ => join(&master, &v.uri),
+        };
+        flood(conn, playlist, end, stats).await;
+        return;
+    }
+    let ll = args.mode == "ll";
+    let video = tokio::spawn(follow(conn, join(&master, &v.uri), ll, end, stats.clone()));
+    if let Some(a) = &v.audio {
+        follow(Conn::new(&authority), join(&master, a), ll, end, stats).await;
+    }
+    let _ = video.await;
+}
+
+fn split_url(url: &str) -> (String, String) {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    match rest.find('/') {
+        Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
+        None => (rest.to_string(), "/".to_string()),
+    }
+}
+
+/// utime + stime of a process, seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(v: &mut [u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Arc::new(Args::parse());
+    let stats: Shared = Arc::default();
+    let ramp = Duration::from_secs(args.ramp);
+    let start = Instant::now();
+    let measure_from = start + ramp + Duration::from_secs(2);
+    let end = measure_from + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::new();
+    for i in 0..args.viewers {
+        let at = start + ramp.mul_f64(i as f64 / args.viewers.max(1) as f64);
+        let (args, stats) = (args.clone(), stats.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            viewer(args, i, end, stats).await;
+        }));
+    }
+    // Count only what happens once everyone has joined.
+    tokio::time::sleep_until(measure_from.into()).await;
+    {
+        let mut s = stats.lock().unwrap();
+        let failed = s.failed_viewers;
+        *s = Stats {
+            failed_viewers: failed,
+            ..Stats::default()
+        };
+    }
+    let cpu0 = args.pid.and_then(cpu_seconds);
+    let own0 = cpu_seconds(std::process::id());
+    let mut peak_rss: f64 = 0.0;
+    while Instant::now() < end {
+        if let Some(r) = args.pid.and_then(rss_mb) {
+            peak_rss = peak_rss.max(r);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cpu1 = args.pid.and_then(cpu_seconds);
+    let own1 = cpu_seconds(std::process::id());
+    let seconds = args.seconds as f64;
+    let mut s = std::mem::take(&mut *stats.lock().unwrap());
+    for t in tasks {
+        t.abort();
+    }
+    let server_cores = cpu0.zip(cpu1).map(|(a, b)| (b - a) / seconds);
+    let own_cores = own0.zip(own1).map(|(a, b)| (b - a) / seconds);
+    let mut behind: Vec<u64> = s.behind_ms.iter().map(|&b| b.max(0) as u64).collect();
+    let line = serde_json::json!({
+        "label": args.label,
+        "mode": args.mode,
+        "viewers": args.viewers,
+        "failed_viewers": s.failed_viewers,
+        "seconds": seconds,
+        "requests_per_s": s.requests as f64 / seconds,
+        "errors": s.errors,
+        "mbit_per_s": s.bytes as f64 * 8.0 / seconds / 1e6,
+        "fetch_ms_p50": percentile(&mut s.fetch_us, 0.5) as f64 / 1000.0,
+        "fetch_ms_p99": percentile(&mut s.fetch_us, 0.99) as f64 / 1000.0,
+        "fetch_ms_max": percentile(&mut s.fetch_us, 1.0) as f64 / 1000.0,
+        "delivery_ms_p50": percentile(&mut s.delivery_us, 0.5) as f64 / 1000.0,
+        "delivery_ms_p99": percentile(&mut s.delivery_us, 0.99) as f64 / 1000.0,
+        "behind_live_ms_p50": percentile(&mut behind, 0.5),
+        "behind_live_ms_p99": percentile(&mut behind, 0.99),
+        "server_cores": server_cores,
+        "server_peak_rss_mb": args.pid.map(|_| peak_rss),
+        "client_cores": own_cores,
+    });
+    println!("{line}");
+}

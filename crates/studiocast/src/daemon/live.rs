@@ -1,0 +1,86 @@
+//! The in-memory live views the origin serves: one watch channel per
+//! rendition of each running session. The packaging worker publishes a new
+//! snapshot after every change (a part, a segment, the end); HTTP requests
+//! read the latest one or wait for the next without asking any actor.
+//!
+//! A session's start adds its views (with its record, before the pipeline
+//! runs); the supervisor's actor removes them when the session settles.
+//! The HTTP layer only looks up, under a read lock held for one lookup.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use studiocast_hls::LiveView;
+use studiocast_media::PipelineSpec;
+use tokio::sync::watch;
+
+/// The live views of one session, by rendition.
+pub struct LiveSet {
+    views: HashMap<String, watch::Sender<Arc<LiveView>>>,
+    /// Fault injection only: publications from then on are dropped.
+    frozen_from: Option<Instant>,
+}
+
+impl LiveSet {
+    /// Empty views for every rendition of `spec` (nothing published yet: a
+    /// request waits for the first part, within its timeout).
+    pub fn new(spec: &PipelineSpec) -> Arc<Self> {
+        Self::freezing(spec, None)
+    }
+
+    /// The same; with `Some(d)`, the views stop changing `d` from now (the
+    /// `STUDIOCAST_FAULT_FREEZE_LIVE` test hook).
+    pub fn freezing(spec: &PipelineSpec, after: Option<Duration>) -> Arc<Self> {
+        let part_target = spec.part_target();
+        let target = spec.segment_seconds as u64;
+        let views = super::worker::renditions(spec)
+            .into_iter()
+            .map(|r| {
+                let empty = LiveView::empty(&r.id, target, part_target);
+                (r.id, watch::channel(Arc::new(empty)).0)
+            })
+            .collect();
+        Arc::new(LiveSet {
+            views,
+            frozen_from: after.map(|d| Instant::now() + d),
+        })
+    }
+
+    /// Replace a rendition's view; waiting requests wake.
+    pub fn publish(&self, rendition: &str, view: LiveView) {
+        if self.frozen_from.is_some_and(|t| Instant::now() >= t) {
+            return;
+        }
+        if let Some(tx) = self.views.get(rendition) {
+            tx.send_replace(Arc::new(view));
+        }
+    }
+
+    pub fn subscribe(&self, rendition: &str) -> Option<watch::Receiver<Arc<LiveView>>> {
+        self.views.get(rendition).map(|tx| tx.subscribe())
+    }
+}
+
+/// Every running session's live views.
+#[derive(Default, Clone)]
+pub struct LiveRegistry(Arc<RwLock<HashMap<String, Arc<LiveSet>>>>);
+
+impl LiveRegistry {
+    pub fn insert(&self, id: &str, set: Arc<LiveSet>) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(id.to_string(), set);
+        }
+    }
+
+    pub fn remove(&self, id: &str) {
+        if let Ok(mut m) = self.0.write() {
+            m.remove(id);
+        }
+    }
+
+    pub fn subscribe(&self, id: &str, rendition: &str) -> Option<watch::Receiver<Arc<LiveView>>> {
+        let set = self.0.read().ok()?.get(id)?.clone();
+        set.subscribe(rendition)
+    }
+}
