@@ -45,12 +45,27 @@ fn clear_stale_registry() {
 }
 
 impl JackServer {
-    /// Start `jackd -n NAME -r -d dummy` at `rate` with `channels` capture
-    /// and playback ports, and wait until it answers.
+    /// Start `jackd -n NAME -R -d dummy` at `rate` with `channels` capture
+    /// and playback ports, and wait until it answers. Realtime, as in a
+    /// studio: the clients' process threads then preempt the encoders
+    /// (without it, a busy two-core machine makes the graph miss cycles and
+    /// a client loses a period). Where realtime scheduling is not allowed,
+    /// the server runs without it (`-r`).
     pub fn start(name: &str, rate: u32, period: u32, channels: u32) -> Result<Self, String> {
+        Self::start_mode(name, rate, period, channels, "-R")
+            .or_else(|_| Self::start_mode(name, rate, period, channels, "-r"))
+    }
+
+    fn start_mode(
+        name: &str,
+        rate: u32,
+        period: u32,
+        channels: u32,
+        mode: &str,
+    ) -> Result<Self, String> {
         clear_stale_registry();
         let child = Command::new("jackd")
-            .args(["-n", name, "-r", "-d", "dummy"])
+            .args(["-n", name, mode, "-d", "dummy"])
             .args(["-r", &rate.to_string(), "-p", &period.to_string()])
             .args(["-C", &channels.to_string(), "-P", &channels.to_string()])
             .env("JACK_NO_AUDIO_RESERVATION", "1")
@@ -58,7 +73,7 @@ impl JackServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run jackd (apt-get install jackd2): {e}"))?;
-        let server = JackServer {
+        let mut server = JackServer {
             child,
             name: name.to_string(),
         };
@@ -72,7 +87,7 @@ impl JackServer {
             if String::from_utf8_lossy(&out.stdout).trim() == "running" {
                 return Ok(server);
             }
-            if Instant::now() > deadline {
+            if Instant::now() > deadline || matches!(server.child.try_wait(), Ok(Some(_))) {
                 return Err(format!("JACK server '{name}' did not start"));
             }
             std::thread::sleep(Duration::from_millis(100));

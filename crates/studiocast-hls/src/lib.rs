@@ -62,6 +62,9 @@ pub enum HlsError {
     },
     #[error("segment of '{0}' does not start with a sync sample")]
     NotIndependent(String),
+    /// Chunks after a refusal or a close, until the next segment boundary.
+    #[error("'{0}' waits for the next segment boundary")]
+    AwaitingBoundary(String),
     #[error("part of {duration:.4} s in '{rendition}' exceeds the part target {part_target} s")]
     PartTargetExceeded {
         rendition: String,

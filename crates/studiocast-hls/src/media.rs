@@ -180,7 +180,7 @@ pub(crate) fn render_live(
             open(&mut w, o, end <= first, prev_map);
         }
         if !ended {
-            w.preload_hint(t.next_part());
+            w.preload_hint(t.next_part(lim));
         }
         for (id, last) in reports {
             w.rendition_report(id, *last);

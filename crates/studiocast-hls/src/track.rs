@@ -146,9 +146,9 @@ impl Track {
 
     /// A chunk becomes the next part, after checks: a sane duration and
     /// some data; no longer than `PART-TARGET`; a segment starts with an
-    /// independent chunk (a `boundary` one, or any independent chunk when
-    /// none is open, as audio after a discontinuity); the segment stays
-    /// within the target duration once rounded.
+    /// independent chunk (a `boundary` one; before the first segment, any
+    /// independent chunk); the segment stays within the target duration
+    /// once rounded.
     pub(crate) fn push_chunk(&mut self, c: Chunk, lim: &Limits) -> Outcome {
         let id = self.id().to_string();
         let invalid = |reason| HlsError::InvalidChunk {
@@ -168,6 +168,13 @@ impl Track {
                 part_target: pt.secs(),
             };
             return self.refuse(lim, Vec::new(), e);
+        }
+        // Once a rendition has had a segment, only a boundary opens the
+        // next one: an independent chunk after a refusal or a close (every
+        // audio chunk is independent) would start segment N+1 early, and
+        // segment N would no longer cover the same time in every rendition.
+        if self.open.is_none() && !c.boundary && self.next_seq > 1 {
+            return self.refuse(lim, Vec::new(), HlsError::AwaitingBoundary(id));
         }
         let mut actions = Vec::new();
         let so_far = match &self.open {
@@ -414,14 +421,21 @@ impl Track {
     }
 
     /// The part the preload hint names: the open segment's next one, or
-    /// the first of the next segment when none is open.
-    pub(crate) fn next_part(&self) -> PartRef {
+    /// the first of the next segment when none is open or the open one has
+    /// reached its length (within half a part: the next chunk starts a new
+    /// segment, and a hint for a part that never comes costs a player a
+    /// 404 every segment).
+    pub(crate) fn next_part(&self, lim: &Limits) -> PartRef {
+        let full = |o: &Open| {
+            lim.part_target
+                .is_some_and(|pt| o.duration.plus(Ticks(pt.0 / 2)) >= lim.target_ticks)
+        };
         match &self.open {
-            Some(o) => PartRef {
+            Some(o) if !full(o) => PartRef {
                 msn: o.seq,
                 part: u32::try_from(o.parts.len()).unwrap_or(u32::MAX),
             },
-            None => PartRef {
+            _ => PartRef {
                 msn: self.next_seq,
                 part: 0,
             },

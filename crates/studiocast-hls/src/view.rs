@@ -58,7 +58,7 @@ pub(crate) fn build(t: &Track, lim: &Limits, reports: &[(&str, PartRef)], ended:
         last_segment: t.segs.last().map(|c| c.seg.seq),
         first_msn,
         ended,
-        preload_hint: (ll && !ended).then(|| t.next_part()),
+        preload_hint: (ll && !ended).then(|| t.next_part(lim)),
         playlist,
         playlist_skip,
         files: Arc::new(files.into_iter().collect::<BTreeMap<_, _>>()),

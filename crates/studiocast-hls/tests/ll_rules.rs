@@ -5,6 +5,7 @@ mod common;
 
 use common::ll::{parse, Pl};
 use common::*;
+use studiocast_hls::HlsError;
 
 const IDS: [&str; 3] = ["video", "binaural", "stereo"];
 
@@ -292,15 +293,29 @@ fn parts_are_listed_for_the_last_three_target_durations_only() {
 #[test]
 fn the_preload_hint_names_the_next_part() {
     let mut s = LlStream::standard();
+    let mut ahead = 0;
     each_publish(&mut s, 40, |id, full, delta| {
         let open = full.open().expect("an open segment");
-        let next = format!("seg{:06}.p{}.m4s", open.msn, open.parts.len());
+        // A segment that has its length (2 s, within half the advertised
+        // 0.334 s part target) ends with the next chunk: the hint names
+        // the next segment's first part, not a part that never comes.
+        let dur: f64 = open.parts.iter().map(|p| p.duration).sum();
+        let next = if dur + 0.334 / 2.0 >= 2.0 - 1e-9 {
+            ahead += 1;
+            format!("seg{:06}.p0.m4s", open.msn + 1)
+        } else {
+            format!("seg{:06}.p{}.m4s", open.msn, open.parts.len())
+        };
         assert_eq!(full.hint.as_deref(), Some(next.as_str()), "{id}");
         assert_eq!(
             delta.and_then(|d| d.hint.clone()),
             delta.map(|_| next.clone())
         );
     });
+    assert!(
+        ahead > 10,
+        "the end of a segment was never hinted ({ahead})"
+    );
     let v = s.p.view("video").unwrap();
     let pl = parse(text(&v.playlist));
     let hint = v.preload_hint.unwrap();
@@ -411,4 +426,45 @@ fn independent_marks_only_parts_that_start_with_a_key_frame() {
             }
         }
     });
+}
+
+/// After a refused chunk mid-segment (here an audio chunk too long for a
+/// part), the rendition's following chunks are independent but not
+/// boundaries: they wait for the next boundary instead of opening segment
+/// N+1 early, so segment N still covers the same time in every rendition.
+#[test]
+fn after_a_refusal_audio_waits_for_the_boundary_and_stays_aligned() {
+    let mut s = LlStream::standard();
+    s.steps(8); // segment 1 done, segment 2 open with 2 parts
+    let mut long = LlStream::audio_chunk(8);
+    long.duration = 0.5;
+    assert!(matches!(
+        s.p.push_chunk("binaural", long),
+        Err(HlsError::PartTargetExceeded { .. })
+    ));
+    s.p.take_actions();
+    // Chunks 9..11: not boundaries; refused quietly, nothing opens.
+    for k in 9..12 {
+        let r = s.p.push_chunk("binaural", LlStream::audio_chunk(k));
+        assert!(
+            matches!(r, Err(HlsError::AwaitingBoundary(_))),
+            "chunk {k}: {r:?}"
+        );
+        s.p.take_actions();
+    }
+    // The boundary (chunk 12) opens segment 3 in both audio renditions.
+    for k in 12..14 {
+        for id in ["binaural", "stereo"] {
+            let a = s.p.push_chunk(id, LlStream::audio_chunk(k)).unwrap();
+            written(&mut s.p, a);
+        }
+    }
+    let b = s.p.view("binaural").unwrap();
+    let st = s.p.view("stereo").unwrap();
+    assert_eq!(b.last_part.map(|p| p.msn), Some(3));
+    assert_eq!(st.last_part.map(|p| p.msn), Some(3));
+    // Segment 2 of binaural closed short and the next one follows a
+    // discontinuity (media is missing there).
+    let pl = s.playlist("binaural");
+    assert!(pl.contains("#EXT-X-DISCONTINUITY"), "{pl}");
 }

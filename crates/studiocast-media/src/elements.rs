@@ -95,7 +95,8 @@ pub fn audioconvert() -> Result<gst::Element, MediaError> {
     built(make("audioconvert").build(), "audioconvert")
 }
 
-/// x264 tuned for live: zero-latency, no B-frames, one IDR per segment.
+/// x264 tuned for live: zero-latency, no B-frames, one IDR per segment,
+/// no scene-cut key frames.
 pub fn x264enc(bitrate_kbps: u32, gop_frames: u32) -> Result<gst::Element, MediaError> {
     let e = built(
         make("x264enc")
@@ -107,6 +108,10 @@ pub fn x264enc(bitrate_kbps: u32, gop_frames: u32) -> Result<gst::Element, Media
     )?;
     set_checked(&e, "tune", "zerolatency")?;
     set_checked(&e, "speed-preset", "veryfast")?;
+    // Key frames only where asked (the GOP, or the pump's forced key
+    // units): a scene cut would give one rung an IDR the others lack, and
+    // its fragment would end early, out of step with the ladder.
+    e.set_property("option-string", "scenecut=0");
     Ok(e)
 }
 

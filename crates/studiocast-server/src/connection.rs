@@ -41,6 +41,9 @@ pub(crate) struct Shared {
     pub(crate) app: Router,
     pub(crate) http1: http1::Builder,
     pub(crate) header_timeout: Duration,
+    /// See [`crate::ServeOptions::write_stall_timeout`]; HTTP/2 applies it
+    /// to response progress too ([`stalled`]).
+    pub(crate) write_stall: Duration,
     pub(crate) tls: Option<TlsConfig>,
     /// Where HTTP/2 stream tasks run, so that the shutdown can wait for
     /// them: hyper spawns them, they are not the connection task's own.
@@ -129,6 +132,7 @@ where
         // HTTP/2 has no header timeout: an idle connection (no stream
         // running, preface never sent included) is closed after as long.
         () = idle_expired(&state, limit) => {}
+        () = stalled(&state, shared.write_stall) => {}
         () = shared.graceful.cancelled() => {
             conn.as_mut().graceful_shutdown();
             tokio::select! {
@@ -157,6 +161,27 @@ async fn idle_expired(state: &ConnState, limit: Duration) {
             }
             Some(idle) => limit - idle,
             None => limit,
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Resolves once requests have run for `limit` with no response making
+/// progress: a peer that keeps every stream's flow-control window shut
+/// (and answers pings) would otherwise hold its streams, and the
+/// connection, forever. Wakes once per `limit / 2` while busy.
+async fn stalled(state: &ConnState, limit: Duration) {
+    loop {
+        let wait = match state.stalled_for() {
+            Some(s) if s >= limit => {
+                tracing::debug!(
+                    ?limit,
+                    "closing an HTTP/2 connection whose responses stalled"
+                );
+                return;
+            }
+            Some(s) => (limit - s).max(Duration::from_millis(100)),
+            None => limit / 2,
         };
         tokio::time::sleep(wait).await;
     }
@@ -203,7 +228,7 @@ async fn handle(
     // connection fails); `busy` goes with it.
     Ok(res.map(move |body| {
         Body::new(body.map_frame(move |frame| {
-            let _ = &busy;
+            busy.progressed();
             frame
         }))
     }))

@@ -43,6 +43,12 @@ pub(crate) struct ConnState {
     /// [`now_ms`] clock. HTTP/2 has no header timeout of its own: its
     /// connection task closes the connection when this gets too old.
     idle_since_ms: AtomicU64,
+    /// When a request last started or a response body last yielded a
+    /// frame, on the [`now_ms`] clock. An HTTP/2 peer that grants no flow
+    /// control window makes hyper stop polling the bodies without ever
+    /// attempting a write, so the write-stall timer in [`Tracked`] never
+    /// starts: this is what the HTTP/2 connection task watches instead.
+    progress_ms: AtomicU64,
     /// Now a WebSocket: hyper no longer serves it, and it is never idle.
     upgraded: AtomicBool,
     /// Cancelled to close the connection now (eviction, end of shutdown).
@@ -54,6 +60,7 @@ impl Default for ConnState {
         ConnState {
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(now_ms()),
+            progress_ms: AtomicU64::new(now_ms()),
             upgraded: AtomicBool::new(false),
             close: CancellationToken::new(),
         }
@@ -77,6 +84,22 @@ impl ConnState {
         self.upgraded.store(true, Ordering::Release);
     }
 
+    /// A request started or a response body moved on.
+    pub(crate) fn progressed(&self) {
+        self.progress_ms.store(now_ms(), Ordering::Release);
+    }
+
+    /// How long requests have been running without any response making
+    /// progress; `None` while the connection is idle or upgraded.
+    pub(crate) fn stalled_for(&self) -> Option<Duration> {
+        let n = self.in_flight.load(Ordering::Acquire);
+        if n == 0 || n == EVICTED || self.upgraded.load(Ordering::Acquire) {
+            return None;
+        }
+        let since = self.progress_ms.load(Ordering::Acquire);
+        Some(Duration::from_millis(now_ms().saturating_sub(since)))
+    }
+
     /// How long the connection has been idle; `None` while it is busy.
     pub(crate) fn idle_for(&self) -> Option<Duration> {
         if self.in_flight.load(Ordering::Acquire) != 0 || self.upgraded.load(Ordering::Acquire) {
@@ -91,6 +114,11 @@ impl ConnState {
 pub(crate) struct Busy(Arc<ConnState>);
 
 impl Busy {
+    /// The response this request is sending moved on.
+    pub(crate) fn progressed(&self) {
+        self.0.progressed();
+    }
+
     /// `None` if the connection was just evicted.
     pub(crate) fn enter(state: &Arc<ConnState>) -> Option<Busy> {
         state
@@ -104,7 +132,10 @@ impl Busy {
                 }
             })
             .ok()
-            .map(|_| Busy(state.clone()))
+            .map(|_| {
+                state.progressed();
+                Busy(state.clone())
+            })
     }
 }
 

@@ -139,6 +139,7 @@ pub async fn serve(
         app,
         http1,
         header_timeout: opts.header_read_timeout,
+        write_stall: opts.write_stall_timeout,
         tls: opts.tls.clone(),
         streams: TaskTracker::new(),
         graceful: CancellationToken::new(),

@@ -419,3 +419,44 @@ async fn a_tls_client_that_stops_reading_is_closed_after_the_write_stall() {
     assert!(rest.len() < 32 << 20, "the whole segment arrived");
     srv.shut_down(Duration::from_secs(3)).await;
 }
+
+/// An HTTP/2 peer that grants no flow-control window (SETTINGS initial
+/// window 0, never a WINDOW_UPDATE) but keeps answering pings: the server
+/// never attempts a write, so only the response-progress watch can end
+/// it. Without it, such peers would hold their connections forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_peer_that_shuts_its_window_is_closed_after_the_write_stall() {
+    let stall = Duration::from_millis(800);
+    let mut o = opts(Duration::from_secs(60), 8, Duration::from_secs(1));
+    o.write_stall_timeout = stall;
+    let (mut srv, cert, _d) = tls_server(o, |_| {}).await;
+    let video = srv.dir.path().join("sessions/s1/hls/video");
+    std::fs::create_dir_all(&video).unwrap();
+    std::fs::write(video.join("big.m4s"), vec![7u8; 1 << 20]).unwrap();
+    let s = tls_connect(&srv, &cert, &[b"h2"]).await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(s))
+            .await
+            .expect("HTTP/2 handshake");
+    let t0 = Instant::now();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get("https://localhost/vod/s1/video/big.m4s")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    // The headers arrive (they are not flow-controlled); the body never
+    // can. Hold the response without reading it.
+    let res = send.send_request(req).await.expect("response headers");
+    assert_eq!(res.status(), 200);
+    let ended = tokio::time::timeout(stall * 6, conn).await;
+    let took = t0.elapsed();
+    assert!(
+        ended.is_ok(),
+        "the server still holds a connection whose window is shut after {took:?}"
+    );
+    assert!(took >= stall, "{took:?}");
+    eprintln!("zero-window HTTP/2 peer closed after {took:?} (limit {stall:?})");
+    drop(res);
+    srv.shut_down(Duration::from_secs(3)).await;
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use studiocast_hls::mp4::avc_codec_string;
-use studiocast_hls::{Action, Chunk, Packager, PackagerConfig, Rendition, RenditionKind};
+use studiocast_hls::{Action, Chunk, HlsError, Packager, PackagerConfig, Rendition, RenditionKind};
 use studiocast_media::spec::PipelineSpec;
 use studiocast_media::{EventReceiver, MediaEvent};
 use tokio::sync::mpsc::UnboundedSender;
@@ -260,6 +260,7 @@ pub fn run(
         video: video_ids(&spec),
         ids,
         pending_disc: HashMap::new(),
+        skipping: HashSet::new(),
         program: ProgramRecorder::new(recording),
         inits: HashSet::new(),
         master_written: false,
@@ -278,18 +279,15 @@ pub fn run(
             MediaEvent::Error(e) => break Some(e),
             ev => {
                 let actions = w.on_event(&mut packager, ev);
+                // Parts and complete segments go to viewers from memory at
+                // once; the disk work (segment fsyncs, the journal) follows.
+                publish(&mut packager, &live);
                 send_all(files.apply(&mut packager, actions));
                 for (rendition, at) in files.lost_at.drain(..) {
                     w.gap_at(at, Some(&rendition));
                 }
                 publish(&mut packager, &live);
-                // Publishing waits for the writes: check after them.
-                if !w.live
-                    && w.master_written
-                    && w.ids.iter().all(|r| packager.segment_count(r) > 0)
-                {
-                    w.live = true;
-                    tracing::info!("first segments published");
+                if w.became_live(&packager) {
                     let _ = updates.send(Update::Live);
                 }
             }
@@ -343,6 +341,9 @@ struct Worker {
     /// Per rendition: capture time from which the next segment follows a
     /// discontinuity (the program came back from a slate).
     pending_disc: HashMap<String, i64>,
+    /// Renditions that lost chunks mid-segment: their chunks are dropped
+    /// until their next segment boundary.
+    skipping: HashSet<String>,
     program: ProgramRecorder,
     inits: HashSet<String>,
     master_written: bool,
@@ -350,6 +351,17 @@ struct Worker {
 }
 
 impl Worker {
+    /// Every rendition has a segment on disk (publishing waits for the
+    /// writes: ask after them), for the first time.
+    fn became_live(&mut self, p: &Packager) -> bool {
+        if self.live || !self.master_written || !self.ids.iter().all(|r| p.segment_count(r) > 0) {
+            return false;
+        }
+        self.live = true;
+        tracing::info!("first segments published");
+        true
+    }
+
     /// Media around capture time `at` is missing in some rendition (a
     /// segment that could not be written, chunks the queue dropped): every
     /// rendition marks a discontinuity on its next segment after it, so
@@ -405,6 +417,19 @@ impl Worker {
                     // mark the gap from here.
                     self.gap_at(pdt_ms.saturating_sub(self.half_segment_ms * 2), None);
                 }
+                // Mid-segment, what follows a hole cannot be spliced on (a
+                // video chunk refers to frames that were dropped): the
+                // segment closes short, and the rendition waits for the
+                // next boundary, where the discontinuity goes.
+                if after_gap && !boundary {
+                    self.skipping.insert(rendition.clone());
+                }
+                if self.skipping.contains(&rendition) {
+                    if !boundary {
+                        return actions;
+                    }
+                    self.skipping.remove(&rendition);
+                }
                 // A discontinuity sits between segments: mark it when the
                 // first segment after the return starts (audio boundaries
                 // sit up to a frame before the video's: a little slack).
@@ -429,6 +454,11 @@ impl Worker {
                 };
                 match p.push_chunk(&rendition, chunk) {
                     Ok(a) => actions.extend(a),
+                    Err(e @ HlsError::AwaitingBoundary(_)) => {
+                        // Expected after a refusal: quiet.
+                        tracing::debug!(%rendition, %e, "chunk skipped");
+                        actions.extend(p.take_actions());
+                    }
                     Err(e) => {
                         tracing::warn!(%rendition, %e, "chunk refused");
                         // The segment it was part of closed as it stood.

@@ -450,7 +450,11 @@ pub fn assert_whole_segments(d: &Daemon, id: &str, rendition: &str, frame_rate: 
         out.status.success() && stderr.trim().is_empty(),
         "ffprobe on {rendition}: {stderr}"
     );
+    // One line per program and per stream: the same count.
     let frames: f64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
         .trim()
         .trim_end_matches(',')
         .parse()
