@@ -6,8 +6,9 @@
 //! audio, then follows both media playlists until the run ends:
 //!
 //! - `--mode ll`: blocking playlist reload (`_HLS_msn`/`_HLS_part` for the
-//!   part after the newest), then every new part, as hls.js does in
-//!   low-latency mode;
+//!   part after the newest, with `_HLS_skip=YES` when the server offers
+//!   delta updates), then every new part, as hls.js does in low-latency
+//!   mode;
 //! - `--mode poll`: plain reloads every half target duration and every new
 //!   whole segment, as any player does against a plain file server;
 //! - `--mode flood`: a capacity test, not a viewer: each connection fetches
@@ -147,7 +148,12 @@ async fn follow(mut conn: Conn, playlist: String, ll: bool, end: Instant, stats:
     let mut first = true;
     while Instant::now() < end {
         let path = match (&media, ll) {
+            // hls.js asks for a delta update whenever the server offers
+            // one: reloads stay small however long the DVR window grows.
             (Some(m), true) if m.can_block => match m.next_part() {
+                Some((msn, part)) if m.can_skip => {
+                    format!("{playlist}?_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES")
+                }
                 Some((msn, part)) => format!("{playlist}?_HLS_msn={msn}&_HLS_part={part}"),
                 None => playlist.clone(),
             },

@@ -78,6 +78,8 @@ pub struct Media {
     pub target_duration: f64,
     pub part_target: Option<f64>,
     pub can_block: bool,
+    /// `CAN-SKIP-UNTIL` is offered: reloads can ask for a delta update.
+    pub can_skip: bool,
     pub ended: bool,
     pub segments: Vec<Segment>,
     pub preload_hint: Option<String>,
@@ -148,7 +150,9 @@ pub fn parse_media(text: &str) -> Media {
         } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:") {
             m.part_target = get(&attributes(v), "PART-TARGET").and_then(|x| x.parse().ok());
         } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
-            m.can_block = get(&attributes(v), "CAN-BLOCK-RELOAD") == Some("YES");
+            let a = attributes(v);
+            m.can_block = get(&a, "CAN-BLOCK-RELOAD") == Some("YES");
+            m.can_skip = get(&a, "CAN-SKIP-UNTIL").is_some();
         } else if line == "#EXT-X-ENDLIST" {
             m.ended = true;
         } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {

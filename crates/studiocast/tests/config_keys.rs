@@ -119,7 +119,11 @@ fn start_from_file(config: &Path, cache: &Path) -> FileDaemon {
     let addr = loop {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0, "daemon exited early");
-        if let Some(a) = line.trim().strip_prefix("studiocast listening on http://") {
+        let l = line.trim();
+        if let Some(a) = l
+            .strip_prefix("studiocast listening on http://")
+            .or_else(|| l.strip_prefix("studiocast listening on https://"))
+        {
             break a.to_string();
         }
     };
@@ -269,4 +273,67 @@ min_free_mb = 1
     );
     assert!(open_socks <= 32, "{open_socks} held");
     assert_eq!(request(&d.addr, "GET", "/healthz", &[], b"").status, 200);
+}
+
+/// `[server] tls_cert` and `tls_key`: HTTPS, and HTTP/2 to a client that
+/// offers it (curl); one without the other, or a key that is not one, stops
+/// the start naming what is wrong.
+#[test]
+fn the_tls_keys_turn_on_https_and_http2() {
+    let dir = tmpdir("keys-tls");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\npipelines_dir = \"{}\"\n",
+        dir.join("data").display(),
+        repo().join("pipelines").display()
+    );
+    let config = dir.join("tls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let d = start_from_file(&config, &dir.join("cache"));
+    let out = Command::new("curl")
+        .args(["-sS", "--insecure", "--http2", "--max-time", "10"])
+        .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .arg(format!("https://{}/healthz", d.addr))
+        .output()
+        .expect("curl is required (apt-get install curl)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+    drop(d);
+    // Half a pair, or a key that is not a key: the start fails, naming it.
+    for (extra, says) in [
+        (
+            format!("tls_cert = \"{}\"\n", cert.display()),
+            "tls_cert and tls_key go together",
+        ),
+        (
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                cert.display(),
+                cert.display()
+            ),
+            "key",
+        ),
+    ] {
+        std::fs::write(&config, format!("{base}{extra}")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_studiocast"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("STUDIOCAST_CACHE_DIR", dir.join("cache"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
 }
