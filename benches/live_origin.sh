@@ -13,7 +13,8 @@
 #   4. capacity against nginx: the same session folder served by nginx
 #      (Debian's, started here on loopback, from disk) and by studiocast
 #      (from memory), the same URLs fetched flat out by the same generator
-#      over FLOOD connections; requests per second and the ratio.
+#      over FLOOD connections, three rounds taken in turn (the machine is
+#      noisy); requests per second and the ratios.
 #
 #   bash benches/live_origin.sh [VIEWERS] [SECONDS] [FLOOD]
 set -euo pipefail
@@ -140,15 +141,21 @@ EOF
 NGX=$!
 PIDS+=($NGX)
 sleep 1
-echo "## capacity: $FLOOD connections flat out for 15 s, playlist + 2 recent segments each"
-echo "| server | requests/s | errors | fetch p50 (ms) | fetch p99 (ms) | Mbit/s | server CPU (cores) |"
-echo "|---|---|---|---|---|---|---|"
-row() { # label json
-  echo "| $1 | $(field "$2" requests_per_s) | $(field "$2" errors) | $(field "$2" fetch_ms_p50) | $(field "$2" fetch_ms_p99) | $(field "$2" mbit_per_s) | $(field "$2" server_cores) |"
+echo "## capacity: $FLOOD connections flat out for 15 s, playlist + 2 recent segments each, 3 rounds alternating"
+echo "| round | server | requests/s | errors | fetch p50 (ms) | fetch p99 (ms) | Mbit/s | server CPU (cores) |"
+echo "|---|---|---|---|---|---|---|---|"
+row() { # round label json
+  echo "| $1 | $2 | $(field "$3" requests_per_s) | $(field "$3" errors) | $(field "$3" fetch_ms_p50) | $(field "$3" fetch_ms_p99) | $(field "$3" mbit_per_s) | $(field "$3" server_cores) |"
 }
-S=$("$GEN" --url "$URL" --mode flood --viewers "$FLOOD" --ramp 1 --seconds 15 --pid "$DAEMON" --label studiocast)
-row "studiocast (memory)" "$S"
-N=$("$GEN" --url "http://127.0.0.1:$NPORT/live/$ID/master.m3u8" --mode flood --viewers "$FLOOD" --ramp 1 --seconds 15 --label nginx)
-row "nginx (disk, sendfile)" "$N"
-python3 -c "import json,sys; s=json.loads(sys.argv[1]); n=json.loads(sys.argv[2]); print(f'studiocast / nginx requests per second: {s[\"requests_per_s\"]/n[\"requests_per_s\"]:.2f}')" "$S" "$N"
+WORKERS=()
+for w in $(pgrep -P "$NGX"); do WORKERS+=(--pid "$w"); done
+RATIOS=()
+for round in 1 2 3; do
+  S=$("$GEN" --url "$URL" --mode flood --viewers "$FLOOD" --ramp 1 --seconds 15 --pid "$DAEMON" --label studiocast)
+  row "$round" "studiocast (memory)" "$S"
+  N=$("$GEN" --url "http://127.0.0.1:$NPORT/live/$ID/master.m3u8" --mode flood --viewers "$FLOOD" --ramp 1 --seconds 15 "${WORKERS[@]}" --label nginx)
+  row "$round" "nginx (disk, sendfile)" "$N"
+  RATIOS+=("$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['requests_per_s']/json.loads(sys.argv[2])['requests_per_s'])" "$S" "$N")")
+done
+python3 -c "import statistics,sys; r=sorted(map(float,sys.argv[1:])); print('studiocast / nginx requests per second: ' + ', '.join(f'{x:.2f}' for x in r) + f'; median {statistics.median(r):.2f}')" "${RATIOS[@]}"
 stop "$ID"

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use studiocast_bench::hls_client::{parse_master, parse_media, Media};
@@ -52,9 +53,9 @@ struct Args {
     /// `ll` (blocking reload, parts) or `poll` (plain reloads, segments).
     #[arg(long, default_value = "ll")]
     mode: String,
-    /// The server process, for its CPU and memory.
+    /// The server's processes (repeat for several), for CPU and memory.
     #[arg(long)]
-    pid: Option<u32>,
+    pid: Vec<u32>,
     /// A label for the JSON line.
     #[arg(long, default_value = "origin")]
     label: String,
@@ -93,7 +94,7 @@ impl Conn {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Result<(u16, Bytes), String> {
+    async fn send(&mut self, path: &str) -> Result<hyper::Response<Incoming>, String> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             let tcp = tokio::net::TcpStream::connect(&self.authority)
                 .await
@@ -110,13 +111,18 @@ impl Conn {
             .header("host", &self.authority)
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
-        let resp = match sender.send_request(req).await {
-            Ok(r) => r,
+        match sender.send_request(req).await {
+            Ok(r) => Ok(r),
             Err(e) => {
                 self.sender = None;
-                return Err(format!("request: {e}"));
+                Err(format!("request: {e}"))
             }
-        };
+        }
+    }
+
+    /// A playlist: the whole body.
+    async fn get(&mut self, path: &str) -> Result<(u16, Bytes), String> {
+        let resp = self.send(path).await?;
         let status = resp.status().as_u16();
         let body = resp
             .into_body()
@@ -125,6 +131,22 @@ impl Conn {
             .map_err(|e| format!("body: {e}"))?
             .to_bytes();
         Ok((status, body))
+    }
+
+    /// Media: read to the end and count, as a player's buffer would take
+    /// it, without gathering it into one allocation.
+    async fn fetch(&mut self, path: &str) -> Result<(u16, u64), String> {
+        let resp = self.send(path).await?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("body: {e}"))?;
+            if let Some(d) = frame.data_ref() {
+                n += d.len() as u64;
+            }
+        }
+        Ok((status, n))
     }
 }
 
@@ -212,14 +234,14 @@ async fn follow(mut conn: Conn, playlist: String, ll: bool, end: Instant, stats:
         }
         for (uri, end_ms) in new {
             let t = Instant::now();
-            let r = conn.get(&join(&playlist, &uri)).await;
+            let key = join(&playlist, &uri);
+            let r = conn.fetch(&key).await;
             let mut s = stats.lock().unwrap();
             s.requests += 1;
             match r {
-                Ok((200, body)) => {
-                    s.bytes += body.len() as u64;
+                Ok((200, len)) => {
+                    s.bytes += len;
                     s.fetch_us.push(t.elapsed().as_micros() as u64);
-                    let key = join(&playlist, &uri);
                     if let Some(seen) = s.first_seen.get(&key).copied() {
                         s.delivery_us.push(seen.elapsed().as_micros() as u64);
                     }
@@ -254,12 +276,12 @@ async fn flood(mut conn: Conn, playlist: String, end: Instant, stats: Shared) {
         let url = &urls[i % urls.len()];
         i += 1;
         let t = Instant::now();
-        let r = conn.get(url).await;
+        let r = conn.fetch(url).await;
         let mut s = stats.lock().unwrap();
         s.requests += 1;
         match r {
-            Ok((200, body)) => {
-                s.bytes += body.len() as u64;
+            Ok((200, len)) => {
+                s.bytes += len;
                 s.fetch_us.push(t.elapsed().as_micros() as u64);
             }
             _ => s.errors += 1,
@@ -355,16 +377,20 @@ async fn main() {
             ..Stats::default()
         };
     }
-    let cpu0 = args.pid.and_then(cpu_seconds);
+    // Summed over the server's processes (nginx: its workers).
+    let sum = |f: fn(u32) -> Option<f64>| -> Option<f64> {
+        (!args.pid.is_empty()).then(|| args.pid.iter().filter_map(|&p| f(p)).sum())
+    };
+    let cpu0 = sum(cpu_seconds);
     let own0 = cpu_seconds(std::process::id());
     let mut peak_rss: f64 = 0.0;
     while Instant::now() < end {
-        if let Some(r) = args.pid.and_then(rss_mb) {
+        if let Some(r) = sum(rss_mb) {
             peak_rss = peak_rss.max(r);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let cpu1 = args.pid.and_then(cpu_seconds);
+    let cpu1 = sum(cpu_seconds);
     let own1 = cpu_seconds(std::process::id());
     let seconds = args.seconds as f64;
     let mut s = std::mem::take(&mut *stats.lock().unwrap());
@@ -391,7 +417,7 @@ async fn main() {
         "behind_live_ms_p50": percentile(&mut behind, 0.5),
         "behind_live_ms_p99": percentile(&mut behind, 0.99),
         "server_cores": server_cores,
-        "server_peak_rss_mb": args.pid.map(|_| peak_rss),
+        "server_peak_rss_mb": (!args.pid.is_empty()).then_some(peak_rss),
         "client_cores": own_cores,
     });
     println!("{line}");

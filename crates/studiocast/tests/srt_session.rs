@@ -110,6 +110,20 @@ const PASSPHRASE: &str = "hall-encoder-key-2026";
 
 /// The shipped listener preset on `port`, with a passphrase instead of the
 /// rehearsal waiver (as the preset's comment tells a studio to do).
+/// The preset with two rungs of its four: 1080p + 720p + 480p + 360p x264
+/// do not keep up on the test machine's two cores next to the ffmpeg
+/// encoder and Chromium (the encoder alarm fires), and these tests are
+/// about the input, not the ladder.
+fn two_rungs(text: &str) -> String {
+    let text = text
+        .split("[[video.rendition]]")
+        .filter(|block| !block.contains("id = \"1080p\"") && !block.contains("id = \"480p\""))
+        .collect::<Vec<_>>()
+        .join("[[video.rendition]]");
+    assert!(!text.contains("1080p") && text.contains("id = \"360p\""));
+    text
+}
+
 fn write_preset(dir: &Path, port: u16) {
     let text = std::fs::read_to_string(repo().join("pipelines/srt-listener.toml")).unwrap();
     let text = text
@@ -119,7 +133,7 @@ fn write_preset(dir: &Path, port: u16) {
             &format!("passphrase = \"{PASSPHRASE}\""),
         );
     assert!(text.contains(&format!("port = {port}")) && text.contains(PASSPHRASE));
-    std::fs::write(dir.join("srt-listener.toml"), text).unwrap();
+    std::fs::write(dir.join("srt-listener.toml"), two_rungs(&text)).unwrap();
 }
 
 #[test]
@@ -381,7 +395,7 @@ fn srt_caller_mode_with_hevc_and_pcm() {
             "mode = \"caller\", address = \"127.0.0.1\"",
         )
         .replace("name = \"srt-listener\"", "name = \"srt-caller\"");
-    std::fs::write(presets.join("srt-caller.toml"), text).unwrap();
+    std::fs::write(presets.join("srt-caller.toml"), two_rungs(&text)).unwrap();
     // The encoder listens; it is up before the session calls.
     let _enc = encoder(
         port,

@@ -122,22 +122,8 @@ impl SessionPipeline {
         events: EventSender,
     ) -> Result<BuiltPipeline, MediaError> {
         crate::init()?;
-        spec.validate()?;
-        if !BLOCK_RANGE.contains(&opts.block) {
-            return Err(MediaError::Spec(format!(
-                "processing block {} is outside {}..={}",
-                opts.block,
-                BLOCK_RANGE.start(),
-                BLOCK_RANGE.end()
-            )));
-        }
+        check(spec, filters, opts)?;
         let order = spec.audio.source.order();
-        if filters.order != order {
-            return Err(MediaError::Spec(format!(
-                "filters are order {} but the scene is order {order}",
-                filters.order
-            )));
-        }
         let pipeline = gst::Pipeline::new();
         let pdt_offset_ms = Arc::new(AtomicI64::new(0));
         let rungs = spec.video.as_ref().map_or(0, |v| v.renditions.len());
@@ -154,39 +140,8 @@ impl SessionPipeline {
             None => (None, None),
         };
         let meters = Arc::new(MeterBank::new(meter_labels(spec)));
-        let mut outputs = Vec::new();
-        let mut audio_muxers = Vec::new();
         let seg = spec.segment_seconds as u64;
-        let chunk = spec.part_duration().map(clock);
-        for r in &spec.audio.renditions {
-            let src = el::audio_appsrc(spec.audio.sample_rate);
-            let sink = appsink(&r.id, MediaKind::Audio, &taps, None);
-            // Audio fragments are cut where the video's are (split requests
-            // at every segment boundary, see `running`), not every 2 s of
-            // audio: a fragment of whole AAC frames is 1.984 s, and the
-            // renditions would drift apart by 16 ms a segment. The
-            // scheduled fragment end is kept out of the way.
-            let mux = el::cmafmux(
-                gst::ClockTime::from_seconds(seg * 2),
-                chunk,
-                false,
-                gst::ClockTime::ZERO,
-            )?;
-            add_and_link(
-                &pipeline,
-                &[
-                    src.upcast_ref(),
-                    &el::audioconvert()?,
-                    &el::avenc_aac(r.bitrate_kbps)?,
-                    &el::aacparse()?,
-                    &el::queue()?,
-                    &mux,
-                    sink.upcast_ref(),
-                ],
-            )?;
-            audio_muxers.push(mux);
-            outputs.push(Output::new(r.mix, src, opts.block)?);
-        }
+        let (outputs, audio_muxers) = audio_branches(spec, &taps, opts.block)?;
         let audio = AudioFeed {
             master: None,
             source: bus_source(&spec.audio.source, spec.audio.sample_rate, opts.block)?,
@@ -272,4 +227,68 @@ fn bus_source(src: &AudioSource, rate: u32, block: usize) -> Result<BusSource, M
             consumer: None,
         },
     })
+}
+
+/// What `build` refuses before it makes anything.
+fn check(spec: &PipelineSpec, filters: &ShFilters, opts: &BuildOptions) -> Result<(), MediaError> {
+    spec.validate()?;
+    if !BLOCK_RANGE.contains(&opts.block) {
+        return Err(MediaError::Spec(format!(
+            "processing block {} is outside {}..={}",
+            opts.block,
+            BLOCK_RANGE.start(),
+            BLOCK_RANGE.end()
+        )));
+    }
+    let order = spec.audio.source.order();
+    if filters.order != order {
+        return Err(MediaError::Spec(format!(
+            "filters are order {} but the scene is order {order}",
+            filters.order
+        )));
+    }
+    Ok(())
+}
+
+/// One appsrc → AAC → cmafmux → appsink branch per audio rendition: the
+/// audio thread's outputs, and the muxers the split requests go to.
+fn audio_branches(
+    spec: &PipelineSpec,
+    taps: &Taps,
+    block: usize,
+) -> Result<(Vec<Output>, Vec<gst::Element>), MediaError> {
+    let mut outputs = Vec::new();
+    let mut muxers = Vec::new();
+    let seg = spec.segment_seconds as u64;
+    let chunk = spec.part_duration().map(clock);
+    for r in &spec.audio.renditions {
+        let src = el::audio_appsrc(spec.audio.sample_rate);
+        let sink = appsink(&r.id, MediaKind::Audio, taps, None);
+        // Audio fragments are cut where the video's are (split requests at
+        // every segment boundary, see `running`), not every 2 s of audio: a
+        // fragment of whole AAC frames is 1.984 s, and the renditions would
+        // drift apart by 16 ms a segment. The scheduled fragment end is kept
+        // out of the way.
+        let mux = el::cmafmux(
+            gst::ClockTime::from_seconds(seg * 2),
+            chunk,
+            false,
+            gst::ClockTime::ZERO,
+        )?;
+        add_and_link(
+            taps.pipeline,
+            &[
+                src.upcast_ref(),
+                &el::audioconvert()?,
+                &el::avenc_aac(r.bitrate_kbps)?,
+                &el::aacparse()?,
+                &el::queue()?,
+                &mux,
+                sink.upcast_ref(),
+            ],
+        )?;
+        muxers.push(mux);
+        outputs.push(Output::new(r.mix, src, block)?);
+    }
+    Ok((outputs, muxers))
 }

@@ -92,29 +92,8 @@ async fn serve(cfg: Config) -> Result<()> {
         tokio::task::spawn_blocking(move || recovery::recover_all(store.as_ref(), &root, &presets))
             .await?
     };
-    let faults = media::Faults::from_env();
-    let freeze_live = faults.freeze_live.clone();
-    let backend = Arc::new(media::GstBackend {
-        spatial: cfg.spatial.clone(),
-        faults,
-    });
     let max_sessions = s.session_limit();
-    let supervisor = Supervisor::spawn(
-        SupervisorConfig {
-            presets: presets.clone(),
-            recording: cfg.recording.clone(),
-            max_sessions,
-        },
-        session::SessionCtx {
-            store,
-            media_root,
-            recording: cfg.recording.clone(),
-            backend,
-            live: live::LiveRegistry::default(),
-            freeze_live,
-        },
-        past,
-    );
+    let supervisor = spawn_supervisor(&cfg, presets.clone(), store, media_root, past);
     let generated = s.api_token.is_empty();
     let token = if generated {
         random_token()?
@@ -168,6 +147,39 @@ async fn serve(cfg: Config) -> Result<()> {
     }
     tracing::info!("bye");
     Ok(())
+}
+
+/// The session supervisor, with the real media backend (and the fault
+/// hooks the tests set through the environment).
+fn spawn_supervisor(
+    cfg: &Config,
+    presets: std::collections::HashMap<String, studiocast_media::PipelineSpec>,
+    store: Arc<dyn store::SessionStore>,
+    media_root: std::path::PathBuf,
+    past: Vec<studiocast_server::SessionInfo>,
+) -> Supervisor {
+    let faults = media::Faults::from_env();
+    let freeze_live = faults.freeze_live.clone();
+    let backend = Arc::new(media::GstBackend {
+        spatial: cfg.spatial.clone(),
+        faults,
+    });
+    Supervisor::spawn(
+        SupervisorConfig {
+            presets,
+            recording: cfg.recording.clone(),
+            max_sessions: cfg.server.session_limit(),
+        },
+        session::SessionCtx {
+            store,
+            media_root,
+            recording: cfg.recording.clone(),
+            backend,
+            live: live::LiveRegistry::default(),
+            freeze_live,
+        },
+        past,
+    )
 }
 
 /// What a technician needs on the terminal: where, the token, the presets.
