@@ -46,6 +46,11 @@ pub(crate) struct Track {
     /// Segments from here on keep their bytes (and parts) in memory; the
     /// ones before have final playlist lines, kept in `stable`.
     pub(crate) mem_from: usize,
+    /// Segments whose write failed keep their bytes from here on, for
+    /// three target durations after they became gaps at `mem_from`: a
+    /// player holding an older playlist, where they were not gaps yet,
+    /// still gets them (as parts stay fetchable after they leave).
+    pub(crate) gap_kept_from: usize,
     pub(crate) stable: Stable,
     /// Something a viewer sees changed since the caller last asked.
     pub(crate) changed: bool,
@@ -66,6 +71,7 @@ impl Track {
             pending_discontinuity: false,
             next_start: Ticks(0),
             mem_from: 0,
+            gap_kept_from: 0,
             stable: Stable::default(),
             changed: false,
         }
@@ -385,8 +391,13 @@ impl Track {
     /// First segment (from `mem_from`) starting at most `span` before the
     /// end of the playlist.
     pub(crate) fn first_within(&self, span: Ticks) -> usize {
+        self.started_within(self.mem_from, span)
+    }
+
+    /// The same, searching from segment `from` on.
+    fn started_within(&self, from: usize, span: Ticks) -> usize {
         let e = self.end_time();
-        let from = self.mem_from.min(self.segs.len());
+        let from = from.min(self.segs.len());
         from + self.segs[from..].partition_point(|c| e.minus(c.start) > span)
     }
 
@@ -464,10 +475,18 @@ impl Track {
             .min(self.parts_kept_from(lim))
             .max(self.mem_from);
         for c in &mut self.segs[self.mem_from.min(len)..mem_from] {
-            c.bytes = None;
+            if c.disk != Disk::Failed {
+                c.bytes = None;
+            }
             c.parts = Vec::new();
         }
         self.mem_from = mem_from;
+        let gaps_from = self.started_within(self.gap_kept_from, lim.target_ticks.times(10));
+        let gaps_from = gaps_from.min(mem_from).max(self.gap_kept_from);
+        for c in &mut self.segs[self.gap_kept_from.min(len)..gaps_from] {
+            c.bytes = None;
+        }
+        self.gap_kept_from = gaps_from;
         self.stable.forget_before(self.window_start);
         while self.stable.end() < mem_from {
             let i = self.stable.end();

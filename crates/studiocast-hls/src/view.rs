@@ -31,7 +31,8 @@ pub(crate) fn build(t: &Track, lim: &Limits, reports: &[(&str, PartRef)], ended:
         .cloned()
         .collect();
     let parts_from = t.parts_kept_from(lim);
-    for (i, c) in t.segs.iter().enumerate().skip(t.mem_from) {
+    // From `gap_kept_from`: failed segments just turned gaps still serve.
+    for (i, c) in t.segs.iter().enumerate().skip(t.gap_kept_from) {
         if ll && i >= parts_from {
             c.part_files(&mut files);
         }

@@ -317,3 +317,85 @@ fn an_ended_stream_keeps_its_parts_and_drops_hint_and_delta() {
         assert!(parse_media(t).end_list);
     }
 }
+
+/// A disk that fills: from some segment on, every write fails, and the
+/// worker marks a discontinuity before each boundary (as it does after a
+/// failed write). At every moment, each segment the live playlist lists
+/// without `EXT-X-GAP`, now or in the last 5 s (a player's copy), is
+/// served from memory or was written.
+#[test]
+fn a_listed_segment_is_always_served_or_marked_as_a_gap() {
+    let cfg = studiocast_hls::PackagerConfig {
+        dvr_seconds: 7200,
+        ..ll_config()
+    };
+    let mut s = LlStream::new(cfg, renditions());
+    let mut written: std::collections::HashSet<(String, u64)> = Default::default();
+    let mut history: std::collections::HashMap<&str, std::collections::VecDeque<String>> =
+        Default::default();
+    for k in 0..600i64 {
+        let ids: Vec<(String, bool)> =
+            s.p.renditions()
+                .map(|r| {
+                    (
+                        r.id.clone(),
+                        matches!(r.kind, studiocast_hls::RenditionKind::Video { .. }),
+                    )
+                })
+                .collect();
+        for (id, video) in ids {
+            let c = if video {
+                LlStream::video_chunk(k)
+            } else {
+                LlStream::audio_chunk(k)
+            };
+            let mut actions = Vec::new();
+            if c.boundary && k >= 60 {
+                actions.extend(s.p.discontinuity_in(&id).unwrap());
+            }
+            match s.p.push_chunk(&id, c) {
+                Ok(a) => actions.extend(a),
+                Err(_) => actions.extend(s.p.take_actions()),
+            }
+            // Carry out the writes: they fail from chunk 60 on.
+            let mut queue = actions;
+            while let Some(a) = queue.pop() {
+                if let studiocast_hls::Action::WriteSegment { rendition, seq, .. } = a {
+                    let ok = k < 60;
+                    if ok {
+                        written.insert((rendition.clone(), seq));
+                    }
+                    queue.extend(s.p.segment_written(&rendition, seq, ok).unwrap());
+                }
+            }
+            for r in ["video", "binaural", "stereo"] {
+                let v = s.p.view(r).unwrap();
+                // A player may hold a playlist up to 5 s (15 chunks) old:
+                // what it lists must still be there.
+                let h = history.entry(r).or_default();
+                h.push_back(text(&v.playlist).to_string());
+                if h.len() > 15 {
+                    h.pop_front();
+                }
+                for text in h.iter() {
+                    let mut gap = false;
+                    for line in text.lines() {
+                        if line == "#EXT-X-GAP" {
+                            gap = true;
+                        }
+                        if line.starts_with('#') || !line.ends_with(".m4s") {
+                            continue;
+                        }
+                        let seq: u64 = line[3..9].parse().unwrap();
+                        let served =
+                            v.files.contains_key(line) || written.contains(&(r.to_string(), seq));
+                        assert!(
+                        std::mem::take(&mut gap) || served,
+                        "chunk {k}: {r} lists {line} without a gap, and it is neither in memory nor written"
+                    );
+                    }
+                }
+            }
+        }
+    }
+}
