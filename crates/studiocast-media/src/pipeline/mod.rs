@@ -10,7 +10,7 @@ mod running;
 mod sinks;
 mod video;
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::Arc;
 
 use gst::prelude::*;
@@ -79,6 +79,7 @@ pub struct BuiltPipeline {
     /// The audio renditions' muxers: told where the segments start.
     audio_muxers: Vec<gst::Element>,
     segment: gst::ClockTime,
+    video_origin: Arc<AtomicU64>,
     shared: Shared,
 }
 
@@ -96,7 +97,14 @@ pub(crate) struct Taps<'a> {
     pub(crate) events: &'a EventSender,
     pub(crate) pdt_offset: &'a Arc<AtomicI64>,
     pub(crate) eos: &'a EosTracker,
+    /// Running time (ns) where the first video fragment starts: the grid
+    /// the video's key frames are on, and the audio splits follow.
+    /// [`ORIGIN_UNKNOWN`] until the first video fragment is out.
+    pub(crate) video_origin: &'a Arc<AtomicU64>,
 }
+
+/// `video_origin` before the first video fragment.
+pub(crate) const ORIGIN_UNKNOWN: u64 = u64::MAX;
 
 fn clock(d: std::time::Duration) -> gst::ClockTime {
     gst::ClockTime::from_nseconds(d.as_nanos() as u64)
@@ -129,11 +137,18 @@ impl SessionPipeline {
         let rungs = spec.video.as_ref().map_or(0, |v| v.renditions.len());
         let eos = EosTracker::new(spec.audio.renditions.len() + rungs, events.clone());
         let video_lag = Arc::new(AtomicI64::new(0));
+        // Audio-only: the grid starts at running time 0.
+        let video_origin = Arc::new(AtomicU64::new(if spec.video.is_some() {
+            ORIGIN_UNKNOWN
+        } else {
+            0
+        }));
         let taps = Taps {
             pipeline: &pipeline,
             events: &events,
             pdt_offset: &pdt_offset_ms,
             eos: &eos,
+            video_origin: &video_origin,
         };
         let (video_src, ingest) = match &spec.video {
             Some(_) => video::branch(spec, &taps, &video_lag)?,
@@ -162,6 +177,7 @@ impl SessionPipeline {
             audio,
             audio_muxers,
             segment: gst::ClockTime::from_seconds(seg),
+            video_origin,
             shared: Shared {
                 status: Arc::new(AudioStatus::default()),
                 pump_stats: Arc::new(PumpStats::default()),

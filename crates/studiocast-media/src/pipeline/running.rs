@@ -1,7 +1,7 @@
 //! The running half of the pipeline typestate: threads, ingest and bus
 //! watcher up; stops on EOS or teardown, and tears itself down when dropped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -49,6 +49,7 @@ impl BuiltPipeline {
             mut audio,
             audio_muxers,
             segment,
+            video_origin,
             shared,
         } = self;
         let mut run = RunningPipeline {
@@ -78,7 +79,7 @@ impl BuiltPipeline {
         if !audio_muxers.is_empty() {
             let (stop, pipeline) = (run.stop.clone(), run.pipeline.clone());
             run.spawn("segment-splits", &span, move || {
-                request_splits(&pipeline, &audio_muxers, segment, &stop)
+                request_splits(&pipeline, &audio_muxers, segment, &video_origin, &stop)
             })?;
         }
         if let Some((spec, parts)) = ingest {
@@ -139,26 +140,36 @@ impl BuiltPipeline {
 }
 
 /// Keep every audio muxer a few segment boundaries ahead of the clock:
-/// each is asked to start a fragment at every multiple of the segment
-/// duration in running time, where the video's fragments start (its key
-/// frames are on that grid), so segment N of every rendition covers the
-/// same time, within one AAC frame.
+/// each is asked to start a fragment at every segment boundary of the
+/// video's grid (its first fragment's running time plus multiples of the
+/// segment duration, where its key frames are), so segment N of every
+/// rendition covers the same time, within one AAC frame. A test pattern's
+/// first frame comes a few tens of ms after running time 0, an ingest's
+/// at 0; audio-only streams use 0.
 fn request_splits(
     pipeline: &gst::Pipeline,
     muxers: &[gst::Element],
     segment: gst::ClockTime,
+    origin: &AtomicU64,
     stop: &AtomicBool,
 ) {
     const AHEAD: u64 = 3;
     let seg = segment.nseconds().max(1);
     let mut next = 1u64;
     while !stop.load(Ordering::SeqCst) {
+        let o = origin.load(Ordering::SeqCst);
+        if o == super::ORIGIN_UNKNOWN {
+            // The first audio fragment starts where it may; the grid is
+            // known before the first boundary (2 s away).
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         let now = pipeline.current_running_time().map_or(0, |t| t.nseconds());
-        let current = now / seg;
+        let current = now.saturating_sub(o) / seg;
         // Past boundaries are no use (a muxer ignores them); catch up.
         next = next.max(current + 1);
         while next <= current + AHEAD {
-            let at = gst::ClockTime::from_nseconds(next.saturating_mul(seg));
+            let at = gst::ClockTime::from_nseconds(o.saturating_add(next.saturating_mul(seg)));
             for m in muxers {
                 crate::elements::cmafmux_split_at(m, at);
             }

@@ -2,7 +2,7 @@
 //! turning cmafmux output into [`MediaEvent`]s, the end-of-stream tracker,
 //! and the bus watcher.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use gst::prelude::*;
@@ -73,6 +73,7 @@ pub(crate) fn appsink(
     let offset = pdt_offset.clone();
     let eos = eos.clone();
     let lag = lag.cloned();
+    let origin = (kind == MediaKind::Video).then(|| taps.video_origin.clone());
     let mut sent_any = false;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -86,6 +87,7 @@ pub(crate) fn appsink(
                     &tx,
                     offset.load(Ordering::SeqCst),
                     &mut sent_any,
+                    origin.as_deref(),
                 );
                 if let (Some(lag), Some(end)) = (&lag, end) {
                     lag.store(crate::now_ms() - end, Ordering::Relaxed);
@@ -107,6 +109,7 @@ fn handle_sample(
     tx: &EventSender,
     pdt_offset_ms: i64,
     sent_any: &mut bool,
+    origin: Option<&AtomicU64>,
 ) -> Option<i64> {
     let mut buffers: Vec<gst::Buffer> = Vec::new();
     if let Some(list) = sample.buffer_list() {
@@ -141,6 +144,16 @@ fn handle_sample(
                 _ => None,
             };
             pts_ms = running.map(|t| t.mseconds() as i64);
+            // The first video fragment fixes the grid the audio splits
+            // follow (the first rung to get there; all share the frames).
+            if let (true, Some(o), Some(t)) = (boundary, origin, running) {
+                let _ = o.compare_exchange(
+                    super::ORIGIN_UNKNOWN,
+                    t.nseconds(),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
         }
         data.extend_from_slice(&map);
     }
