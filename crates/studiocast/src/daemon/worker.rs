@@ -261,6 +261,8 @@ pub fn run(
         ids,
         pending_disc: HashMap::new(),
         skipping: HashSet::new(),
+        open_secs: HashMap::new(),
+        segment_secs: spec.segment_seconds as f64,
         program: ProgramRecorder::new(recording),
         inits: HashSet::new(),
         master_written: false,
@@ -344,6 +346,9 @@ struct Worker {
     /// Renditions that lost chunks mid-segment: their chunks are dropped
     /// until their next segment boundary.
     skipping: HashSet<String>,
+    /// Seconds in each rendition's open segment so far.
+    open_secs: HashMap<String, f64>,
+    segment_secs: f64,
     program: ProgramRecorder,
     inits: HashSet<String>,
     master_written: bool,
@@ -351,6 +356,25 @@ struct Worker {
 }
 
 impl Worker {
+    /// An audio muxer that missed a split request (seen rarely, under
+    /// heavy load) runs a segment on past its length, and the packager
+    /// would refuse it at the target duration, leaving that rendition
+    /// silent until the next boundary. Cut it at the chunk that goes past
+    /// its length instead (every AAC frame is a sync sample): the segment
+    /// starts up to a part late, the next split puts it back on the grid,
+    /// and the sequence numbers stay aligned.
+    fn boundary_for(&mut self, id: &str, duration: f64, boundary: bool, independent: bool) -> bool {
+        let audio = !self.video.iter().any(|v| v == id);
+        let open = self.open_secs.entry(id.to_string()).or_insert(0.0);
+        let cut = audio && !boundary && independent && *open + duration > self.segment_secs + 0.1;
+        if cut {
+            tracing::warn!(rendition = %id, open = *open, "audio segment past its length: cut here");
+        }
+        let boundary = boundary || cut;
+        *open = if boundary { duration } else { *open + duration };
+        boundary
+    }
+
     /// Every rendition has a segment on disk (publishing waits for the
     /// writes: ask after them), for the first time.
     fn became_live(&mut self, p: &Packager) -> bool {
@@ -430,6 +454,7 @@ impl Worker {
                     }
                     self.skipping.remove(&rendition);
                 }
+                let boundary = self.boundary_for(&rendition, duration, boundary, independent);
                 // A discontinuity sits between segments: mark it when the
                 // first segment after the return starts (audio boundaries
                 // sit up to a frame before the video's: a little slack).
@@ -585,6 +610,81 @@ mod tests {
                 "video {dv:?}, audio {db:?}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An audio muxer that misses one split: its segment would run past
+    /// the target and be refused, silencing that rendition until the next
+    /// boundary. The worker cuts it at the chunk that goes past its length
+    /// instead: no refusal, no hole, and every rendition keeps segment N
+    /// on the same time (the counts match once the next boundary passes).
+    #[test]
+    fn a_missed_audio_split_is_cut_at_the_segment_length() {
+        let spec = PipelineSpec::parse(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../pipelines/demo.toml"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let part = spec.part_duration().unwrap().as_secs_f64();
+        let dir = std::env::temp_dir().join(format!("studiocast-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (tx, rx, _) = event_queue(1 << 20);
+        let (utx, _urx) = tokio::sync::mpsc::unbounded_channel();
+        let d2 = dir.clone();
+        let live = LiveSet::new(&spec);
+        let (video, audio) = (
+            live.subscribe("720p").unwrap(),
+            live.subscribe("stereo").unwrap(),
+        );
+        let worker = std::thread::spawn(move || run(d2, spec, rx, utx, None, live));
+        for r in ["720p", "360p", "binaural", "stereo"] {
+            tx.send(MediaEvent::Init {
+                rendition: r.into(),
+                data: b"ftyp".to_vec(),
+            });
+        }
+        let t0 = 1_764_460_800_000i64;
+        // 6 parts a segment; stereo's split at chunk 18 (segment 4) is
+        // missed.
+        for k in 0..31i64 {
+            for r in ["720p", "360p", "binaural", "stereo"] {
+                let boundary = k % 6 == 0 && !(r == "stereo" && k == 18);
+                tx.send(MediaEvent::Chunk {
+                    rendition: r.into(),
+                    data: vec![k as u8; 32],
+                    duration: part,
+                    pdt_ms: t0 + k * 1000 / 3,
+                    independent: boundary || !r.ends_with('p'),
+                    boundary,
+                    after_gap: false,
+                });
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (v, a) = (video.borrow().clone(), audio.borrow().clone());
+        assert_eq!(v.last_segment, Some(5));
+        assert_eq!(
+            a.last_segment,
+            v.last_segment,
+            "stereo fell out of step: {}",
+            String::from_utf8_lossy(&a.playlist)
+        );
+        assert_eq!(a.last_part.map(|p| p.msn), v.last_part.map(|p| p.msn));
+        // The chunk that would take segment 3 past its length is the one
+        // the split should have started: segment 4 starts on time.
+        let text = String::from_utf8_lossy(&a.playlist).into_owned();
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("#EXTINF"))
+                .all(|l| l == "#EXTINF:2.00000,"),
+            "{text}"
+        );
+        tx.send(MediaEvent::Eos);
+        assert_eq!(worker.join().unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
