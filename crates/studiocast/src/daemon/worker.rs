@@ -167,8 +167,12 @@ impl Files {
                     Err(e) => tracing::error!(%rendition, %e, "segment confirmation refused"),
                 }
             }
+            // Only a segment written clears the alarm: a playlist is a few
+            // hundred bytes and fits in a disk's last blocks, so on a full
+            // disk it would clear the alarm at every segment.
+            let segment = matches!(a, Action::WriteSegment { .. });
             match r {
-                Ok(()) if self.failing => {
+                Ok(()) if self.failing && segment => {
                     self.failing = false;
                     self.failures = 0;
                     tracing::info!(file = %path.display(), "HLS files are written again");
@@ -346,8 +350,9 @@ struct Worker {
     /// Renditions that lost chunks mid-segment: their chunks are dropped
     /// until their next segment boundary.
     skipping: HashSet<String>,
-    /// Seconds in each rendition's open segment so far.
-    open_secs: HashMap<String, f64>,
+    /// Seconds in each rendition's open segment so far, and how many
+    /// segments it has started.
+    open_secs: HashMap<String, (f64, u64)>,
     segment_secs: f64,
     program: ProgramRecorder,
     inits: HashSet<String>,
@@ -365,13 +370,24 @@ impl Worker {
     /// and the sequence numbers stay aligned.
     fn boundary_for(&mut self, id: &str, duration: f64, boundary: bool, independent: bool) -> bool {
         let audio = !self.video.iter().any(|v| v == id);
-        let open = self.open_secs.entry(id.to_string()).or_insert(0.0);
-        let cut = audio && !boundary && independent && *open + duration > self.segment_secs + 0.1;
+        let (open, started) = self.open_secs.entry(id.to_string()).or_insert((0.0, 0));
+        // Not the first segment: it runs from wherever the audio began to
+        // the video's first boundary, and may be longer.
+        let cut = audio
+            && *started > 1
+            && !boundary
+            && independent
+            && *open + duration > self.segment_secs + 0.1;
         if cut {
             tracing::warn!(rendition = %id, open = *open, "audio segment past its length: cut here");
         }
         let boundary = boundary || cut;
-        *open = if boundary { duration } else { *open + duration };
+        if boundary {
+            *open = duration;
+            *started += 1;
+        } else {
+            *open += duration;
+        }
         boundary
     }
 
