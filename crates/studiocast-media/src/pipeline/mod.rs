@@ -97,9 +97,10 @@ pub(crate) struct Taps<'a> {
     pub(crate) events: &'a EventSender,
     pub(crate) pdt_offset: &'a Arc<AtomicI64>,
     pub(crate) eos: &'a EosTracker,
-    /// Running time (ns) where the first video fragment starts: the grid
-    /// the video's key frames are on, and the audio splits follow.
-    /// [`ORIGIN_UNKNOWN`] until the first video fragment is out.
+    /// Running time (ns) the video's key-frame grid starts from, which the
+    /// audio splits follow: 0 for an ingest (its pump forces key frames at
+    /// k × segment) and audio-only; for a test pattern, where its first
+    /// fragment starts ([`ORIGIN_UNKNOWN`] until then).
     pub(crate) video_origin: &'a Arc<AtomicU64>,
 }
 
@@ -154,6 +155,13 @@ impl SessionPipeline {
             Some(_) => video::branch(spec, &taps, &video_lag)?,
             None => (None, None),
         };
+        // An ingest's pump forces key frames on the absolute grid (k ×
+        // segment from running time 0), whenever its first frame came; a
+        // test pattern's GOP counts from its first frame, which the first
+        // video fragment tells.
+        if ingest.is_some() {
+            video_origin.store(0, std::sync::atomic::Ordering::SeqCst);
+        }
         let meters = Arc::new(MeterBank::new(meter_labels(spec)));
         let seg = spec.segment_seconds as u64;
         let (outputs, audio_muxers) = audio_branches(spec, &taps, opts.block)?;

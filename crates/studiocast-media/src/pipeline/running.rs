@@ -144,8 +144,9 @@ impl BuiltPipeline {
 /// video's grid (its first fragment's running time plus multiples of the
 /// segment duration, where its key frames are), so segment N of every
 /// rendition covers the same time, within one AAC frame. A test pattern's
-/// first frame comes a few tens of ms after running time 0, an ingest's
-/// at 0; audio-only streams use 0.
+/// GOP starts with its first frame, a few tens of ms after running time 0;
+/// an ingest's pump forces key frames on the grid from 0; audio-only
+/// streams use 0.
 fn request_splits(
     pipeline: &gst::Pipeline,
     muxers: &[gst::Element],

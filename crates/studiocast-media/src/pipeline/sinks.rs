@@ -74,7 +74,8 @@ pub(crate) fn appsink(
     let eos = eos.clone();
     let lag = lag.cloned();
     let origin = (kind == MediaKind::Video).then(|| taps.video_origin.clone());
-    let mut sent_any = false;
+    // (sent any chunk yet, folded a straddler into the previous segment)
+    let mut state = (false, false);
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .eos(move |_| eos.sink_done())
@@ -86,7 +87,7 @@ pub(crate) fn appsink(
                     &sample,
                     &tx,
                     offset.load(Ordering::SeqCst),
-                    &mut sent_any,
+                    &mut state,
                     origin.as_deref(),
                 );
                 if let (Some(lag), Some(end)) = (&lag, end) {
@@ -108,7 +109,7 @@ fn handle_sample(
     sample: &gst::Sample,
     tx: &EventSender,
     pdt_offset_ms: i64,
-    sent_any: &mut bool,
+    state: &mut (bool, bool),
     origin: Option<&AtomicU64>,
 ) -> Option<i64> {
     let mut buffers: Vec<gst::Buffer> = Vec::new();
@@ -166,8 +167,15 @@ fn handle_sample(
     // starts the next at the first frame after the boundary. Every AAC
     // frame is a sync sample, so the straddler joins the segment before
     // it and the next segment starts on the grid.
+    let (sent_any, straddled) = state;
     if kind == MediaKind::Audio && boundary && *sent_any && duration < STRADDLER_SECONDS {
         boundary = false;
+        *straddled = true;
+    } else if kind == MediaKind::Audio && *straddled {
+        // The muxer may carry on the straddler's fragment instead of
+        // starting a new one: either way the segment starts here.
+        boundary = true;
+        *straddled = false;
     }
     *sent_any = true;
     tx.send(MediaEvent::Chunk {
