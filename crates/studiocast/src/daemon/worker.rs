@@ -266,6 +266,7 @@ pub fn run(
         pending_disc: HashMap::new(),
         skipping: HashSet::new(),
         open_secs: HashMap::new(),
+        video_boundary_ms: i64::MIN,
         segment_secs: spec.segment_seconds as f64,
         program: ProgramRecorder::new(recording),
         inits: HashSet::new(),
@@ -350,9 +351,11 @@ struct Worker {
     /// Renditions that lost chunks mid-segment: their chunks are dropped
     /// until their next segment boundary.
     skipping: HashSet<String>,
-    /// Seconds in each rendition's open segment so far, and how many
-    /// segments it has started.
-    open_secs: HashMap<String, (f64, u64)>,
+    /// Per audio rendition: its open segment's start (capture ms) and
+    /// seconds so far, and how many segments it has started.
+    open_secs: HashMap<String, (i64, f64, u64)>,
+    /// Capture time (ms) of the newest video segment start.
+    video_boundary_ms: i64,
     segment_secs: f64,
     program: ProgramRecorder,
     inits: HashSet<String>,
@@ -361,29 +364,47 @@ struct Worker {
 }
 
 impl Worker {
-    /// An audio muxer that missed a split request (seen rarely, under
-    /// heavy load) runs a segment on past its length, and the packager
-    /// would refuse it at the target duration, leaving that rendition
-    /// silent until the next boundary. Cut it at the chunk that goes past
-    /// its length instead (every AAC frame is a sync sample): the segment
-    /// starts up to a part late, the next split puts it back on the grid,
-    /// and the sequence numbers stay aligned.
-    fn boundary_for(&mut self, id: &str, duration: f64, boundary: bool, independent: bool) -> bool {
-        let audio = !self.video.iter().any(|v| v == id);
-        let (open, started) = self.open_secs.entry(id.to_string()).or_insert((0.0, 0));
-        // Not the first segment: it runs from wherever the audio began to
-        // the video's first boundary, and may be longer.
-        let cut = audio
-            && *started > 1
-            && !boundary
-            && independent
-            && *open + duration > self.segment_secs + 0.1;
+    /// An audio muxer that misses a split runs its segment on past the
+    /// video's boundary, and the packager would refuse it at the target
+    /// duration, leaving that rendition silent until the next boundary.
+    /// Cut it at the first chunk that starts at or after the video's newest
+    /// segment start (so the audio comes back to the video's grid rather
+    /// than drifting), or, with no video, at the chunk that goes past the
+    /// segment length. A rendition's first segment is spared: it runs from
+    /// wherever the audio began.
+    fn boundary_for(
+        &mut self,
+        id: &str,
+        pdt_ms: i64,
+        duration: f64,
+        boundary: bool,
+        independent: bool,
+    ) -> bool {
+        if self.video.iter().any(|v| v == id) {
+            if boundary {
+                self.video_boundary_ms = self.video_boundary_ms.max(pdt_ms);
+            }
+            return boundary;
+        }
+        let (half, length) = (self.half_segment_ms, self.segment_secs);
+        let video_ms = self.video_boundary_ms;
+        let has_video = !self.video.is_empty();
+        let (start, open, started) = self
+            .open_secs
+            .entry(id.to_string())
+            .or_insert((pdt_ms, 0.0, 0));
+        let past = if has_video {
+            video_ms > *start + half && pdt_ms + 10 >= video_ms
+        } else {
+            *open + duration > length + 0.1
+        };
+        let cut = *started > 1 && !boundary && independent && past;
         if cut {
-            tracing::warn!(rendition = %id, open = *open, "audio segment past its length: cut here");
+            tracing::warn!(rendition = %id, open = *open, "audio segment past the video's boundary: cut here");
         }
         let boundary = boundary || cut;
         if boundary {
-            *open = duration;
+            (*start, *open) = (pdt_ms, duration);
             *started += 1;
         } else {
             *open += duration;
@@ -470,7 +491,8 @@ impl Worker {
                     }
                     self.skipping.remove(&rendition);
                 }
-                let boundary = self.boundary_for(&rendition, duration, boundary, independent);
+                let boundary =
+                    self.boundary_for(&rendition, pdt_ms, duration, boundary, independent);
                 // A discontinuity sits between segments: mark it when the
                 // first segment after the return starts (audio boundaries
                 // sit up to a frame before the video's: a little slack).
