@@ -319,10 +319,12 @@ fn audio_segments_stay_on_the_grid() {
 /// video's key frame (within one frame, 21.3 ms, and the ms rounding of
 /// the capture stamps), in both audio renditions, with no drift. The old
 /// cutter (93 AAC frames per 2 s segment) drifted 16 ms a segment: 1.6 s
-/// over this run. 1 s segments keep it under two minutes; a small rung
-/// keeps it cheap enough to run beside the other tests.
+/// over this run. 1 s segments keep it under two minutes.
 #[test]
 fn renditions_stay_aligned_over_a_hundred_segments() {
+    // Alone: beside the 720p tests on two cores, an audio muxer was seen
+    // to ignore its split requests (open, see the README's Status).
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let text = "name = \"align\"\nsegment_seconds = 1\nlatency = \"low\"\n\
         [video]\nsource = { kind = \"test-pattern\", pattern = \"smpte\" }\nframerate = 30\n\
         [[video.rendition]]\nid = \"180p\"\nwidth = 320\nheight = 180\nbitrate_kbps = 300\n\
