@@ -238,10 +238,23 @@ impl ShConvolver {
         self.run(input, left, right)
     }
 
+    /// One block: history, spectra of the new inputs, the partitioned
+    /// multiply-accumulate, and the inverse transform to the two ears.
     #[inline(always)]
     fn run(&mut self, input: &[&[f32]], left: &mut [f32], right: &mut [f32]) -> Result<()> {
-        let b = self.block;
         self.slot = (self.slot + 1) % self.partitions;
+        self.load_history(input);
+        self.input_spectra();
+        self.accumulate()?;
+        self.write_ears(left, right);
+        Ok(())
+    }
+
+    /// Slide each channel pair's 2-block history and pack the new block of
+    /// two real channels into one complex signal.
+    #[inline(always)]
+    fn load_history(&mut self, input: &[&[f32]]) {
+        let b = self.block;
         let n = 2 * b;
         // Branch-free so it vectorises: NaN/Inf become silence.
         let clean = |s: f32| {
@@ -265,6 +278,13 @@ impl ShConvolver {
                 }
             }
         }
+    }
+
+    /// One FFT per channel pair, split into the two channels' spectra in
+    /// this slot of the frequency-domain delay line.
+    #[inline(always)]
+    fn input_spectra(&mut self) {
+        let n = 2 * self.block;
         let mut c = 0;
         while c < self.channels {
             let pair = c + 1 < self.channels;
@@ -321,6 +341,11 @@ impl ShConvolver {
             }
             c += 2;
         }
+    }
+
+    /// Both ears' spectra: every term of the filters against the delay line.
+    #[inline(always)]
+    fn accumulate(&mut self) -> Result<()> {
         for g in 0..2 {
             let job = MacJob {
                 x_re: &self.x_re,
@@ -335,6 +360,13 @@ impl ShConvolver {
             self.kernel
                 .mac(&job, &mut self.acc_re[g], &mut self.acc_im[g])?;
         }
+        Ok(())
+    }
+
+    /// One inverse FFT of both ears at once, then the block's output.
+    #[inline(always)]
+    fn write_ears(&mut self, left: &mut [f32], right: &mut [f32]) {
+        let b = self.block;
         // Z = A + iB over the full circle, so one inverse FFT yields a + i·b.
         let [ar, br] = &self.acc_re;
         let [ai, bi] = &self.acc_im;
@@ -371,7 +403,6 @@ impl ShConvolver {
                 right[i] = out[i].im;
             }
         }
-        Ok(())
     }
 }
 

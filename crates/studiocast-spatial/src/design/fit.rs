@@ -406,32 +406,63 @@ pub(super) fn perceptual_magls(
         fp,
         itd: (fp.ipd_saturation > 0.0).then(|| reference_itd(spec, fp.sample_rate)),
     };
+    let z = Complex64::new(0.0, 0.0);
+    let mut w = Work {
+        target: [vec![z; q], vec![z; q]],
+        rend: [vec![z; q], vec![z; q]],
+        cur: [vec![z; k], vec![z; k]],
+    };
+    let mut out = forward_pass(&mut ft, &mut w);
+    refine(&mut ft, &mut w, &mut out)?;
+    Some(out)
+}
+
+/// Scratch the passes share: per ear, the target and the rendering over
+/// the directions, and the bin's current coefficients (each pass starts
+/// from where the previous one left them).
+struct Work {
+    target: [Vec<Complex64>; 2],
+    rend: [Vec<Complex64>; 2],
+    cur: [Vec<Complex64>; 2],
+}
+
+/// Bins fitted by plain least squares (below the cutoff, and DC).
+fn is_ls(fp: &FitParams, b: usize) -> bool {
+    b <= fp.cutoff_bin || b == 0
+}
+
+fn forward_pass(ft: &mut Fitter, w: &mut Work) -> [Vec<Complex64>; 2] {
+    let (y, k, fp, bins) = (ft.y, ft.k, ft.fp, ft.spec.bins);
+    let Work { target, rend, cur } = w;
     let step = Complex64::from_polar(
         1.0,
         -2.0 * std::f64::consts::PI * fp.bulk_delay / (2 * (bins - 1)) as f64,
     );
     let z = Complex64::new(0.0, 0.0);
     let mut out = [vec![z; bins * k], vec![z; bins * k]];
-    let mut target = [vec![z; q], vec![z; q]];
-    let mut rend = [vec![z; q], vec![z; q]];
-    let mut cur = [vec![z; k], vec![z; k]];
-    let is_ls = |b: usize| b <= fp.cutoff_bin || b == 0;
     // Forward pass: MagLS with phase continued from the previous bin's
     // rendering, advanced by the bulk delay.
     for b in 0..bins {
-        if is_ls(b) {
-            ft.ls_bin(b, &mut target, &mut cur);
+        if is_ls(fp, b) {
+            ft.ls_bin(b, target, cur);
         } else {
             for ear in 0..2 {
                 render_all(y, &out[ear][(b - 1) * k..b * k], k, &mut rend[ear]);
                 rend[ear].iter_mut().for_each(|v| *v *= step);
             }
-            ft.magnitude_bin(b, fp.iterations, &mut rend, &mut target, &mut cur);
+            ft.magnitude_bin(b, fp.iterations, rend, target, cur);
         }
         for ear in 0..2 {
             out[ear][b * k..(b + 1) * k].copy_from_slice(&cur[ear]);
         }
     }
+    out
+}
+
+/// Alternate between FIRs of the final length and the magnitude fits.
+fn refine(ft: &mut Fitter, w: &mut Work, out: &mut [Vec<Complex64>; 2]) -> Option<()> {
+    let (y, k, q, fp, bins) = (ft.y, ft.k, ft.q, ft.fp, ft.spec.bins);
+    let Work { target, rend, cur } = w;
     // Refinement (Griffin–Lim style): the forward pass leaves the phase free
     // above the cutoff, and a linear-phase continuation of sharp magnitude
     // features rings symmetrically around the bulk delay. The pre-ringing
@@ -475,7 +506,7 @@ pub(super) fn perceptual_magls(
             }
         }
         for b in 0..bins {
-            if is_ls(b) {
+            if is_ls(fp, b) {
                 for ear in 0..2 {
                     out[ear][b * k..(b + 1) * k].copy_from_slice(&ls_keep[b][ear]);
                 }
@@ -494,7 +525,7 @@ pub(super) fn perceptual_magls(
                     }
                 }
             }
-            ft.magnitude_bin(b, 1, &mut rend, &mut target, &mut cur);
+            ft.magnitude_bin(b, 1, rend, target, cur);
             for ear in 0..2 {
                 out[ear][b * k..(b + 1) * k].copy_from_slice(&cur[ear]);
             }
@@ -503,7 +534,7 @@ pub(super) fn perceptual_magls(
             ft.reweight(&have, &want)?;
         }
     }
-    Some(out)
+    Some(())
 }
 
 /// Project every channel onto FIRs of `taps` samples with the same fade-out

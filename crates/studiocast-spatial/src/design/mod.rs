@@ -288,114 +288,24 @@ pub(crate) fn sh_matrix(dirs: &[[f64; 3]], order: usize) -> Vec<f64> {
     y
 }
 
-/// Design SH-domain binaural filters.
+/// Design SH-domain binaural filters: the filter length, the HRTF
+/// spectra, the decoder's SH coefficients per bin (one of the methods, then
+/// the optional covariance and diffuse-field steps), and back to taps.
 pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
     let k = check_order(opts.order)?;
-    let rate_scale = hrtf.sample_rate as f64 / 48_000.0;
-    let default_len = ((512.0 * rate_scale).round() as usize).max(64);
-    let taps = opts
-        .filter_len
-        .unwrap_or_else(|| hrtf.taps().div_ceil(64).saturating_mul(64).min(default_len));
-    if taps == 0 || taps > MAX_FILTER_LEN {
-        return Err(SpatialError::Limit {
-            what: "SH filter length",
-            value: taps,
-            limit: MAX_FILTER_LEN,
-        });
-    }
+    let taps = filter_len(hrtf, opts)?;
     let nfft = (2 * hrtf.taps().max(taps)).next_power_of_two().max(1024);
     let spec = spectra(hrtf, nfft);
     let y = sh_matrix(&hrtf.dirs, opts.order);
-    let q = hrtf.len();
-
     // coeffs[ear][bin * k + c], N3D.
-    let coeffs = match opts.method {
+    let mut coeffs = match opts.method {
         DecoderMethod::Vls => vls_coeffs(hrtf, &spec, opts.order)?,
         DecoderMethod::Ls | DecoderMethod::MagLs => {
-            let p = weighted_pinv(&y, q, k, &hrtf.weights, opts.regularisation)
-                .ok_or_else(|| SpatialError::Design("SH matrix is singular on this grid".into()))?;
-            let cutoff_bin =
-                (opts.cutoff() * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
-            let ipd_bin =
-                (opts.ipd_limit_hz * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
-            let mut out = if opts.method == DecoderMethod::Ls {
-                [
-                    magls::ls_fit(&p, &spec, 0, q, k),
-                    magls::ls_fit(&p, &spec, 1, q, k),
-                ]
-            } else if opts.perceptual {
-                let hz = |f: f64| (f * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
-                let signs: Vec<f64> = (0..k).map(|c| ShFilters::mirror_sign(c) as f64).collect();
-                let fc = opts.cutoff();
-                let tr = opts.transition.max(1.0).sqrt();
-                let fp = fit::FitParams {
-                    cutoff_bin: hz(fc / tr),
-                    transition_bin: hz(fc * tr),
-                    ipd_full_bin: hz(opts.ipd_full_hz.min(opts.ipd_limit_hz)),
-                    ipd_zero_bin: hz(opts.ipd_limit_hz),
-                    bulk_delay: bulk_delay(hrtf) + opts.hf_extra_delay * rate_scale,
-                    iterations: opts.iterations,
-                    smoothing_erb: opts.smoothing_erb,
-                    weight_exponent: opts.weight_exponent,
-                    weight_floor: 10f64.powf(opts.weight_floor_db / 10.0),
-                    regularisation: opts.regularisation,
-                    refinements: opts.refinements,
-                    momentum: opts.momentum,
-                    taps,
-                    sample_rate: hrtf.sample_rate as f64,
-                    symmetric: hrtf.symmetric,
-                    irls_exponent: opts.irls_exponent,
-                    irls_eps_db: opts.irls_eps_db,
-                    log_fit: opts.log_fit,
-                    reweights: opts.reweights,
-                    ipd_saturation: opts.ipd_saturation,
-                    ipd_gain: opts.ipd_gain,
-                };
-                fit::perceptual_magls(&y, &hrtf.weights, &spec, k, &signs, &fp).ok_or_else(
-                    || SpatialError::Design("weighted SH matrix is singular on this grid".into()),
-                )?
-            } else {
-                magls::magls_fit(&p, &y, &spec, q, k, cutoff_bin, ipd_bin, bulk_delay(hrtf))
-            };
-            if hrtf.symmetric {
-                symmetrise(&mut out, k);
-            }
-            if opts.max_re {
-                let cutoff_bin =
-                    (opts.cutoff() * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
-                let a = max_re_weights(opts.order);
-                for ear in &mut out {
-                    for (i, c) in ear.iter_mut().enumerate() {
-                        if i / k > cutoff_bin {
-                            *c *= a[degree_order(i % k).0];
-                        }
-                    }
-                }
-            }
-            let [l, r] = out;
-            [l, r]
+            fitted_coeffs(hrtf, opts, &spec, &y, nfft, taps)?
         }
     };
-    let mut coeffs = coeffs;
-    let bin_hz = hrtf.sample_rate as f64 / nfft as f64;
-    let (cov_blend, cov_max_hz) = (opts.covariance_blend, opts.covariance_max_hz);
-    if opts.covariance_constraint && cov_blend > 0.0 {
-        // Full blend up to cov_max_hz, then a raised-cosine fade over one octave.
-        let blend = |b: usize| {
-            let f = b as f64 * bin_hz;
-            if cov_max_hz <= 0.0 || f <= cov_max_hz {
-                cov_blend
-            } else if f >= 2.0 * cov_max_hz {
-                0.0
-            } else {
-                let x = (f / cov_max_hz).log2();
-                cov_blend * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
-            }
-        };
-        magls::covariance_constraint(&y, &hrtf.weights, &spec, &mut coeffs, k, blend);
-        if hrtf.symmetric {
-            symmetrise(&mut coeffs, k);
-        }
+    if opts.covariance_constraint && opts.covariance_blend > 0.0 {
+        covariance_step(hrtf, opts, &spec, &y, &mut coeffs, nfft);
     }
     if opts.diffuse_level_eq {
         fit::diffuse_level_eq(
@@ -417,6 +327,132 @@ pub fn design(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<ShFilters> {
         right,
         method: opts.method,
     })
+}
+
+/// The filter length: asked for, or the HRIRs' rounded up to 64 taps and
+/// capped at 512 at 48 kHz (scaled with the rate).
+fn filter_len(hrtf: &HrtfSet, opts: &DesignOptions) -> Result<usize> {
+    let rate_scale = hrtf.sample_rate as f64 / 48_000.0;
+    let default_len = ((512.0 * rate_scale).round() as usize).max(64);
+    let taps = opts
+        .filter_len
+        .unwrap_or_else(|| hrtf.taps().div_ceil(64).saturating_mul(64).min(default_len));
+    if taps == 0 || taps > MAX_FILTER_LEN {
+        return Err(SpatialError::Limit {
+            what: "SH filter length",
+            value: taps,
+            limit: MAX_FILTER_LEN,
+        });
+    }
+    Ok(taps)
+}
+
+/// LS, MagLS or perceptual MagLS coefficients, symmetrised and max-rE
+/// weighted above the cutoff when asked.
+fn fitted_coeffs(
+    hrtf: &HrtfSet,
+    opts: &DesignOptions,
+    spec: &Spectra,
+    y: &[f64],
+    nfft: usize,
+    taps: usize,
+) -> Result<[Vec<Complex64>; 2]> {
+    let k = (opts.order + 1) * (opts.order + 1);
+    let q = hrtf.len();
+    let p = weighted_pinv(y, q, k, &hrtf.weights, opts.regularisation)
+        .ok_or_else(|| SpatialError::Design("SH matrix is singular on this grid".into()))?;
+    let hz = |f: f64| (f * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
+    let cutoff_bin = hz(opts.cutoff());
+    let mut out = if opts.method == DecoderMethod::Ls {
+        [
+            magls::ls_fit(&p, spec, 0, q, k),
+            magls::ls_fit(&p, spec, 1, q, k),
+        ]
+    } else if opts.perceptual {
+        let signs: Vec<f64> = (0..k).map(|c| ShFilters::mirror_sign(c) as f64).collect();
+        let fp = fit_params(hrtf, opts, nfft, taps);
+        fit::perceptual_magls(y, &hrtf.weights, spec, k, &signs, &fp).ok_or_else(|| {
+            SpatialError::Design("weighted SH matrix is singular on this grid".into())
+        })?
+    } else {
+        let ipd_bin = hz(opts.ipd_limit_hz);
+        magls::magls_fit(&p, y, spec, q, k, cutoff_bin, ipd_bin, bulk_delay(hrtf))
+    };
+    if hrtf.symmetric {
+        symmetrise(&mut out, k);
+    }
+    if opts.max_re {
+        let a = max_re_weights(opts.order);
+        for ear in &mut out {
+            for (i, c) in ear.iter_mut().enumerate() {
+                if i / k > cutoff_bin {
+                    *c *= a[degree_order(i % k).0];
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The perceptual MagLS fit's settings, in bins and samples.
+fn fit_params(hrtf: &HrtfSet, opts: &DesignOptions, nfft: usize, taps: usize) -> fit::FitParams {
+    let rate_scale = hrtf.sample_rate as f64 / 48_000.0;
+    let hz = |f: f64| (f * nfft as f64 / hrtf.sample_rate as f64).round() as usize;
+    let fc = opts.cutoff();
+    let tr = opts.transition.max(1.0).sqrt();
+    fit::FitParams {
+        cutoff_bin: hz(fc / tr),
+        transition_bin: hz(fc * tr),
+        ipd_full_bin: hz(opts.ipd_full_hz.min(opts.ipd_limit_hz)),
+        ipd_zero_bin: hz(opts.ipd_limit_hz),
+        bulk_delay: bulk_delay(hrtf) + opts.hf_extra_delay * rate_scale,
+        iterations: opts.iterations,
+        smoothing_erb: opts.smoothing_erb,
+        weight_exponent: opts.weight_exponent,
+        weight_floor: 10f64.powf(opts.weight_floor_db / 10.0),
+        regularisation: opts.regularisation,
+        refinements: opts.refinements,
+        momentum: opts.momentum,
+        taps,
+        sample_rate: hrtf.sample_rate as f64,
+        symmetric: hrtf.symmetric,
+        irls_exponent: opts.irls_exponent,
+        irls_eps_db: opts.irls_eps_db,
+        log_fit: opts.log_fit,
+        reweights: opts.reweights,
+        ipd_saturation: opts.ipd_saturation,
+        ipd_gain: opts.ipd_gain,
+    }
+}
+
+/// Blend towards the HRTF set's covariance: fully up to
+/// `covariance_max_hz`, then a raised-cosine fade over one octave.
+fn covariance_step(
+    hrtf: &HrtfSet,
+    opts: &DesignOptions,
+    spec: &Spectra,
+    y: &[f64],
+    coeffs: &mut [Vec<Complex64>; 2],
+    nfft: usize,
+) {
+    let k = (opts.order + 1) * (opts.order + 1);
+    let bin_hz = hrtf.sample_rate as f64 / nfft as f64;
+    let (cov_blend, cov_max_hz) = (opts.covariance_blend, opts.covariance_max_hz);
+    let blend = |b: usize| {
+        let f = b as f64 * bin_hz;
+        if cov_max_hz <= 0.0 || f <= cov_max_hz {
+            cov_blend
+        } else if f >= 2.0 * cov_max_hz {
+            0.0
+        } else {
+            let x = (f / cov_max_hz).log2();
+            cov_blend * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
+        }
+    };
+    magls::covariance_constraint(y, &hrtf.weights, spec, coeffs, k, blend);
+    if hrtf.symmetric {
+        symmetrise(coeffs, k);
+    }
 }
 
 /// Arrival time at the centre of the head, in samples: the median over
