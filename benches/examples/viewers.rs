@@ -78,6 +78,24 @@ struct Stats {
     failed_viewers: u64,
 }
 
+impl Stats {
+    /// Count a media fetch started at `t`; true if it succeeded.
+    fn media(&mut self, r: Result<(u16, u64), String>, t: Instant) -> bool {
+        self.requests += 1;
+        match r {
+            Ok((200, len)) => {
+                self.bytes += len;
+                self.fetch_us.push(t.elapsed().as_micros() as u64);
+                true
+            }
+            _ => {
+                self.errors += 1;
+                false
+            }
+        }
+    }
+}
+
 type Shared = Arc<Mutex<Stats>>;
 
 /// One keep-alive HTTP/1.1 connection that reconnects after an error.
@@ -237,17 +255,11 @@ async fn follow(mut conn: Conn, playlist: String, ll: bool, end: Instant, stats:
             let key = join(&playlist, &uri);
             let r = conn.fetch(&key).await;
             let mut s = stats.lock().unwrap();
-            s.requests += 1;
-            match r {
-                Ok((200, len)) => {
-                    s.bytes += len;
-                    s.fetch_us.push(t.elapsed().as_micros() as u64);
-                    if let Some(seen) = s.first_seen.get(&key).copied() {
-                        s.delivery_us.push(seen.elapsed().as_micros() as u64);
-                    }
-                    s.behind_ms.push(now_ms() - end_ms);
+            if s.media(r, t) {
+                if let Some(seen) = s.first_seen.get(&key).copied() {
+                    s.delivery_us.push(seen.elapsed().as_micros() as u64);
                 }
-                _ => s.errors += 1,
+                s.behind_ms.push(now_ms() - end_ms);
             }
             fetched.insert(uri);
         }
@@ -277,15 +289,7 @@ async fn flood(mut conn: Conn, playlist: String, end: Instant, stats: Shared) {
         i += 1;
         let t = Instant::now();
         let r = conn.fetch(url).await;
-        let mut s = stats.lock().unwrap();
-        s.requests += 1;
-        match r {
-            Ok((200, len)) => {
-                s.bytes += len;
-                s.fetch_us.push(t.elapsed().as_micros() as u64);
-            }
-            _ => s.errors += 1,
-        }
+        stats.lock().unwrap().media(r, t);
     }
 }
 
