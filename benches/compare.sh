@@ -146,15 +146,7 @@ g++ -O2 -std=c++14 -o "$LSA_BIN" "$REPO_ROOT/benches/compare/lsa_render.cpp" "${
 # by channel *name* under the channel's id but reads them back by channel
 # index, and in hexadecagonal the two differ (TFL is id 12 but index 8).
 # Azimuth is counter-clockwise from the front, elevation up, in degrees.
-SPEAKERS=$(awk -v n="$CHANNELS" 'BEGIN {
-    pi = atan2(0, -1); golden = pi * (3 - sqrt(5))
-    for (i = 0; i < n; i++) {
-        z = 1 - (2 * i + 1) / n
-        el = atan2(z, sqrt(1 - z * z)) * 180 / pi
-        az = i * golden * 180 / pi; az -= 360 * int(az / 360)
-        printf "%s%d %.2f %.2f", (i ? "|" : ""), i, az, el
-    }
-}')
+SPEAKERS=$(awk -v n="$CHANNELS" -f "$REPO_ROOT/benches/compare/speakers.awk")
 # channelmap relabels the 16 channels by index as "hexadecagonal" (the only
 # 16-channel layout ffmpeg knows, and one whose channels sofalizer accepts)
 # whatever layout ffmpeg guessed for the WAV. sofalizer then runs at the SOFA

@@ -90,15 +90,40 @@ ID=$(start demo)
 URL="http://$ADDR/live/$ID/master.m3u8"
 
 # 2. Capture to publication of each part.
-r=$("$GEN" --url "$URL" --viewers 1 --ramp 0 --seconds 20 --label lag)
+r=$("$GEN" --url "$URL" --viewers 1 --ramp 0 --seconds 20 --pid "$DAEMON" --label lag)
 echo "## capture to publication of a part (1 LL viewer, ms behind the capture clock at the part's end)"
 echo "p50 $(field "$r" behind_live_ms_p50), p99 $(field "$r" behind_live_ms_p99)"
+# The daemon's CPU with one viewer: the encoders, nearly all of it.
+BASE_CORES=$(field "$r" server_cores)
+echo "daemon CPU with one viewer (the encoders): $BASE_CORES cores"
 echo
 
 # 3. LL viewers.
 echo "## $VIEWERS LL viewers for $MEASURE s (blocking reloads, parts)"
 r=$("$GEN" --url "$URL" --viewers "$VIEWERS" --ramp 10 --seconds "$MEASURE" --pid "$DAEMON" --label studiocast)
 echo "$r"
+# The p99's floor from CPU alone. Every part's publication releases one
+# burst: each viewer's blocking reload and part fetch per rendition. 99 %
+# of the deliveries need at least 99 % of that burst's work done, the
+# daemon's HTTP share and the generator's own: on every core of the
+# machine at once (the encoders idle), that is a hard floor; with the
+# cores the encoders leave, an estimate. A floor above the target means no
+# scheduling can meet it at this CPU cost per request.
+PART=$(curl -s "http://$ADDR/live/$ID/720p/index.m3u8" | sed -n 's/.*PART-TARGET=\([0-9.]*\).*/\1/p')
+python3 - "$r" "$BASE_CORES" "$PART" "$(nproc)" <<'PY'
+import json, sys
+r, base, part, cores = json.loads(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+rps = r["requests_per_s"]
+http = max(r["server_cores"] - base, 0.0) / rps      # daemon CPU s per request, beyond the encoders
+gen = r["client_cores"] / rps                        # generator CPU s per request
+burst = rps * part                                   # requests released by one publication
+free = cores - base
+work = 0.99 * burst * (http + gen)
+print(f"p99 floor from CPU: {work / cores * 1000:.0f} ms on all {cores} cores, "
+      f"{work / free * 1000:.0f} ms on the {free:.2f} the encoders leave "
+      f"(a burst of {burst:.0f} requests every {part} s; {http * 1e6:.1f} us of daemon CPU "
+      f"and {gen * 1e6:.1f} us of generator CPU per request); measured p99 {r['delivery_ms_p99']:.0f} ms")
+PY
 echo
 
 # 4. Capacity against nginx, the same files.

@@ -33,14 +33,18 @@ ID=$(printf '%s' "$SESSION" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 
 cat <<EOT
 
-studiocast is running.
+studiocast is running. Open the player:
+
+  $BASE/embed/$ID
+
   API token:      $STUDIOCAST_API_TOKEN
   demo session:   $ID
   live HLS:       $BASE/live/$ID/master.m3u8   (first segments after ~3 s)
   VOD (on stop):  $BASE/vod/$ID/master.m3u8
   sessions:       curl -H "Authorization: Bearer $STUDIOCAST_API_TOKEN" $BASE/api/v1/sessions
   stop session:   curl -X POST -H "Authorization: Bearer $STUDIOCAST_API_TOKEN" $BASE/api/v1/sessions/$ID/stop
-  play:           ffplay $BASE/live/$ID/master.m3u8   (or Safari, VLC, any hls.js page)
+  other players:  ffplay $BASE/live/$ID/master.m3u8   (or Safari, VLC)
+  embed it:       curl "$BASE/oembed?url=$BASE/embed/$ID"   (oEmbed: the iframe for a site)
   offline render: target/release/studiocast render IN.wav -o OUT.wav --input-format ambix --order 3
 
 Ctrl-C stops the daemon; live sessions are finalised as VOD first.

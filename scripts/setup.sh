@@ -25,6 +25,9 @@ PACKAGES=(
   # HTTPS and HTTP/2 checks (curl --http2), and the origin bench's side-by-side
   # file server (benches/origin.sh starts its own nginx on loopback)
   curl nginx-light
+  # the shared job queue's tests and bench start their own throwaway server
+  # (initdb and pg_ctl in a temporary folder); no system cluster is made
+  postgresql
 )
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 
@@ -37,8 +40,19 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=""
   [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's postgresql makes and starts a "main" cluster on port 5432 at
+  # install; the tests start their own, so none is made (the file is
+  # postgresql-common's own setting, read at install).
+  if [[ " ${missing[*]} " == *" postgresql "* && ! -e /etc/postgresql-common/createcluster.conf ]]; then
+    $SUDO mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # env: sudo's env_reset would drop these; ucf (which installs
+  # createcluster.conf) keeps the file written above with UCF_FORCE_CONFFOLD.
+  $SUDO env DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1 \
+    apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
 else
   echo "setup: system packages already present"
 fi

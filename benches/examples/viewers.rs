@@ -31,11 +31,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use studiocast_bench::hls_client::{parse_master, parse_media, Media};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The generator shares the machine with the server: the leaner it runs,
+/// the less it takes from what is measured.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug, Clone)]
 struct Args {
@@ -65,6 +68,8 @@ struct Args {
 struct Stats {
     requests: u64,
     errors: u64,
+    /// Each kind of error (a status, or what failed) and how often.
+    error_kinds: std::collections::BTreeMap<String, u64>,
     bytes: u64,
     /// Media fetch times, µs.
     fetch_us: Vec<u64>,
@@ -88,83 +93,180 @@ impl Stats {
                 self.fetch_us.push(t.elapsed().as_micros() as u64);
                 true
             }
-            _ => {
-                self.errors += 1;
+            other => {
+                self.error(other.map(|(status, _)| status));
                 false
             }
         }
+    }
+
+    fn error(&mut self, what: Result<u16, String>) {
+        self.errors += 1;
+        let kind = match what {
+            Ok(status) => format!("HTTP {status}"),
+            Err(e) => e,
+        };
+        *self.error_kinds.entry(kind).or_default() += 1;
     }
 }
 
 type Shared = Arc<Mutex<Stats>>;
 
-/// One keep-alive HTTP/1.1 connection that reconnects after an error.
+/// One keep-alive HTTP/1.1 connection that reconnects after an error: the
+/// request written in one piece, the answer read in place by its
+/// `Content-Length` (which every origin measured here sends: studiocast
+/// on every answer, nginx for files). hyper's client runs a connection as
+/// a second task fed through a channel, two task switches a request; on a
+/// machine shared with the server that overhead was measured, not the
+/// server.
 struct Conn {
     authority: String,
-    sender: Option<http1::SendRequest<Empty<Bytes>>>,
+    stream: Option<TcpStream>,
+    /// Bytes read and not yet consumed.
+    buf: Vec<u8>,
+}
+
+/// A whole body, or only its length (media, as a player's buffer takes it).
+enum Body {
+    Keep(Bytes),
+    Counted(u64),
 }
 
 impl Conn {
     fn new(authority: &str) -> Self {
         Conn {
             authority: authority.to_string(),
-            sender: None,
+            stream: None,
+            buf: Vec::with_capacity(16 << 10),
         }
     }
 
-    async fn send(&mut self, path: &str) -> Result<hyper::Response<Incoming>, String> {
-        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let tcp = tokio::net::TcpStream::connect(&self.authority)
+    async fn exchange(&mut self, path: &str, keep: bool) -> Result<(u16, Body), String> {
+        let r = self.try_exchange(path, keep).await;
+        if r.is_err() {
+            self.stream = None;
+        }
+        r
+    }
+
+    async fn try_exchange(&mut self, path: &str, keep: bool) -> Result<(u16, Body), String> {
+        if self.stream.is_none() {
+            let tcp = TcpStream::connect(&self.authority)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             tcp.set_nodelay(true).ok();
-            let (sender, conn) = http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
-            tokio::spawn(conn);
-            self.sender = Some(sender);
+            self.stream = Some(tcp);
+            self.buf.clear();
         }
-        let sender = self.sender.as_mut().ok_or("no connection")?;
-        let req = hyper::Request::get(path)
-            .header("host", &self.authority)
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        match sender.send_request(req).await {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                self.sender = None;
-                Err(format!("request: {e}"))
+        let stream = self.stream.as_mut().ok_or("no connection")?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.authority);
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
             }
+            if self.buf.len() > 64 << 10 {
+                return Err("response head too long".into());
+            }
+            read_more(stream, &mut self.buf).await?;
+        };
+        let head = Head::parse(&self.buf[..head_end])?;
+        self.buf.drain(..head_end);
+        let mut body = Vec::new();
+        let mut left = head.length;
+        loop {
+            let take = (left as usize).min(self.buf.len());
+            if keep {
+                body.extend_from_slice(&self.buf[..take]);
+            }
+            self.buf.drain(..take);
+            left -= take as u64;
+            if left == 0 {
+                break;
+            }
+            read_more(stream, &mut self.buf).await?;
         }
+        if head.close {
+            self.stream = None;
+        }
+        let body = if keep {
+            Body::Keep(Bytes::from(body))
+        } else {
+            Body::Counted(head.length)
+        };
+        Ok((head.status, body))
     }
 
     /// A playlist: the whole body.
     async fn get(&mut self, path: &str) -> Result<(u16, Bytes), String> {
-        let resp = self.send(path).await?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        Ok((status, body))
+        match self.exchange(path, true).await? {
+            (status, Body::Keep(b)) => Ok((status, b)),
+            (status, Body::Counted(_)) => Ok((status, Bytes::new())),
+        }
     }
 
-    /// Media: read to the end and count, as a player's buffer would take
-    /// it, without gathering it into one allocation.
+    /// Media: read to the end and count.
     async fn fetch(&mut self, path: &str) -> Result<(u16, u64), String> {
-        let resp = self.send(path).await?;
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut n = 0u64;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("body: {e}"))?;
-            if let Some(d) = frame.data_ref() {
-                n += d.len() as u64;
+        match self.exchange(path, false).await? {
+            (status, Body::Counted(n)) => Ok((status, n)),
+            (status, Body::Keep(b)) => Ok((status, b.len() as u64)),
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+    buf.reserve(16 << 10);
+    match stream.read_buf(buf).await {
+        Ok(0) => Err("connection closed".into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("read: {e}")),
+    }
+}
+
+/// What the generator needs of a response head.
+struct Head {
+    status: u16,
+    length: u64,
+    close: bool,
+}
+
+impl Head {
+    fn parse(head: &[u8]) -> Result<Head, String> {
+        let text = std::str::from_utf8(head).map_err(|_| "head is not UTF-8")?;
+        let mut lines = text.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .ok_or("bad status line")?;
+        let (mut length, mut close) = (None, false);
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse().ok();
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.eq_ignore_ascii_case("close");
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err("chunked answers are not read here".into());
             }
         }
-        Ok((status, n))
+        // A 304 or 204 has no body; anything else must say its length.
+        let length = match (status, length) {
+            (204 | 304, _) => 0,
+            (_, Some(n)) => n,
+            (_, None) => return Err("no Content-Length".into()),
+        };
+        Ok(Head {
+            status,
+            length,
+            close,
+        })
     }
 }
 
@@ -208,8 +310,8 @@ async fn follow(mut conn: Conn, playlist: String, ll: bool, end: Instant, stats:
                     s.bytes += body.len() as u64;
                     Some(String::from_utf8_lossy(&body).into_owned())
                 }
-                _ => {
-                    s.errors += 1;
+                other => {
+                    s.error(other.map(|(status, _)| status));
                     None
                 }
             }
@@ -412,6 +514,7 @@ async fn main() {
         "seconds": seconds,
         "requests_per_s": s.requests as f64 / seconds,
         "errors": s.errors,
+        "error_kinds": s.error_kinds,
         "mbit_per_s": s.bytes as f64 * 8.0 / seconds / 1e6,
         "fetch_ms_p50": percentile(&mut s.fetch_us, 0.5) as f64 / 1000.0,
         "fetch_ms_p99": percentile(&mut s.fetch_us, 0.99) as f64 / 1000.0,

@@ -33,13 +33,16 @@ pub fn parse_master(text: &str) -> Vec<Variant> {
             let bw = get(&a, "BANDWIDTH")
                 .and_then(|b| b.parse().ok())
                 .unwrap_or(0);
-            let audio = get(&a, "AUDIO").and_then(|g| {
+            let group = get(&a, "AUDIO");
+            let audio = group.and_then(|g| {
                 audio_default
                     .iter()
                     .find(|(group, _)| group == g)
                     .map(|(_, u)| u.clone())
             });
-            pending = Some((bw, audio));
+            // A group with no default rendition (the head-tracked one) is
+            // what only a special player asks for: viewers take the others.
+            pending = (group.is_none() || audio.is_some()).then_some((bw, audio));
         } else if !line.starts_with('#') && !line.trim().is_empty() {
             if let Some((bandwidth, audio)) = pending.take() {
                 out.push(Variant {
@@ -266,5 +269,11 @@ mod tests {
         assert_eq!(v[0].uri, "720p/index.m3u8");
         assert_eq!(v[0].bandwidth, 3_000_000);
         assert_eq!(v[1].audio.as_deref(), Some("binaural/index.m3u8"));
+        // The head-tracked group (no default rendition) is left out.
+        let more = format!(
+            "{text}#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a4\",NAME=\"360\",CHANNELS=\"4\",URI=\"ambisonic/index.m3u8\"\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=3200000,AUDIO=\"a4\"\n720p/index.m3u8\n"
+        );
+        assert_eq!(parse_master(&more).len(), 2);
     }
 }

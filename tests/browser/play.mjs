@@ -9,7 +9,9 @@
 //   PLAY_INSECURE_TLS=1  accept a self-signed certificate (test-only flag);
 //   PLAY_STANDARD=1      hls.js without lowLatencyMode (plain HLS timing);
 //   PLAY_CATCHUP=R       let hls.js play up to R× to reach its latency
-//                        target (maxLiveSyncPlaybackRate; default 1, off).
+//                        target (maxLiveSyncPlaybackRate; default 1, off);
+//   PLAY_GO_LIVE=1       jump to the live sync position once playback
+//                        starts, as studiocast's player does.
 //
 // The page is served from its own origin (another port), so the daemon's
 // CORS headers are exercised as they are for the Campus and the Hub.
@@ -17,7 +19,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const master = process.argv[2];
@@ -60,6 +62,13 @@ hls.attachMedia(v);
 // element feeds silence to the analyser).
 let analyser;
 v.addEventListener('playing', () => {
+  // PLAY_GO_LIVE: once, at the start, jump to hls.js's live sync position,
+  // as studiocast's own player does on first play (hls.js starts from the
+  // key frame before it, up to a segment further back, and without
+  // catch-up stays there).
+  if (${process.env.PLAY_GO_LIVE ? 'true' : 'false'} && !window.report.started && hls.liveSyncPosition) {
+    v.currentTime = hls.liveSyncPosition;
+  }
   window.report.started = true;
   if (analyser) return;
   const ctx = new AudioContext();
@@ -92,16 +101,7 @@ const server = http.createServer((req, res) => {
 await new Promise(r => server.listen(0, '127.0.0.1', r));
 const origin = `http://127.0.0.1:${server.address().port}/`;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-    ...(process.env.PLAY_INSECURE_TLS ? ['--ignore-certificate-errors'] : []),
-  ],
-  // Playwright gives every launch a fresh, temporary profile.
-});
+const browser = await launch(process.env.PLAY_INSECURE_TLS ? ['--ignore-certificate-errors'] : []);
 let result;
 try {
   const ctx = await browser.newContext();
@@ -130,8 +130,12 @@ try {
     await p.waitForTimeout(500);
     if (process.env.PLAY_SWITCH && i === seconds) {
       [switchTo, tSwitch] = await p.evaluate(() => {
-        const n = window.hls.levels.length;
-        const to = (Math.max(window.hls.currentLevel, 0) + 1) % n;
+        // Another size with the same codecs (the head-tracked Opus
+        // variants are for the embedded player's 360° mode only).
+        const ls = window.hls.levels, cur = Math.max(window.hls.currentLevel, 0);
+        const same = ls.map((l, i) => i)
+          .filter(i => ls[i].codecSet === ls[cur].codecSet && ls[i].height !== ls[cur].height);
+        const to = same.length ? same[0] : (cur + 1) % ls.length;
         window.hls.currentLevel = to;
         return [to, document.getElementById('v').currentTime];
       });

@@ -23,10 +23,29 @@ pub struct SymphoniaSource {
     pending: Vec<Vec<f32>>,
     interleaved: Vec<f32>,
     path: std::path::PathBuf,
+    /// A symphonia call panicked: its state is not to be trusted again.
+    poisoned: bool,
+}
+
+/// Runs a symphonia call, turning a panic into a format error. Its
+/// parsers are not all hardened: the fuzzer (benches/fuzz.sh) found an
+/// arithmetic overflow in its WAV `fmt` parsing on a hostile header
+/// (tests/fixtures/crashers/), which must fail the file, not the process.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(AudioFileError::Format {
+            path: path.to_path_buf(),
+            reason: "the decoder failed on this file (a malformed stream)".into(),
+        })
+    })
 }
 
 impl SymphoniaSource {
     pub fn open(path: &Path) -> Result<Self> {
+        guarded(path, || Self::open_unguarded(path))
+    }
+
+    fn open_unguarded(path: &Path) -> Result<Self> {
         let err = |reason: String| AudioFileError::Format {
             path: path.to_path_buf(),
             reason,
@@ -76,6 +95,7 @@ impl SymphoniaSource {
             pending: vec![Vec::new(); channels],
             interleaved: Vec::new(),
             path: path.to_path_buf(),
+            poisoned: false,
         })
     }
 
@@ -147,9 +167,21 @@ impl AudioSource for SymphoniaSource {
                 actual: out.len(),
             });
         }
+        if self.poisoned {
+            return Err(AudioFileError::Format {
+                path: self.path.clone(),
+                reason: "the decoder failed on this file earlier".into(),
+            });
+        }
         while self.pending[0].len() < max {
-            if !self.decode_more()? {
-                break;
+            let path = self.path.clone();
+            match guarded(&path, || self.decode_more()) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    self.poisoned = matches!(e, AudioFileError::Format { .. });
+                    return Err(e);
+                }
             }
         }
         let n = self.pending[0].len().min(max);

@@ -4,6 +4,7 @@
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
 use crate::ring::{ring, RingConsumer, RingStats};
+use crate::xruns::XrunDetector;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -146,10 +147,24 @@ pub fn open(cfg: &CaptureConfig) -> Result<Capture, CaptureError> {
         buffer_size: cpal::BufferSize::Default,
     };
     // The callback only copies into the ring: no allocation, lock or log.
+    // Time the device lost (an xrun) is counted for the technician.
+    let mut xruns = XrunDetector::new(cfg.rate);
+    let channels = usize::from(cfg.channels.max(1));
     let stream = device
         .build_input_stream(
             config,
-            move |data: &[f32], _: &cpal::InputCallbackInfo| producer.push_interleaved(data),
+            move |data: &[f32], info: &cpal::InputCallbackInfo| {
+                let ts = info
+                    .timestamp()
+                    .capture
+                    .duration_since(cpal::StreamInstant::ZERO)
+                    .as_secs_f64();
+                let lost = xruns.observe(ts, data.len() / channels);
+                if lost > 0 {
+                    producer.note_xrun(lost);
+                }
+                producer.push_interleaved(data)
+            },
             |_err| {},
             None,
         )

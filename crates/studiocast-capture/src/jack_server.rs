@@ -52,8 +52,26 @@ impl JackServer {
     /// a client loses a period). Where realtime scheduling is not allowed,
     /// the server runs without it (`-r`).
     pub fn start(name: &str, rate: u32, period: u32, channels: u32) -> Result<Self, String> {
-        Self::start_mode(name, rate, period, channels, "-R")
-            .or_else(|_| Self::start_mode(name, rate, period, channels, "-r"))
+        Self::start_mode(name, rate, period, channels, &["-R"])
+            .or_else(|_| Self::start_mode(name, rate, period, channels, &["-r"]))
+    }
+
+    /// The same in synchronous mode (`-S`): the server waits for every
+    /// client each cycle. In JACK2's default asynchronous mode a feeder
+    /// client that runs late on a loaded machine hands the next client a
+    /// torn cycle (some ports from this period, some from the next), which
+    /// no real interface does; a test that checks samples across clients
+    /// needs this. Only where needed: with 64 ports at 96 kHz, closing a
+    /// client of a synchronous server hung once for good in libjack
+    /// (`jack_client_close` waiting on the server's socket).
+    pub fn start_synchronous(
+        name: &str,
+        rate: u32,
+        period: u32,
+        channels: u32,
+    ) -> Result<Self, String> {
+        Self::start_mode(name, rate, period, channels, &["-R", "-S"])
+            .or_else(|_| Self::start_mode(name, rate, period, channels, &["-r", "-S"]))
     }
 
     fn start_mode(
@@ -61,11 +79,13 @@ impl JackServer {
         rate: u32,
         period: u32,
         channels: u32,
-        mode: &str,
+        mode: &[&str],
     ) -> Result<Self, String> {
         clear_stale_registry();
         let child = Command::new("jackd")
-            .args(["-n", name, mode, "-d", "dummy"])
+            .args(["-n", name])
+            .args(mode)
+            .args(["-d", "dummy"])
             .args(["-r", &rate.to_string(), "-p", &period.to_string()])
             .args(["-C", &channels.to_string(), "-P", &channels.to_string()])
             .env("JACK_NO_AUDIO_RESERVATION", "1")

@@ -19,6 +19,10 @@ pub struct RingStats {
     pub underruns: AtomicU64,
     /// Frames delivered by the device so far.
     pub frames_in: AtomicU64,
+    /// Losses upstream of the ring (an xrun in the device or its server)
+    /// and the frames of silence that took their place.
+    pub xruns: AtomicU64,
+    pub xrun_frames: AtomicU64,
 }
 
 pub struct RingProducer {
@@ -57,6 +61,15 @@ pub fn ring(
 }
 
 impl RingProducer {
+    /// Count time the device lost before the ring (an xrun), found from
+    /// the capture timestamps. Real-time safe.
+    pub fn note_xrun(&self, frames: usize) {
+        self.stats.xruns.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .xrun_frames
+            .fetch_add(frames as u64, Ordering::Relaxed);
+    }
+
     /// Push interleaved frames; whole frames that do not fit are dropped and
     /// counted. Real-time safe.
     pub fn push_interleaved(&mut self, data: &[f32]) {

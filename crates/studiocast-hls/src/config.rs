@@ -16,6 +16,10 @@ pub enum RenditionKind {
         name: String,
         channels: u32,
         default: bool,
+        /// A client may pick it without the viewer asking. `false` for a
+        /// rendition only a special renderer can play (an ambisonic one
+        /// heard as four loudspeaker feeds is wrong).
+        autoselect: bool,
         language: Option<String>,
     },
 }

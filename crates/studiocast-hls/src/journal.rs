@@ -107,6 +107,7 @@ mod tests {
                 name: "A".into(),
                 channels: 2,
                 default: true,
+                autoselect: true,
                 language: None,
             },
             codecs: "mp4a.40.2".into(),

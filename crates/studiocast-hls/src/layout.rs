@@ -1,12 +1,15 @@
 //! File layout of one session and the mapping from playback URLs to files.
 //!
 //! ```text
-//! master.m3u8           live multivariant playlist
-//! master-vod.m3u8       VOD multivariant playlist (after the end)
+//! master.m3u8           live multivariant playlist (any player's)
+//! master-player.m3u8    the same with every rendition (the embedded player's)
+//! master-vod.m3u8, master-player-vod.m3u8   the VOD ones (after the end)
 //! <rendition>/init.mp4, <rendition>/init-1.mp4 … (after a change of init)
 //! <rendition>/seg000001.m4s …
 //! <rendition>/live.m3u8, <rendition>/vod.m3u8
 //! <rendition>/iframes.m3u8   I-frame playlist of a video rendition (VOD)
+//! poster.jpg            a transcoded lesson's poster frame
+//! downloads/<rendition>.m4a  a transcoded lesson's audio as one file
 //! ```
 //! Playlists refer to `<rendition>/index.m3u8`, which resolves to
 //! `live.m3u8` under `/live/…` and `vod.m3u8` under `/vod/…`. Parts
@@ -46,6 +49,10 @@ pub fn resolve(listing: Listing, rel: &str) -> Option<String> {
             Listing::Live => "master.m3u8".into(),
             Listing::Vod => "master-vod.m3u8".into(),
         }),
+        ["master-player.m3u8"] => Some(match listing {
+            Listing::Live => "master-player.m3u8".into(),
+            Listing::Vod => "master-player-vod.m3u8".into(),
+        }),
         [r, "index.m3u8"] if safe(r) => Some(format!(
             "{r}/{}",
             match listing {
@@ -55,6 +62,12 @@ pub fn resolve(listing: Listing, rel: &str) -> Option<String> {
         )),
         [r, "iframes.m3u8"] if safe(r) && listing == Listing::Vod => {
             Some(format!("{r}/iframes.m3u8"))
+        }
+        // A lesson's poster frame (a transcoded file with a picture).
+        ["poster.jpg"] if listing == Listing::Vod => Some("poster.jpg".into()),
+        // A finished lesson's renditions as single files.
+        ["download", f] if safe(f) && f.ends_with(".m4a") && listing == Listing::Vod => {
+            Some(format!("downloads/{f}"))
         }
         [r, f] if safe(r) && safe(f) && (f.ends_with(".m4s") || is_init(f)) => {
             Some(format!("{r}/{f}"))
@@ -101,6 +114,20 @@ mod tests {
             resolve(Listing::Vod, "master.m3u8").as_deref(),
             Some("master-vod.m3u8")
         );
+        assert_eq!(
+            resolve(Listing::Live, "master-player.m3u8").as_deref(),
+            Some("master-player.m3u8")
+        );
+        assert_eq!(
+            resolve(Listing::Vod, "master-player.m3u8").as_deref(),
+            Some("master-player-vod.m3u8")
+        );
+        assert_eq!(
+            resolve(Listing::Vod, "poster.jpg").as_deref(),
+            Some("poster.jpg")
+        );
+        assert_eq!(resolve(Listing::Live, "poster.jpg"), None);
+        assert_eq!(resolve(Listing::Vod, "x/poster.jpg"), None);
         // Parts resolve like any segment (the origin serves them from
         // memory; a name it does not hold is a 404).
         assert_eq!(
@@ -117,6 +144,17 @@ mod tests {
             "video/init-x.mp4",
             "video/init-1.mp4.tmp",
         ] {
+            assert_eq!(resolve(Listing::Vod, bad), None, "{bad}");
+        }
+        // A lesson's downloads: VOD only, .m4a only, no hidden names.
+        assert_eq!(
+            resolve(Listing::Vod, "download/binaural.m4a").as_deref(),
+            Some("downloads/binaural.m4a")
+        );
+        for bad in ["download/binaural.m4a", "download/../x.m4a"] {
+            assert_eq!(resolve(Listing::Live, bad), None, "{bad}");
+        }
+        for bad in ["download/.x.m4a", "download/x.mp3", "download/a/b.m4a"] {
             assert_eq!(resolve(Listing::Vod, bad), None, "{bad}");
         }
         // I-frame playlists exist for the VOD only.

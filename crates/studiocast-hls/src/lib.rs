@@ -45,7 +45,7 @@ pub use config::{
 };
 pub use layout::{resolve, Listing};
 pub use live::{LiveView, PartRef};
-pub use playlist::{Bitrate, Packager};
+pub use playlist::{Bitrate, Packager, MASTER, PLAYER_MASTER};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[non_exhaustive]

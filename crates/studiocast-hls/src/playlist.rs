@@ -14,6 +14,11 @@ use crate::config::{Chunk, Limits, PackagerConfig, Rendition};
 use crate::live::{LiveView, PartRef};
 use crate::media;
 use crate::render::{master_playlist, Rated};
+
+/// Any player's live multivariant playlist.
+pub const MASTER: &str = "master.m3u8";
+/// The embedded player's, with every rendition (the ambisonic one too).
+pub const PLAYER_MASTER: &str = "master-player.m3u8";
 use crate::segment::{Disk, Segment};
 use crate::time::{Ticks, PER_SEC};
 use crate::track::Track;
@@ -226,13 +231,20 @@ impl Packager {
         Ok(self.out(a))
     }
 
-    /// The live multivariant playlist (configured bandwidths), to write
-    /// once all inits are known.
-    pub fn master_action(&self) -> Action {
-        Action::Write {
-            path: "master.m3u8".into(),
-            data: Bytes::from(self.master_playlist()),
-        }
+    /// The live multivariant playlists (configured bandwidths), to write
+    /// once all inits are known: any player's, and the embedded player's
+    /// with every rendition ([`MASTER`], [`PLAYER_MASTER`]).
+    pub fn master_actions(&self) -> Vec<Action> {
+        vec![
+            Action::Write {
+                path: MASTER.into(),
+                data: Bytes::from(self.master_playlist()),
+            },
+            Action::Write {
+                path: PLAYER_MASTER.into(),
+                data: Bytes::from(self.player_master_playlist()),
+            },
+        ]
     }
 
     /// Close every open segment (a short last one is normal), to be written
@@ -278,13 +290,27 @@ impl Packager {
         }
         actions.push(Action::Write {
             path: "master-vod.m3u8".into(),
-            data: Bytes::from(self.vod_master_playlist()),
+            data: Bytes::from(self.vod_master_playlist(false)),
+        });
+        actions.push(Action::Write {
+            path: "master-player-vod.m3u8".into(),
+            data: Bytes::from(self.vod_master_playlist(true)),
         });
         actions
     }
 
-    /// The live multivariant playlist: configured bandwidths.
+    /// The live multivariant playlist for any player: configured
+    /// bandwidths, without the renditions only the embedded player offers.
     pub fn master_playlist(&self) -> String {
+        self.live_master(false)
+    }
+
+    /// The embedded player's: every rendition.
+    pub fn player_master_playlist(&self) -> String {
+        self.live_master(true)
+    }
+
+    fn live_master(&self, everything: bool) -> String {
         let rated: Vec<Rated> = self
             .tracks
             .iter()
@@ -295,12 +321,13 @@ impl Packager {
                 iframes: None,
             })
             .collect();
-        master_playlist(&rated)
+        master_playlist(&rated, everything)
     }
 
     /// The VOD multivariant playlist: measured bandwidths (configured ones
-    /// where nothing was measured) and the I-frame streams.
-    pub fn vod_master_playlist(&self) -> String {
+    /// where nothing was measured) and the I-frame streams; `everything`
+    /// as in [`Packager::player_master_playlist`].
+    pub fn vod_master_playlist(&self, everything: bool) -> String {
         let rated: Vec<Rated> = self
             .tracks
             .iter()
@@ -314,7 +341,7 @@ impl Packager {
                 }
             })
             .collect();
-        master_playlist(&rated)
+        master_playlist(&rated, everything)
     }
 
     /// Peak bit rate of a video rendition's I-frame playlist.

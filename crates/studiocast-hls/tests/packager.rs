@@ -21,6 +21,37 @@ fn started() -> Packager {
     p
 }
 
+/// A first-order ambisonic rendition: 4-channel Opus no client picks alone.
+fn ambisonic(name: &str) -> studiocast_hls::Rendition {
+    studiocast_hls::Rendition {
+        id: "ambisonic".into(),
+        kind: studiocast_hls::RenditionKind::Audio {
+            name: name.into(),
+            channels: 4,
+            default: false,
+            autoselect: false,
+            language: None,
+        },
+        codecs: "opus".into(),
+        bandwidth: 300_000,
+    }
+}
+
+/// Each variant's (URI, audio group, codecs, bandwidth).
+fn variants(mp: &m3u8_rs::MasterPlaylist) -> Vec<(&str, &str, &str, u64)> {
+    mp.variants
+        .iter()
+        .map(|v| {
+            (
+                v.uri.as_str(),
+                v.audio.as_deref().unwrap_or(""),
+                v.codecs.as_deref().unwrap_or(""),
+                v.bandwidth,
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn multivariant_playlist_has_audio_group_with_channels_and_exact_attributes() {
     let p = started();
@@ -42,6 +73,102 @@ fn multivariant_playlist_has_audio_group_with_channels_and_exact_attributes() {
     let mp = parse_master(&m);
     assert_eq!(mp.variants.len(), 1);
     assert_eq!(mp.alternatives.len(), 2);
+}
+
+/// A first-order ambisonic rendition (4-channel Opus) gets its own group
+/// and its own variants, after the AAC ones, and no client picks it alone.
+#[test]
+fn an_ambisonic_rendition_has_its_own_group_and_variants() {
+    let mut all = renditions();
+    all.insert(1, video("small", 640, 360, 800_000));
+    all.push(ambisonic("360° head-tracked"));
+    let mut p = Packager::new(config(), all).unwrap();
+    for r in ["video", "small", "binaural", "stereo", "ambisonic"] {
+        p.push_init(r, vec![1, 2, 3]).unwrap();
+    }
+    // Any player's master leaves it out (a player choosing variants by
+    // bandwidth would switch into it); the embedded player's has it.
+    let plain = parse_master(&p.master_playlist());
+    assert_eq!(plain.variants.len(), 2);
+    assert_eq!(plain.alternatives.len(), 2);
+    assert!(plain
+        .variants
+        .iter()
+        .all(|v| v.audio.as_deref() == Some("audio")));
+    let m = p.player_master_playlist();
+    let mp = parse_master(&m);
+    let groups: Vec<(&str, &str)> = mp
+        .alternatives
+        .iter()
+        .map(|a| (a.group_id.as_str(), a.name.as_str()))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("audio", "Binaural (headphones)"),
+            ("audio", "Stereo"),
+            ("audio-opus-4ch", "360° head-tracked")
+        ]
+    );
+    let ambi = &mp.alternatives[2];
+    assert_eq!(ambi.channels.as_deref(), Some("4"), "{m}");
+    assert!(!ambi.default && !ambi.autoselect, "{m}");
+    assert_eq!(
+        variants(&mp),
+        [
+            (
+                "video/index.m3u8",
+                "audio",
+                "avc1.64001f,mp4a.40.2",
+                2_660_000
+            ),
+            (
+                "small/index.m3u8",
+                "audio",
+                "avc1.64001f,mp4a.40.2",
+                960_000
+            ),
+            (
+                "video/index.m3u8",
+                "audio-opus-4ch",
+                "avc1.64001f,opus",
+                2_800_000
+            ),
+            (
+                "small/index.m3u8",
+                "audio-opus-4ch",
+                "avc1.64001f,opus",
+                1_100_000
+            ),
+        ]
+    );
+}
+
+/// Without video the renditions stay alternatives: one variant per audio
+/// group, on its default (else first) rendition, never one per rendition
+/// (a player's bit-rate logic would swap binaural and stereo mid-lesson).
+#[test]
+fn an_audio_only_master_has_one_variant_per_group() {
+    let mut all = vec![
+        audio("binaural", "Binaural (headphones)", true),
+        audio("stereo", "Stereo", false),
+    ];
+    all.push(ambisonic("360"));
+    let mut p = Packager::new(config(), all).unwrap();
+    for r in ["binaural", "stereo", "ambisonic"] {
+        p.push_init(r, vec![1, 2, 3]).unwrap();
+    }
+    assert_eq!(parse_master(&p.master_playlist()).variants.len(), 1);
+    let m = p.player_master_playlist();
+    let mp = parse_master(&m);
+    assert_eq!(mp.alternatives.len(), 3, "{m}");
+    assert_eq!(
+        variants(&mp),
+        [
+            ("binaural/index.m3u8", "audio", "mp4a.40.2", 160_000),
+            ("ambisonic/index.m3u8", "audio-opus-4ch", "opus", 300_000),
+        ]
+    );
 }
 
 #[test]

@@ -267,8 +267,10 @@ fn a_segment_without_a_locatable_key_frame_is_a_gap_in_the_iframe_playlist() {
     assert!(pl.segments[2].byte_range.is_some());
 }
 
+/// Without video the renditions are alternatives of one variant (on the
+/// default one), not variants a player's bit-rate logic moves between.
 #[test]
-fn audio_only_streams_keep_one_variant_per_rendition() {
+fn audio_only_streams_have_one_variant_and_their_renditions_as_alternatives() {
     let mut p = Packager::new(
         PackagerConfig::default(),
         vec![
@@ -285,11 +287,18 @@ fn audio_only_streams_keep_one_variant_per_rendition() {
     }
     let files = write_map(&finish(&mut p));
     let m = parse_master(text(&files["master-vod.m3u8"]));
-    assert_eq!(m.variants.len(), 2);
-    assert!(m.alternatives.is_empty());
-    // 10 bytes a segment over 2 s.
+    assert_eq!(m.variants.len(), 1);
+    assert_eq!(m.variants[0].uri, "binaural/index.m3u8");
+    assert_eq!(m.variants[0].audio.as_deref(), Some("audio"));
+    assert_eq!(m.alternatives.len(), 2);
+    // 10 bytes a segment over 2 s (the group's largest).
     assert_eq!(m.variants[0].bandwidth, 40);
     assert_eq!(m.variants[0].average_bandwidth, Some(40));
+    // The player's master is the same here (no rendition kept from others).
+    assert_eq!(
+        text(&files["master-player-vod.m3u8"]),
+        text(&files["master-vod.m3u8"])
+    );
     assert!(!files.keys().any(|f| f.ends_with("iframes.m3u8")));
 }
 

@@ -119,6 +119,72 @@ pub fn x264enc(bitrate_kbps: u32, gop_frames: u32) -> Result<gst::Element, Media
     Ok(e)
 }
 
+/// x264 for a file job: a quality preset (veryfast, with its look-ahead
+/// and macroblock tree; not zero-latency, nobody is waiting for a frame),
+/// an IDR every `gop_frames` and nowhere else, so every rung of the ladder
+/// cuts its segments on the same frames. No B-frames: cmafmux writes no
+/// edit list, so their reorder delay would start the picture two frames
+/// (67 ms at 30 fps, measured) after the sound.
+pub fn x264enc_vod(bitrate_kbps: u32, gop_frames: u32) -> Result<gst::Element, MediaError> {
+    let e = built(
+        make("x264enc")
+            .property("bitrate", bitrate_kbps)
+            .property("key-int-max", gop_frames)
+            .property("bframes", 0u32)
+            .build(),
+        "x264enc",
+    )?;
+    set_checked(&e, "speed-preset", VOD_X264_PRESET)?;
+    e.set_property("option-string", "scenecut=0");
+    Ok(e)
+}
+
+/// The x264 preset of file jobs (the benchmark gives ffmpeg the same).
+pub const VOD_X264_PRESET: &str = "veryfast";
+
+pub fn filesrc(path: &std::path::Path) -> Result<gst::Element, MediaError> {
+    built(
+        make("filesrc")
+            .property("location", path.to_string_lossy().as_ref())
+            .build(),
+        "filesrc",
+    )
+}
+
+/// Frames on the preset's grid from the stream's start: duplicated or
+/// dropped as the source's rate asks.
+pub fn videorate() -> Result<gst::Element, MediaError> {
+    built(make("videorate").build(), "videorate")
+}
+
+/// Swallows a stream nobody needs (a file's audio track, decoded apart).
+pub fn fakesink() -> Result<gst::Element, MediaError> {
+    built(
+        make("fakesink")
+            .property("sync", false)
+            .property("async", false)
+            .build(),
+        "fakesink",
+    )
+}
+
+/// Silence for the gaps in a stream's timestamps (from its segment's
+/// start: a sound track that starts late gets leading silence), overlaps
+/// dropped, so samples counted from 0 are at their own time.
+pub fn audiorate() -> Result<gst::Element, MediaError> {
+    built(
+        make("audiorate").property("skip-to-first", false).build(),
+        "audiorate",
+    )
+}
+
+pub fn jpegenc(quality: i32) -> Result<gst::Element, MediaError> {
+    built(
+        make("jpegenc").property("quality", quality).build(),
+        "jpegenc",
+    )
+}
+
 pub fn h264parse() -> Result<gst::Element, MediaError> {
     built(make("h264parse").build(), "h264parse")
 }
@@ -128,9 +194,65 @@ pub fn avenc_aac(bitrate_kbps: u32) -> Result<gst::Element, MediaError> {
     built(
         make("avenc_aac")
             .property("bitrate", bitrate_kbps as i32 * 1000)
+            // GStreamer maps ffmpeg's `aac_ms` (auto by default) to a
+            // boolean defaulting to true, which forces mid/side on every
+            // band: a lateralised binaural render came out 0.5 dB quieter
+            // than it went in (ffmpeg's ebur128: -20.6 LUFS for -20.1;
+            // -20.2 with it off, as ffmpeg's own encoder gives). Intensity
+            // stereo keeps one channel above a frequency and pans it,
+            // discarding the interaural differences binaural is made of.
+            .property("aac-ms", false)
+            .property("aac-is", false)
+            // ffmpeg's own advice: its constant-quantizer coder is "better
+            // and much faster at higher bitrates" and worse below about
+            // 64 kb/s; measured here 1.8x faster than the default
+            // two-loop search for stereo at 96 and 160 kb/s.
+            .property_from_str(
+                "aac-coder",
+                if bitrate_kbps >= 96 {
+                    "fast"
+                } else {
+                    "twoloop"
+                },
+            )
             .build(),
         "avenc_aac (gstreamer1.0-libav)",
     )
+}
+
+/// Opus for the ambisonic rendition (48 kHz only: resample before it).
+/// GStreamer 1.22's `opusenc` has no channel-mapping-family property: it
+/// picks the family from the channel positions. Four unpositioned channels
+/// (see [`audio_appsrc`]) get family 255, four independent mono streams, so
+/// no pair of W, Y, Z, X is stereo-coupled; quadraphonic positions would
+/// give family 1 with W+Y and Z+X coupled, and the AAC 4.0 positions a
+/// silent downmix to mono. Chromium's MSE decodes family 255 with the four
+/// channels in order (checked in the browser test). Constant bit rate gives
+/// each channel the same share.
+pub fn opusenc(bitrate_kbps: u32) -> Result<gst::Element, MediaError> {
+    let e = built(
+        make("opusenc")
+            .property("bitrate", bitrate_kbps as i32 * 1000)
+            .build(),
+        "opusenc (gstreamer1.0-plugins-base)",
+    )?;
+    set_checked(&e, "bitrate-type", "cbr")?;
+    Ok(e)
+}
+
+/// What sits between the PCM and the muxer for a rendition: the encoder
+/// with what it needs before it, and for AAC its parser.
+pub fn audio_encode_chain(
+    mix: crate::spec::Mix,
+    bitrate_kbps: u32,
+) -> Result<Vec<gst::Element>, MediaError> {
+    Ok(match mix {
+        // Resampled in float, then to the encoder's 16 bits.
+        crate::spec::Mix::Ambisonic => {
+            vec![audioresample()?, audioconvert()?, opusenc(bitrate_kbps)?]
+        }
+        _ => vec![audioconvert()?, avenc_aac(bitrate_kbps)?, aacparse()?],
+    })
 }
 
 pub fn aacparse() -> Result<gst::Element, MediaError> {
@@ -146,6 +268,53 @@ pub fn queue() -> Result<gst::Element, MediaError> {
             .build(),
         "queue",
     )
+}
+
+/// A queue of at most `frames` buffers, for a file job's raw pictures: the
+/// live `queue` holds 3 s, which is 280 MB of 1080p frames in front of
+/// each encoder when a file decodes faster than it encodes.
+pub fn queue_frames(frames: u32) -> Result<gst::Element, MediaError> {
+    built(
+        make("queue")
+            .property("max-size-buffers", frames)
+            .property("max-size-bytes", 0u32)
+            .property("max-size-time", 0u64)
+            .build(),
+        "queue",
+    )
+}
+
+/// decodebin that decodes only the streams `wanted` says yes to (by media
+/// type: "video", "audio"); the others come out still encoded, for a
+/// fakesink, instead of costing a decoder.
+pub fn decodebin_only(wanted: fn(&str) -> bool) -> Result<gst::Element, MediaError> {
+    let d = decodebin()?;
+    d.connect("autoplug-continue", false, move |args| {
+        // The file itself (typefind's caps: video/quicktime, audio/x-wav…)
+        // is always demuxed; the streams it holds are decoded as wanted.
+        // (The pad is decodebin's own ghost pad; its target says who made it.)
+        let from_typefind = args
+            .get(1)
+            .and_then(|v| v.get::<gst::Pad>().ok())
+            .map(
+                |p| match p.downcast_ref::<gst::GhostPad>().and_then(|g| g.target()) {
+                    Some(target) => target,
+                    None => p,
+                },
+            )
+            .and_then(|p| p.parent_element())
+            .and_then(|e| e.factory())
+            .is_some_and(|f| f.name() == "typefind");
+        let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
+        let go = from_typefind
+            || caps
+                .as_ref()
+                .and_then(|c| c.structure(0))
+                .map(|s| s.name().split('/').next().is_none_or(wanted))
+                .unwrap_or(true);
+        Some(go.to_value())
+    });
+    Ok(d)
 }
 
 /// CMAF muxer: one fragment per HLS segment. `force_keys`: the muxer asks
@@ -276,15 +445,21 @@ pub fn deinterlace() -> Result<gst::Element, MediaError> {
     built(make("deinterlace").build(), "deinterlace")
 }
 
-/// The live source of one audio rendition: interleaved stereo F32 at
-/// `rate`, timestamped by the audio thread.
-pub fn audio_appsrc(rate: u32) -> gstreamer_app::AppSrc {
+/// The live source of one audio rendition: interleaved F32 at `rate`,
+/// timestamped by the audio thread. Stereo, or four unpositioned channels
+/// (ambisonic W, Y, Z, X are not loudspeaker feeds: nothing downstream may
+/// remix them by position, and Opus then codes each on its own).
+pub fn audio_appsrc(rate: u32, channels: usize) -> gstreamer_app::AppSrc {
+    let mask = match channels {
+        2 => 0x3,
+        _ => 0,
+    };
     let caps = gst::Caps::builder("audio/x-raw")
         .field("format", "F32LE")
         .field("layout", "interleaved")
         .field("rate", rate as i32)
-        .field("channels", 2i32)
-        .field("channel-mask", gst::Bitmask::new(0x3))
+        .field("channels", channels as i32)
+        .field("channel-mask", gst::Bitmask::new(mask))
         .build();
     gstreamer_app::AppSrc::builder()
         .caps(&caps)

@@ -7,6 +7,11 @@
 //! is raised, and the next chunk of each rendition that did get through is
 //! marked `after_gap`, so the packager can mark the gap. Control events
 //! (inits, discontinuities, end of stream, errors) are few and always kept.
+//!
+//! A file job has no clock to keep up with and must lose nothing: its
+//! queue ([`lossless_event_queue`]) makes a sender wait for room instead,
+//! which holds the pipeline back (appsink, muxer, encoder, appsrc) to the
+//! worker's pace with the same bound on memory.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,6 +73,10 @@ struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     ready: Condvar,
+    /// Signalled when the receiver takes a chunk (or goes away): a
+    /// lossless sender waits on it for room.
+    room: Condvar,
+    lossless: bool,
     max_bytes: usize,
     stats: Arc<QueueStats>,
 }
@@ -80,6 +89,17 @@ pub struct EventReceiver(Arc<Shared>);
 
 /// A queue holding at most `max_bytes` of media chunks.
 pub fn event_queue(max_bytes: usize) -> (EventSender, EventReceiver, Arc<QueueStats>) {
+    queue(max_bytes, false)
+}
+
+/// A queue holding at most `max_bytes` of media chunks whose senders wait
+/// for room rather than drop (a chunk larger than the whole bound still
+/// goes, alone, so that nothing can wait forever).
+pub fn lossless_event_queue(max_bytes: usize) -> (EventSender, EventReceiver, Arc<QueueStats>) {
+    queue(max_bytes, true)
+}
+
+fn queue(max_bytes: usize, lossless: bool) -> (EventSender, EventReceiver, Arc<QueueStats>) {
     let stats = Arc::new(QueueStats::default());
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner {
@@ -90,6 +110,8 @@ pub fn event_queue(max_bytes: usize) -> (EventSender, EventReceiver, Arc<QueueSt
             gaps: Vec::new(),
         }),
         ready: Condvar::new(),
+        room: Condvar::new(),
+        lossless,
         max_bytes,
         stats: stats.clone(),
     });
@@ -132,7 +154,16 @@ impl EventSender {
             ..
         } = &mut ev
         {
-            if g.bytes + data.len() > self.0.max_bytes {
+            while self.0.lossless && g.bytes > 0 && g.bytes + data.len() > self.0.max_bytes {
+                g = match self.0.room.wait(g) {
+                    Ok(g) => g,
+                    Err(_) => return false,
+                };
+                if !g.receiver {
+                    return false;
+                }
+            }
+            if g.bytes + data.len() > self.0.max_bytes && !self.0.lossless {
                 if !g.gaps.contains(rendition) {
                     g.gaps.push(rendition.clone());
                 }
@@ -160,6 +191,9 @@ impl EventReceiver {
         if let MediaEvent::Chunk { data, .. } = &ev {
             g.bytes = g.bytes.saturating_sub(data.len());
             self.0.stats.bytes.store(g.bytes as u64, Ordering::Relaxed);
+            if self.0.lossless {
+                self.0.room.notify_all();
+            }
         }
         Some(ev)
     }
@@ -207,6 +241,7 @@ impl Drop for EventReceiver {
             g.events.clear();
             g.bytes = 0;
         }
+        self.0.room.notify_all();
     }
 }
 
@@ -224,6 +259,39 @@ mod tests {
             boundary: true,
             after_gap: false,
         }
+    }
+
+    #[test]
+    fn a_lossless_queue_holds_the_sender_back_and_drops_nothing() {
+        let (tx, rx, stats) = lossless_event_queue(1000);
+        assert!(tx.send(chunk("audio", 600)));
+        let sender = std::thread::spawn(move || {
+            // Waits for room: the first chunk must be taken first.
+            let sent = tx.send(chunk("audio", 600));
+            (sent, tx)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!sender.is_finished(), "the sender did not wait for room");
+        assert_eq!(stats.bytes.load(Ordering::Relaxed), 600);
+        assert!(matches!(rx.recv(), Some(MediaEvent::Chunk { .. })));
+        let (sent, tx) = sender.join().unwrap();
+        assert!(sent);
+        assert!(matches!(
+            rx.recv(),
+            Some(MediaEvent::Chunk {
+                after_gap: false,
+                ..
+            })
+        ));
+        assert_eq!(stats.dropped_chunks.load(Ordering::Relaxed), 0);
+        // A chunk beyond the whole bound still goes, alone.
+        assert!(tx.send(chunk("audio", 5000)));
+        // A waiting sender is released (refused) when the receiver goes.
+        let tx2 = tx.clone();
+        let waiting = std::thread::spawn(move || tx2.send(chunk("audio", 10)));
+        std::thread::sleep(Duration::from_millis(50));
+        drop(rx);
+        assert!(!waiting.join().unwrap());
     }
 
     #[test]

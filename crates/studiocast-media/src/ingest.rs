@@ -54,6 +54,7 @@ impl IngestSpec {
             VideoSource::V4l2 { device } => format!("V4L2 {device}"),
             VideoSource::Decklink { device_number, .. } => format!("DeckLink {device_number}"),
             VideoSource::TestPattern { .. } => "test pattern".into(),
+            VideoSource::File => "the job's input file".into(),
         }
     }
 }
@@ -140,6 +141,9 @@ pub fn check_present(source: &VideoSource) -> Result<(), String> {
         }
         VideoSource::Decklink { .. } if !decklink_driver_present() => Err(
             "Blackmagic Desktop Video driver (libDeckLinkAPI.so) is not installed, or no card is present".into(),
+        ),
+        VideoSource::File => Err(
+            "this preset takes its picture from a transcoding job's input file; submit a job with it instead".into(),
         ),
         _ => Ok(()),
     }
@@ -305,6 +309,7 @@ fn open(spec: &IngestSpec, sinks: &Sinks) -> Result<gst::Pipeline, String> {
             }
         }
         VideoSource::TestPattern { .. } => return Err("a test pattern needs no ingest".into()),
+        VideoSource::File => return Err("a file is a transcoding job's, not a session's".into()),
     }
     if let Err(err) = pipeline.set_state(gst::State::Playing) {
         let detail = pipeline

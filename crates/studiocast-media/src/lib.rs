@@ -21,8 +21,13 @@ pub mod spec;
 pub mod video_pump;
 
 pub use audio_thread::{AudioSnapshot, VideoSnapshot};
-pub use events::{event_queue, EventReceiver, EventSender, MediaEvent, QueueStats};
-pub use pipeline::{BuildOptions, BuiltPipeline, RunningPipeline, SessionPipeline};
+pub use events::{
+    event_queue, lossless_event_queue, EventReceiver, EventSender, MediaEvent, QueueStats,
+};
+pub use pipeline::{
+    probe_video, BuildOptions, BuiltPipeline, FileEncoder, GstAudioSource, Poster, RunningPipeline,
+    SessionPipeline, VideoInfo,
+};
 pub use spec::PipelineSpec;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,9 @@ pub enum MediaError {
     Gst(String),
     #[error("input {input} is unavailable: {reason}")]
     InputUnavailable { input: String, reason: String },
+    /// A file job's input cannot be demuxed or decoded (no retry helps).
+    #[error("{0}")]
+    BadFile(String),
     #[error("spatial engine: {0}")]
     Spatial(#[from] studiocast_spatial::SpatialError),
 }

@@ -85,11 +85,15 @@ fn run_demo_once() {
     p.shutdown();
     assert!(eos, "no EOS after stop");
     inits.sort();
-    assert_eq!(inits, vec!["360p", "720p", "binaural", "stereo"]);
+    assert_eq!(
+        inits,
+        vec!["360p", "720p", "ambisonic", "binaural", "stereo"]
+    );
     let part = spec.part_duration().unwrap().as_secs_f64();
     let part_target = spec.part_target().unwrap();
     let mut starts = Vec::new();
-    for r in ["720p", "360p", "binaural", "stereo"] {
+    // (The ambisonic rendition is Opus: 20 ms frames, cut like AAC's.)
+    for r in ["720p", "360p", "binaural", "stereo", "ambisonic"] {
         let c: Vec<&Chunk> = chunks.iter().filter(|c| c.rendition == r).collect();
         let segs = segments(&c);
         assert!(segs.len() >= 4, "{r}: {} segments", segs.len());
@@ -110,7 +114,8 @@ fn run_demo_once() {
                 );
             }
             // Video parts are 10 frames exactly; audio parts are whole AAC
-            // frames, the last one or two cut by the segment boundary.
+            // (or Opus) frames, the last one or two cut by the segment
+            // boundary.
             let whole = if r.ends_with('p') { 1 } else { 2 };
             for c in &s[..s.len() - whole] {
                 assert!(

@@ -103,7 +103,10 @@ impl From<ControlError> for ApiError {
                 ApiError::NotFound(e.to_string())
             }
             ControlError::Conflict(m) => ApiError::Conflict(m),
+            ControlError::BadRequest(m) => ApiError::BadRequest(m),
+            ControlError::NotFound(m) => ApiError::NotFound(m),
             ControlError::Unavailable(m) => ApiError::Unavailable(m),
+            ControlError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(m),
             ControlError::Internal(cause) => {
                 // The cause is for the log, never for the client.
                 tracing::error!(%cause, "internal error in session control");

@@ -34,6 +34,8 @@
 //! | meters WebSocket | none: long-lived by design; a client that stops reading is dropped after 5 s | — | — |
 //! | supervisor health answer | 2 s ([`HEALTH_TIMEOUT`]) | [`ServerConfig::health_timeout`] | not live (503) |
 //! | control API body | 64 KiB ([`API_BODY_LIMIT`]) | [`ServerConfig::api_body_limit`] | 413 `payload_too_large` |
+//! | job upload (`POST /api/v1/jobs`, multipart): size | what [`JobControl::upload_target`] allows (the daemon's `[jobs] max_upload_mb`, less when the disk is short) | the daemon | 413 before the body is read when `Content-Length` says so, else where it passes; partial file removed |
+//! | job upload: a body that stops coming | 30 s ([`upload::IDLE`]) per piece; no total timeout (an upload may take minutes) | — | 400, partial file removed |
 //! | title / course | 1–200 / 0–200 characters, no control characters | — | 400 `bad_request` |
 //!
 //! # Control API
@@ -129,18 +131,24 @@
 //! * CORS follows [`ServerConfig::cors_origins`] and exposes
 //!   `Content-Length`, `Content-Range`, `Accept-Ranges` and `ETag`.
 
+pub mod access;
 mod api;
 mod auth;
 mod connection;
 mod conns;
 mod directives;
+mod embed;
 mod health;
+pub mod hrtf;
+mod jobs;
 mod live;
 mod memfile;
 mod meters;
 mod origin;
+mod playback;
 mod serve;
 mod tls;
+pub mod upload;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -155,7 +163,9 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
 
+pub use access::{PlaybackKey, Visibility};
 pub use api::ApiError;
+pub use jobs::{JobControl, JobInfo, JobOutputs, JobQuery, UploadTarget, Uploaded, MAX_PAGE};
 pub use serve::{
     connection_budget, raise_fd_limit, serve, ServeOptions, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT, FD_RESERVE,
@@ -220,6 +230,9 @@ pub struct SessionInfo {
     pub pipeline: String,
     pub title: String,
     pub course: String,
+    /// Who may play it (older records: public).
+    #[serde(default)]
+    pub visibility: Visibility,
     pub started_at: String,
     pub ended_at: Option<String>,
     pub error: Option<String>,
@@ -243,6 +256,7 @@ impl SessionInfo {
             pipeline: req.pipeline.clone(),
             title: req.title.clone(),
             course: req.course.clone(),
+            visibility: req.visibility.unwrap_or_default(),
             started_at,
             ended_at: None,
             error: None,
@@ -264,6 +278,14 @@ pub struct InputStatus {
     pub overruns: u64,
     /// Blocks padded with silence because the ring ran dry.
     pub underruns: u64,
+    /// Time lost upstream (an xrun in the interface or its sound server),
+    /// found from the capture timestamps: how often, and how long in all.
+    /// Each one moves the A/V offset by its length, which the drift loop
+    /// then takes back at up to 1 ms per second.
+    #[serde(default)]
+    pub xruns: u64,
+    #[serde(default)]
+    pub xrun_ms: f64,
     /// The interface's clock error as the drift loop estimates it.
     pub drift_ppm: f64,
     /// Deviation of the capture delay from its target (the A/V offset the
@@ -342,6 +364,9 @@ pub struct CreateSession {
     pub title: String,
     #[serde(default)]
     pub course: String,
+    /// Who may play it; the preset's `visibility` when absent.
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
 }
 
 /// An input device as the API lists it.
@@ -371,6 +396,15 @@ pub enum ControlError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A request the daemon refuses (a job spec it cannot run).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Another kind of record that is not there (a job).
+    #[error("{0}")]
+    NotFound(String),
+    /// An upload over the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -440,6 +474,15 @@ pub trait SessionControl: Send + Sync + 'static {
         id: &str,
         rendition: &str,
     ) -> Option<tokio::sync::watch::Receiver<Arc<LiveView>>>;
+    /// The job queue, when this daemon runs one.
+    fn jobs(&self) -> Option<&dyn JobControl> {
+        None
+    }
+    /// The spatial engine's filters for the player, when this daemon has
+    /// them.
+    fn filters(&self) -> Option<&dyn hrtf::FilterSource> {
+        None
+    }
 }
 
 /// Control API requests that take longer get 504 `timeout`. A stop drains
@@ -472,6 +515,21 @@ pub struct ServerConfig {
     pub health_timeout: Duration,
     /// See [`API_BODY_LIMIT`].
     pub api_body_limit: usize,
+    /// Folder holding job lessons (`{job id}/hls/…`) when it is not the
+    /// data folder's `sessions/` (a folder shared by several daemons).
+    pub jobs_dir: Option<PathBuf>,
+    /// Signs and checks private lessons' playback tokens; without it no
+    /// private lesson plays and no token is minted.
+    pub playback_key: Option<PlaybackKey>,
+    /// Origins that embed the player (the Campus, the Hub): they alone may
+    /// frame a private lesson, and the player's API talks only to them.
+    pub embed_origins: Vec<String>,
+    /// The daemon's public address (`https://media.example.org`, a path
+    /// prefix allowed) for the absolute URLs of oEmbed; else the request's
+    /// `Host`.
+    pub public_url: Option<String>,
+    /// The listener speaks HTTPS (absolute URLs are built with it).
+    pub https: bool,
 }
 
 impl ServerConfig {
@@ -496,6 +554,11 @@ impl Default for ServerConfig {
             playback_timeout: PLAYBACK_TIMEOUT,
             health_timeout: HEALTH_TIMEOUT,
             api_body_limit: API_BODY_LIMIT,
+            jobs_dir: None,
+            playback_key: None,
+            embed_origins: Vec::new(),
+            public_url: None,
+            https: false,
         }
     }
 }
@@ -511,6 +574,11 @@ impl std::fmt::Debug for ServerConfig {
             .field("playback_timeout", &self.playback_timeout)
             .field("health_timeout", &self.health_timeout)
             .field("api_body_limit", &self.api_body_limit)
+            .field("jobs_dir", &self.jobs_dir)
+            .field("playback_key", &self.playback_key)
+            .field("embed_origins", &self.embed_origins)
+            .field("public_url", &self.public_url)
+            .field("https", &self.https)
             .finish()
     }
 }
@@ -519,6 +587,8 @@ pub struct App {
     pub config: ServerConfig,
     pub control: Arc<dyn SessionControl>,
     tokens: auth::TokenCheck,
+    access: access::AccessCache,
+    hrtf: hrtf::HrtfCache,
 }
 
 #[derive(Clone)]
@@ -538,6 +608,8 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         config,
         control,
         tokens,
+        access: access::AccessCache::default(),
+        hrtf: hrtf::HrtfCache::default(),
     }));
     // `layer` wraps the routes added before it, outermost last: the token is
     // checked before anything else runs, then the body limit and timeout.
@@ -546,7 +618,18 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         .route("/api/v1/sessions/{id}", get(api::get_one))
         .route("/api/v1/sessions/{id}/stop", post(api::stop))
         .route("/api/v1/devices", get(api::devices))
+        .route("/api/v1/jobs/{id}", get(jobs::get_one).delete(jobs::cancel))
+        .route(
+            "/api/v1/sessions/{id}/playback-token",
+            post(playback::mint_for_session),
+        )
+        .route(
+            "/api/v1/jobs/{id}/playback-token",
+            post(playback::mint_for_job),
+        )
         .layer(api_timeout)
+        // Uploads take minutes: these two apply the timeout themselves.
+        .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -564,11 +647,18 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         .route("/vod/{id}/{*path}", get(origin::vod))
         .layer(playback_timeout)
         .layer(cors);
+    let viewer = Router::new()
+        .route("/embed/{id}", get(embed::page))
+        .route("/player/{file}", get(embed::asset))
+        .route("/oembed", get(embed::oembed))
+        .route("/api/v1/hrtf/{file}", get(hrtf::filters))
+        .layer(playback_timeout);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(api)
         .merge(playback)
+        .merge(viewer)
         .fallback(api::not_found)
         .with_state(state)
 }

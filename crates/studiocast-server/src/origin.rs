@@ -22,7 +22,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeFile;
 
 use crate::api::valid_id;
-use crate::{memfile, AppState};
+use crate::{memfile, playback, AppState};
 
 pub fn cors_layer(origins: &[String]) -> CorsLayer {
     let base = CorsLayer::new()
@@ -52,19 +52,29 @@ type IdAndPath = Result<Path<(String, String)>, PathRejection>;
 pub async fn live(State(st): State<AppState>, params: IdAndPath, mut req: Request) -> Response {
     match params {
         Ok(Path((id, path))) => {
-            if let Some(res) = crate::live::from_memory(&st, &id, &path, &mut req).await {
-                return res;
-            }
-            serve(&st, Listing::Live, &id, &path, req).await
+            let Some(admitted) = playback::gate(&st, &id, &path, &mut req) else {
+                return playback::forbidden();
+            };
+            let res = match crate::live::from_memory(&st, &id, &path, &mut req).await {
+                Some(res) => res,
+                None => serve(&st, Listing::Live, &id, &path, req).await,
+            };
+            playback::finish(res, admitted, path.ends_with(".m3u8")).await
         }
         // Undecodable percent-escapes: no file has such a name.
         Err(_) => not_found(),
     }
 }
 
-pub async fn vod(State(st): State<AppState>, params: IdAndPath, req: Request) -> Response {
+pub async fn vod(State(st): State<AppState>, params: IdAndPath, mut req: Request) -> Response {
     match params {
-        Ok(Path((id, path))) => serve(&st, Listing::Vod, &id, &path, req).await,
+        Ok(Path((id, path))) => {
+            let Some(admitted) = playback::gate(&st, &id, &path, &mut req) else {
+                return playback::forbidden();
+            };
+            let res = serve(&st, Listing::Vod, &id, &path, req).await;
+            playback::finish(res, admitted, path.ends_with(".m3u8")).await
+        }
         Err(_) => not_found(),
     }
 }
@@ -98,6 +108,18 @@ impl Kind {
                 content_type: memfile::SEGMENT_TYPE,
                 cache_control: immutable,
             }
+        } else if rel == "poster.jpg" {
+            // Written once, before the lesson appears.
+            Kind {
+                content_type: "image/jpeg",
+                cache_control: immutable,
+            }
+        } else if rel.ends_with(".m4a") {
+            // A lesson's download: written once, before the lesson appears.
+            Kind {
+                content_type: "audio/mp4",
+                cache_control: immutable,
+            }
         } else {
             Kind {
                 content_type: memfile::INIT_TYPE,
@@ -120,7 +142,7 @@ async fn serve(
     let Some(rel) = resolve(listing, path) else {
         return not_found();
     };
-    let session = st.0.config.data_dir.join("sessions").join(id);
+    let session = playback::lesson_dir(st, id);
     let Some((file, meta)) = checked_file(session, rel.clone()).await else {
         return not_found();
     };
@@ -133,14 +155,21 @@ async fn serve(
         Ok(res) => res.map(Body::new),
         Err(never) => match never {},
     };
-    match res.status() {
+    let mut res = match res.status() {
         // Gone between the check and the open (a VOD rewrite, a cleanup).
-        StatusCode::NOT_FOUND => not_found(),
+        StatusCode::NOT_FOUND => return not_found(),
         StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED => {
             with_validators(res, kind, &etag)
         }
         _ => res,
+    };
+    if let Some(name) = rel.strip_prefix("downloads/") {
+        // Saved as "{lesson}-{rendition}.m4a"; both are checked names.
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{id}-{name}\"")) {
+            res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
     }
+    res
 }
 
 /// Our content type (ServeFile guesses from the extension and does not know

@@ -35,8 +35,11 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// See [`ServeOptions::write_stall_timeout`].
 pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Descriptors kept for sessions (segment files, pipes, devices, the store)
-/// when the connection cap is derived from the descriptor limit.
-pub const FD_RESERVE: u64 = 256;
+/// and transcoding jobs (the queue's database, a job's child process and
+/// its pipes) when the connection cap is derived from the descriptor
+/// limit. 256 left a demo session and the job queue at 913–1024 of 1024
+/// under a thousand half-open connections.
+pub const FD_RESERVE: u64 = 320;
 /// The descriptor limit never pushes the connection cap below this.
 pub const MIN_CONNECTIONS: usize = 16;
 

@@ -20,6 +20,135 @@ pub struct Config {
     pub server: ServerSection,
     #[serde(default)]
     pub recording: RecordingConfig,
+    #[serde(default)]
+    pub jobs: JobsSection,
+}
+
+/// Transcoding jobs (`/api/v1/jobs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSection {
+    /// Jobs running at once, each in its own worker at a lower CPU
+    /// priority than live sessions. 0: this daemon runs no jobs (the API
+    /// answers 503). One on a 2-core machine.
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// A job's `path` must lie inside this folder (no `..`, no symlink out
+    /// of it). Unset: path jobs are refused.
+    #[serde(default)]
+    pub import_dir: Option<PathBuf>,
+    /// Receivers of job-end events: a signed JSON POST to each when a job
+    /// succeeds, fails or is cancelled, retried for up to a day.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// The queue: unset, SQLite in the data folder (one daemon);
+    /// `postgres://user@host:port/db`, one queue for several daemons
+    /// (with `shared_dir`).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Where lessons (`sessions/{job id}/hls`) and uploads (`uploads/`)
+    /// go: a folder every daemon on a shared queue sees at the same path
+    /// (NFS, say). Default: the data folder.
+    #[serde(default)]
+    pub shared_dir: Option<PathBuf>,
+    /// Largest upload (`POST /api/v1/jobs` with a file), MiB. A longer
+    /// request is refused before it is read (413), or cut off there.
+    #[serde(default = "default_max_upload_mb")]
+    pub max_upload_mb: u64,
+    /// Key of the events' HMAC-SHA256 signature (at least 16 characters),
+    /// required with `webhooks`. Empty: `STUDIOCAST_WEBHOOK_SECRET`.
+    #[serde(default)]
+    pub webhook_secret: String,
+    /// The origin as viewers and the Campus reach it
+    /// (`https://media.example.org`): events give output URLs under it.
+    /// Unset: paths (`/vod/{id}/master.m3u8`).
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// 16 GiB: an hour of 16 channels of 32-bit float at 48 kHz is 11 GB.
+fn default_max_upload_mb() -> u64 {
+    16 * 1024
+}
+
+/// An absolute http(s) URL with a host (`key` names it: `[jobs] webhooks`).
+fn http_url(key: &str, url: &str) -> Result<()> {
+    let key = if key.starts_with('[') {
+        key.to_string()
+    } else {
+        format!("[jobs] {key}")
+    };
+    let uri: hyper::http::Uri = url
+        .parse()
+        .with_context(|| format!("{key}: {url:?} is not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        bail!("{key}: {url:?} must be an http:// or https:// URL with a host");
+    }
+    Ok(())
+}
+
+/// A browser origin: scheme, host and port, nothing more
+/// (`https://campus.example.org`), as CSP and postMessage compare them.
+fn web_origin(key: &str, origin: &str) -> Result<()> {
+    http_url(key, origin)?;
+    let uri: hyper::http::Uri = origin.parse()?;
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") || origin.ends_with('/') {
+        bail!("{key}: {origin:?} must be an origin (scheme://host[:port]), without a path or a trailing slash");
+    }
+    // As browsers write it (CSP and postMessage compare the text): lower
+    // case, no default port.
+    let default_port = matches!(
+        (uri.scheme_str(), uri.port_u16()),
+        (Some("http"), Some(80)) | (Some("https"), Some(443))
+    );
+    if origin != origin.to_ascii_lowercase() || default_port {
+        bail!("{key}: {origin:?}: write it as a browser does, in lower case and without a default port");
+    }
+    Ok(())
+}
+
+impl JobsSection {
+    fn validate(&self) -> Result<()> {
+        if let Some(db) = &self.database {
+            if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+                bail!("[jobs] database = {db:?}: a postgres:// URL (unset: SQLite in the data folder)");
+            }
+        }
+        if self.max_upload_mb == 0 {
+            bail!("[jobs] max_upload_mb = 0 (at least 1)");
+        }
+        for url in &self.webhooks {
+            http_url("webhooks", url)?;
+        }
+        if !self.webhooks.is_empty() && self.webhook_secret.len() < 16 {
+            bail!(
+                "[jobs] webhooks need webhook_secret (or STUDIOCAST_WEBHOOK_SECRET) of at least 16 characters: receivers check events with it"
+            );
+        }
+        if let Some(u) = &self.public_url {
+            http_url("public_url", u)?;
+        }
+        Ok(())
+    }
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        JobsSection {
+            workers: one(),
+            import_dir: None,
+            webhooks: Vec::new(),
+            database: None,
+            shared_dir: None,
+            max_upload_mb: default_max_upload_mb(),
+            webhook_secret: String::new(),
+            public_url: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +187,23 @@ pub struct ServerSection {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Signs private lessons' playback tokens (at least 16 bytes). Empty:
+    /// `STUDIOCAST_PLAYBACK_SECRET`, else a random one kept in
+    /// `data_dir/playback.key` (so tokens outlive a restart). Daemons that
+    /// share a job queue and its output folder need the same one.
+    #[serde(default)]
+    pub playback_secret: String,
+    /// Origins that embed the player (`https://campus.example.org`): the
+    /// only ones that may frame a private lesson, and the only ones the
+    /// player's postMessage API talks to. Public lessons may be framed by
+    /// any site.
+    #[serde(default)]
+    pub embed_origins: Vec<String>,
+    /// The daemon's public address, for absolute URLs (oEmbed, and job
+    /// events when `[jobs] public_url` is unset): `https://media.example.org`
+    /// or with a path prefix behind a proxy. Unset: the request's `Host`.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -88,6 +234,9 @@ impl Default for ServerSection {
             max_connections: default_max_connections(),
             tls_cert: None,
             tls_key: None,
+            playback_secret: String::new(),
+            embed_origins: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -230,6 +379,19 @@ impl Config {
         if let Some(v) = var("STUDIOCAST_API_TOKEN") {
             self.server.api_token = v;
         }
+        if let Some(v) = var("STUDIOCAST_EMBED_ORIGINS") {
+            self.server.embed_origins = v
+                .split(',')
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect();
+        }
+        if let Some(v) = var("STUDIOCAST_SERVER_PUBLIC_URL") {
+            self.server.public_url = Some(v);
+        }
+        if let Some(v) = var("STUDIOCAST_PLAYBACK_SECRET") {
+            self.server.playback_secret = v;
+        }
         if let Some(v) = var("STUDIOCAST_TLS_CERT") {
             self.server.tls_cert = Some(PathBuf::from(v));
         }
@@ -249,6 +411,40 @@ impl Config {
                     .parse()
                     .with_context(|| format!("{name}={v} is not a number of MB"))?;
             }
+        }
+        if let Some(v) = var("STUDIOCAST_IMPORT_DIR") {
+            self.jobs.import_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("STUDIOCAST_WEBHOOKS") {
+            // Comma-separated, as container settings are flat.
+            self.jobs.webhooks = v
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = var("STUDIOCAST_WEBHOOK_SECRET") {
+            self.jobs.webhook_secret = v;
+        }
+        if let Some(v) = var("STUDIOCAST_PUBLIC_URL") {
+            self.jobs.public_url = Some(v);
+        }
+        if let Some(v) = var("STUDIOCAST_JOBS_DATABASE") {
+            self.jobs.database = Some(v);
+        }
+        if let Some(v) = var("STUDIOCAST_SHARED_DIR") {
+            self.jobs.shared_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("STUDIOCAST_MAX_UPLOAD_MB") {
+            self.jobs.max_upload_mb = v
+                .parse()
+                .with_context(|| format!("STUDIOCAST_MAX_UPLOAD_MB={v} is not a number"))?;
+        }
+        if let Some(v) = var("STUDIOCAST_JOB_WORKERS") {
+            self.jobs.workers = v
+                .parse()
+                .with_context(|| format!("STUDIOCAST_JOB_WORKERS={v} is not a number"))?;
         }
         if let Some(v) = var("STUDIOCAST_MAX_SESSIONS") {
             self.server.max_sessions = v
@@ -276,6 +472,12 @@ impl Config {
         {
             bail!("[spatial] method = {:?}: {e}", self.spatial.method);
         }
+        for o in &self.server.embed_origins {
+            web_origin("[server] embed_origins", o)?;
+        }
+        if let Some(u) = &self.server.public_url {
+            http_url("[server] public_url", u)?;
+        }
         let r = &self.recording;
         if !(r.floor_mb <= r.stop_below_mb && r.stop_below_mb <= r.min_free_mb) {
             // Not an error (a test rig may want a disk that is "full" for
@@ -296,6 +498,10 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             bail!("[server] tls_cert and tls_key go together: set both or neither");
         }
+        if self.jobs.workers > 64 {
+            bail!("[jobs] workers = {} (at most 64)", self.jobs.workers);
+        }
+        self.jobs.validate()?;
         if self.server.max_sessions > 256 {
             bail!(
                 "[server] max_sessions = {} (at most 256)",

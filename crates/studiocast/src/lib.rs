@@ -6,4 +6,15 @@ pub mod config;
 pub mod daemon;
 pub mod encode;
 pub mod filters;
+pub mod http_client;
+pub mod jobs;
 pub mod render;
+pub mod transcode;
+
+/// A preset's default visibility, as the HTTP layer names it.
+pub fn visibility_of(spec: &studiocast_media::PipelineSpec) -> studiocast_server::Visibility {
+    match spec.visibility {
+        studiocast_media::spec::PresetVisibility::Public => studiocast_server::Visibility::Public,
+        studiocast_media::spec::PresetVisibility::Private => studiocast_server::Visibility::Private,
+    }
+}

@@ -1,11 +1,17 @@
 //! studiocast: the conservatoire studio's media engine.
 
-use studiocast::{accuracy, config, daemon, encode, filters, render};
+use studiocast::{accuracy, config, daemon, encode, filters, jobs, render, transcode};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// glibc's malloc was a quarter of the HTTP workers' time with a thousand
+/// LL viewers (its arena locks and consolidation on every response's
+/// buffers); mimalloc's per-thread pages take most of that away.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +33,11 @@ enum Command {
     Serve(daemon::ServeArgs),
     /// Render an ambisonic, bed or object file to binaural stereo (32-bit float WAV).
     Render(render::RenderArgs),
+    /// Turn a recording into an HLS lesson (binaural and stereo AAC,
+    /// loudness-normalised), as fast as the machine allows.
+    Transcode(transcode::TranscodeArgs),
+    /// Submit, list, follow and cancel jobs on a running daemon.
+    Jobs(jobs::cli::JobsArgs),
     /// List audio input devices (ALSA, JACK when a server runs) as JSON.
     Devices,
     /// Encode mono sources to an AmbiX file (scene file or one position).
@@ -53,6 +64,8 @@ fn main() -> ExitCode {
     let result = config::Config::load(cli.config.as_deref()).and_then(|cfg| match cli.command {
         Command::Serve(a) => daemon::run(cfg, a),
         Command::Render(a) => render::run(&cfg, a),
+        Command::Transcode(a) => transcode::run(&cfg, a),
+        Command::Jobs(a) => jobs::cli::run(&cfg, a),
         Command::Accuracy(a) => accuracy::run(&cfg, a),
         Command::Encode(a) => encode::run(a),
         Command::DesignFilters(a) => filters::design_command(a),
@@ -71,7 +84,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("studiocast: error: {e:#}");
-            ExitCode::from(2)
+            // A transcode says which side failed (a job worker retries
+            // only the output side).
+            ExitCode::from(
+                e.downcast_ref::<transcode::TranscodeError>()
+                    .map_or(2, transcode::TranscodeError::exit_code),
+            )
         }
     }
 }

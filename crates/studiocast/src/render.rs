@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use studiocast_audiofile::pcm::{PcmWriter, SampleFormat};
 use studiocast_audiofile::AudioSource;
-use studiocast_spatial::encoder::{BedEncoder, Layout, ObjectEncoder};
+use studiocast_spatial::encoder::{BedEncoder, Layout, ObjectEncoder, StereoDownmix};
 use studiocast_spatial::scene::Scene;
 use studiocast_spatial::sh::{channels_for_order, check_order, AmbisonicFormat};
 use studiocast_spatial::{BinauralRenderer, Quat, ShFilters};
@@ -36,6 +36,14 @@ pub struct RenderArgs {
     /// Output WAV (stereo, 32-bit float, input sample rate).
     #[arg(short, long)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub spatial: SpatialArgs,
+}
+
+/// What the input is and how it is rendered: shared by `render` and
+/// `transcode` (and a job's spec, which uses the same names).
+#[derive(Debug, Clone, Args)]
+pub struct SpatialArgs {
     #[arg(long, value_enum)]
     pub input_format: InputFormat,
     /// Ambisonic order of the input, or the internal order for beds and objects.
@@ -79,33 +87,21 @@ enum Router {
 }
 
 pub fn run(cfg: &Config, a: RenderArgs) -> Result<()> {
-    let spatial = &cfg.spatial;
     let t0 = Instant::now();
     let mut src = studiocast_audiofile::open(&a.input)
         .with_context(|| format!("cannot read input {}", a.input.display()))?;
     let rate = src.sample_rate();
     let in_ch = src.channels();
-    check_order(a.order)?;
-    let k = channels_for_order(a.order);
-    let router = make_router(&a, in_ch, k)?;
-    let filters = make_filters(spatial, &a, rate)?;
-    let block = a.block.unwrap_or(spatial.block);
-    let mut renderer = BinauralRenderer::new(&filters, block)?;
-    renderer.reset_rotation(Quat::from_ypr_degrees(a.yaw, a.pitch, a.roll));
+    let mut sp = Spatializer::new(&cfg.spatial, &a.spatial, in_ch, rate, false)?;
     let setup = t0.elapsed();
     let mut out = PcmWriter::create(&a.output, 2, rate, SampleFormat::F32)
         .with_context(|| format!("cannot write {}", a.output.display()))?;
     let t1 = Instant::now();
-    let frames = process(
-        src.as_mut(),
-        router,
-        &mut renderer,
-        k,
-        block,
-        filters.taps,
-        rate,
-        &mut out,
-    )?;
+    while let Some(n) = sp.next_block(src.as_mut())? {
+        let (l, r) = sp.binaural();
+        out.write_planar(&[&l[..n], &r[..n]])?;
+    }
+    let frames = sp.frames_in();
     let written = out.finalize()?;
     let dt = t1.elapsed().as_secs_f64();
     let secs = frames as f64 / rate as f64;
@@ -114,11 +110,11 @@ pub fn run(cfg: &Config, a: RenderArgs) -> Result<()> {
         secs,
         in_ch,
         rate,
-        filters.method,
-        a.order,
-        if filters.symmetric { "symmetric" } else { "two-ear" },
-        filters.taps,
-        block,
+        sp.method,
+        a.spatial.order,
+        if sp.symmetric { "symmetric" } else { "two-ear" },
+        sp.taps,
+        sp.block,
         dt,
         secs / dt.max(1e-9),
         setup.as_secs_f64(),
@@ -128,7 +124,7 @@ pub fn run(cfg: &Config, a: RenderArgs) -> Result<()> {
     Ok(())
 }
 
-fn make_router(a: &RenderArgs, in_ch: usize, k: usize) -> Result<Router> {
+fn make_router(a: &SpatialArgs, in_ch: usize, k: usize) -> Result<Router> {
     Ok(match a.input_format {
         InputFormat::Ambix | InputFormat::N3d | InputFormat::Fuma => {
             let fmt = match a.input_format {
@@ -189,7 +185,7 @@ pub fn load_scene(path: &Path) -> Result<Scene> {
     toml::from_str(&text).with_context(|| format!("invalid scene {}", path.display()))
 }
 
-fn make_filters(spatial: &SpatialConfig, a: &RenderArgs, rate: u32) -> Result<ShFilters> {
+fn make_filters(spatial: &SpatialConfig, a: &SpatialArgs, rate: u32) -> Result<ShFilters> {
     let req = FilterRequest {
         hrtf: a.hrtf.clone().unwrap_or_else(|| spatial.hrtf.clone()),
         rate,
@@ -209,39 +205,131 @@ fn make_filters(spatial: &SpatialConfig, a: &RenderArgs, rate: u32) -> Result<Sh
     crate::filters::filters(&req)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn process(
-    src: &mut dyn AudioSource,
-    mut router: Router,
-    renderer: &mut BinauralRenderer,
-    k: usize,
-    block: usize,
-    taps: usize,
+/// An input file's blocks through the spatial engine: the binaural render
+/// and, when asked, the loudspeaker-stereo downmix of the same bus (what a
+/// live session's two audio renditions carry). The filter tail is flushed
+/// after the input ends.
+pub struct Spatializer {
+    router: Router,
+    renderer: BinauralRenderer,
+    downmix: Option<StereoDownmix>,
+    pub k: usize,
+    pub block: usize,
+    pub taps: usize,
+    pub method: String,
+    pub symmetric: bool,
     rate: u32,
-    out: &mut PcmWriter,
-) -> Result<u64> {
-    let in_ch = src.channels();
-    let mut planes = vec![Vec::with_capacity(block); in_ch];
-    let mut bus = vec![0.0f32; k * block];
-    let (mut l, mut r) = (vec![0.0f32; block], vec![0.0f32; block]);
-    let mut total = 0u64;
-    let mut tail_left = taps;
-    let mut first = true;
-    loop {
-        let n = src.read_planar(block, &mut planes)?;
+    planes: Vec<Vec<f32>>,
+    bus: Vec<f32>,
+    out: [Vec<f32>; 4],
+    total: u64,
+    tail_left: usize,
+    first: bool,
+}
+
+impl Spatializer {
+    pub fn new(
+        spatial: &SpatialConfig,
+        a: &SpatialArgs,
+        in_ch: usize,
+        rate: u32,
+        stereo: bool,
+    ) -> Result<Self> {
+        check_order(a.order)?;
+        let k = channels_for_order(a.order);
+        let router = make_router(a, in_ch, k)?;
+        let filters = make_filters(spatial, a, rate)?;
+        let block = a.block.unwrap_or(spatial.block);
+        let mut renderer = BinauralRenderer::new(&filters, block)?;
+        renderer.reset_rotation(Quat::from_ypr_degrees(a.yaw, a.pitch, a.roll));
+        Ok(Spatializer {
+            router,
+            renderer,
+            downmix: stereo.then(StereoDownmix::default),
+            k,
+            block,
+            taps: filters.taps,
+            method: filters.method.to_string(),
+            symmetric: filters.symmetric,
+            rate,
+            planes: vec![Vec::with_capacity(block); in_ch],
+            bus: vec![0.0; k * block],
+            out: std::array::from_fn(|_| vec![0.0; block]),
+            total: 0,
+            tail_left: filters.taps,
+            first: true,
+        })
+    }
+
+    /// Input frames read so far.
+    pub fn frames_in(&self) -> u64 {
+        self.total
+    }
+
+    /// The last block's binaural left and right.
+    pub fn binaural(&self) -> (&[f32], &[f32]) {
+        (&self.out[0], &self.out[1])
+    }
+
+    /// The last block's AmbiX bus, first order (W, Y, Z, X).
+    pub fn first_order(&self) -> [&[f32]; 4] {
+        let b = self.block;
+        [
+            &self.bus[..b],
+            &self.bus[b..2 * b],
+            &self.bus[2 * b..3 * b],
+            &self.bus[3 * b..4 * b],
+        ]
+    }
+
+    /// The last block's stereo downmix (zeros unless asked for).
+    pub fn stereo(&self) -> (&[f32], &[f32]) {
+        (&self.out[2], &self.out[3])
+    }
+
+    /// Render the next block; `Some(n)`: the first `n` frames of the
+    /// outputs are new; `None`: the input and the filter tail are done.
+    pub fn next_block(&mut self, src: &mut dyn AudioSource) -> Result<Option<usize>> {
+        let block = self.block;
+        let n = src.read_planar(block, &mut self.planes)?;
         if n == 0 {
-            if tail_left == 0 {
-                break;
+            if self.tail_left == 0 {
+                return Ok(None);
             }
-            for p in planes.iter_mut() {
+            for p in self.planes.iter_mut() {
                 p.clear();
             }
         }
-        for p in planes.iter_mut() {
+        for p in self.planes.iter_mut() {
             p.resize(block, 0.0);
         }
+        self.route()?;
+        let k = self.k;
+        let ins: Vec<&[f32]> = (0..k)
+            .map(|c| &self.bus[c * block..(c + 1) * block])
+            .collect();
+        let [l, r, sl, sr] = &mut self.out;
+        self.renderer.process_into_buffer(&ins, l, r)?;
+        if let Some(d) = &self.downmix {
+            d.process(&ins, sl, sr)?;
+        }
+        let keep = if n == 0 {
+            let t = self.tail_left.min(block);
+            self.tail_left -= t;
+            t
+        } else {
+            n
+        };
+        self.total += n as u64;
+        Ok(Some(keep))
+    }
+
+    /// This block's input channels onto the AmbiX bus.
+    fn route(&mut self) -> Result<()> {
+        let block = self.block;
+        let (planes, bus) = (&self.planes, &mut self.bus);
         bus.iter_mut().for_each(|v| *v = 0.0);
-        match &mut router {
+        match &mut self.router {
             Router::Ambisonic(map) => {
                 for (c, &(s, g)) in map.iter().enumerate() {
                     for (d, x) in bus[c * block..(c + 1) * block].iter_mut().zip(&planes[s]) {
@@ -251,31 +339,20 @@ fn process(
             }
             Router::Bed(enc) => {
                 let ins: Vec<&[f32]> = planes.iter().map(|p| p.as_slice()).collect();
-                enc.encode_add(&ins, &mut bus)?;
+                enc.encode_add(&ins, bus)?;
             }
             Router::Objects(scene, encs) => {
-                let t_end = (total + block as u64) as f64 / rate as f64;
+                let t_end = (self.total + block as u64) as f64 / self.rate as f64;
                 for (o, enc) in scene.objects.iter().zip(encs.iter_mut()) {
                     enc.set_position(o.position_at(t_end), o.gain())?;
-                    if first {
+                    if self.first {
                         enc.snap();
                     }
-                    enc.encode_add(&planes[o.channel - 1], &mut bus);
+                    enc.encode_add(&planes[o.channel - 1], bus);
                 }
             }
         }
-        first = false;
-        let ins: Vec<&[f32]> = (0..k).map(|c| &bus[c * block..(c + 1) * block]).collect();
-        renderer.process_into_buffer(&ins, &mut l, &mut r)?;
-        let keep = if n == 0 {
-            let t = tail_left.min(block);
-            tail_left -= t;
-            t
-        } else {
-            n
-        };
-        out.write_planar(&[&l[..keep], &r[..keep]])?;
-        total += n as u64;
+        self.first = false;
+        Ok(())
     }
-    Ok(total)
 }

@@ -1,5 +1,7 @@
 //! `studiocast render` and `studiocast accuracy` as a user runs them.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,10 +16,10 @@ fn bin() -> Command {
     c
 }
 
+/// One folder for the whole test binary, removed when it exits cleanly.
 fn tmp() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("studiocast-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| support::tmpdir("cli")).clone()
 }
 
 fn write_wav(path: &Path, planes: &[Vec<f32>]) {

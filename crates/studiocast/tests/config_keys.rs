@@ -157,6 +157,9 @@ api_token = "from-the-file"
 cors_origins = ["https://campus.example.org"]
 max_sessions = 1
 max_connections = 32
+playback_secret = "the file's playback secret, 40 bytes"
+embed_origins = ["https://campus.example.org"]
+public_url = "https://media.example.org/studio"
 [recording]
 min_free_mb = 1
 "#,
@@ -238,6 +241,46 @@ min_free_mb = 1
     );
     assert_eq!(other.status, 200);
     assert_eq!(other.header("access-control-allow-origin"), None);
+    // playback_secret: the tokens the daemon mints are signed with it, and
+    // it makes no key of its own.
+    let minted = request(
+        &d.addr,
+        "POST",
+        &format!("/api/v1/sessions/{id}/playback-token"),
+        &[("Authorization", a.as_str())],
+        b"",
+    );
+    assert_eq!(minted.status, 201, "{}", minted.text());
+    let key = studiocast_server::PlaybackKey::new(b"the file's playback secret, 40 bytes").unwrap();
+    let token = minted.json()["token"].as_str().unwrap().to_string();
+    let now = studiocast_server::access::unix_now();
+    assert_eq!(key.verify(&id, Some(&token), now), Ok(()));
+    assert!(!data.join("playback.key").exists());
+    // embed_origins: the player's API talks to them (a public lesson may be
+    // framed anywhere); public_url: oEmbed's absolute URLs.
+    let page = request(&d.addr, "GET", &format!("/embed/{id}"), &[], b"");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text()
+            .contains(r#""origins":["https://campus.example.org"]"#),
+        "{}",
+        page.text()
+    );
+    let o = request(
+        &d.addr,
+        "GET",
+        &format!("/oembed?url=https%3A%2F%2Fmedia.example.org%2Fstudio%2Fembed%2F{id}"),
+        &[],
+        b"",
+    );
+    assert_eq!(o.status, 200, "{}", o.text());
+    assert!(
+        o.json()["html"].as_str().unwrap().contains(&format!(
+            "src=\"https://media.example.org/studio/embed/{id}\""
+        )),
+        "{}",
+        o.text()
+    );
     // headphone_eq: a zero EQ silences the binaural rendition on the live
     // path (the stereo downmix does not go through the filters).
     let url = |r: &str| format!("http://{}/live/{id}/{r}/index.m3u8", d.addr);
@@ -336,4 +379,131 @@ fn the_tls_keys_turn_on_https_and_http2() {
         assert!(!out.status.success(), "{err}");
         assert!(err.contains(says), "{err}");
     }
+}
+
+/// `[jobs] import_dir`: path jobs resolve inside it (and are refused when
+/// it is unset); `webhooks`, `webhook_secret` and `public_url`: the job's
+/// end is posted there, signed with that key, with URLs under that
+/// address; `shared_dir`: the lesson is written and served from there;
+/// `max_upload_mb`: a larger upload is refused; `database`: the queue is
+/// that server (one that does not answer stops the start, naming it);
+/// `workers = 0`: this daemon runs no jobs (503).
+#[test]
+fn the_jobs_keys_set_the_import_folder_the_webhooks_and_the_workers() {
+    let dir = tmpdir("keys-jobs");
+    let import = dir.join("import");
+    std::fs::create_dir_all(&import).unwrap();
+    support::write_foa(&import.join("x.wav"), 1.0);
+    let rx = support::hook::Receiver::start(0, vec![200]);
+    let secret = "the-secret-from-the-config-file";
+    let base = |jobs: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\npipelines_dir = \"{}\"\napi_token = \"{TOKEN}\"\n\n[jobs]\n{jobs}",
+            dir.join("data").display(),
+            repo().join("pipelines").display()
+        )
+    };
+    let auth = format!("Bearer {TOKEN}");
+    let submit = |addr: &str| {
+        request(
+            addr,
+            "POST",
+            "/api/v1/jobs",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"path": "x.wav", "input_format": "ambix", "order": 1}"#,
+        )
+    };
+    let cache = dir.join("cache");
+    let config = dir.join("jobs.toml");
+    // With the folder: accepted, and its end is posted.
+    std::fs::write(
+        &config,
+        base(&format!(
+            "import_dir = \"{}\"\nwebhooks = [\"{}\"]\nwebhook_secret = \"{secret}\"\npublic_url = \"https://media.example.org/\"\nmax_upload_mb = 2\nshared_dir = \"{}\"\n",
+            import.display(),
+            rx.url(),
+            dir.join("shared").display()
+        )),
+    )
+    .unwrap();
+    let d = start_from_file(&config, &cache);
+    let r = submit(&d.addr);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let got = rx.wait(1, 120);
+    let event = got[0].json();
+    assert_eq!(event["type"], "job.succeeded", "{event}");
+    assert!(got[0].signed_by(secret));
+    assert_eq!(
+        event["job"]["outputs"]["master"],
+        format!("https://media.example.org/vod/{id}/master.m3u8")
+    );
+    let lesson = dir
+        .join("shared/sessions")
+        .join(&id)
+        .join("hls/master.m3u8");
+    assert!(lesson.is_file(), "no lesson in the shared folder");
+    assert!(!dir.join("data/sessions").join(&id).exists());
+    let r = request(&d.addr, "GET", &format!("/vod/{id}/master.m3u8"), &[], b"");
+    assert_eq!(r.status, 200);
+    // max_upload_mb = 2: a 3 MiB upload is refused by its declared length
+    // (the answer comes with only the head sent).
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\r\n",
+        3 << 20
+    )
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = s.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("limit of 2 MB"), "{head}");
+    drop(d);
+    // Without it: refused, saying why.
+    std::fs::write(&config, base("")).unwrap();
+    let d = start_from_file(&config, &cache);
+    let r = submit(&d.addr);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("import_dir"), "{}", r.text());
+    drop(d);
+    // No workers: no job API at all.
+    std::fs::write(
+        &config,
+        base(&format!(
+            "workers = 0\nimport_dir = \"{}\"\n",
+            import.display()
+        )),
+    )
+    .unwrap();
+    let d = start_from_file(&config, &cache);
+    assert_eq!(submit(&d.addr).status, 503);
+    drop(d);
+    // A queue server that is not there: the start fails, naming it (and
+    // not its password).
+    std::fs::write(
+        &config,
+        base("database = \"postgres://studiocast:hunter2@127.0.0.1:1/queue\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_studiocast"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("STUDIOCAST_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("cannot open the job queue at postgres://studiocast:…@127.0.0.1:1/queue"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
 }

@@ -144,10 +144,19 @@ fn live_session_then_vod_and_restart() {
             .any(|v| v["codec_name"] == "h264" && v["width"] == 1280 && v["height"] == 720),
         "{streams:?}"
     );
+    // Two AAC stereo renditions (the head-tracked mode's 4-channel Opus is
+    // in the embedded player's master only).
     assert_eq!(audio.len(), 2, "{streams:?}");
     assert!(audio
         .iter()
         .all(|a| a["codec_name"] == "aac" && a["channels"] == 2 && a["sample_rate"] == "48000"));
+    let player = ffprobe_streams(&d.url(&format!("/live/{id}/master-player.m3u8")));
+    let opus: Vec<_> = player
+        .iter()
+        .filter(|a| a["codec_name"] == "opus")
+        .collect();
+    assert_eq!(opus.len(), 1, "{player:?}");
+    assert_eq!(opus[0]["channels"], 4, "{player:?}");
 
     // The binaural rendition is really binaural: not silent, not dual mono,
     // and not the stereo downmix.

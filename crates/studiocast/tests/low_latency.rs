@@ -224,17 +224,37 @@ fn blocking_reload_parts_and_delta_updates_over_http() {
         .lines()
         .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
         .collect();
+    // Any player's master: each rung with the AAC group; the embedded
+    // player's: then once more with the head-tracked (Opus) one.
     assert_eq!(variants.len(), 2, "{master}");
-    for v in &variants {
+    let player = get(&d, &format!("/live/{id}/master-player.m3u8")).text();
+    let all: Vec<&str> = player
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .collect();
+    assert_eq!(all.len(), 4, "{player}");
+    assert_eq!(&all[..2], &variants[..], "{player}");
+    for (i, v) in all.iter().enumerate() {
         let codecs = attr(v, "CODECS").unwrap();
-        assert!(
-            codecs.contains("avc1.") && codecs.contains("mp4a.40.2"),
-            "{v}"
-        );
+        let (audio, group) = match i {
+            0 | 1 => ("mp4a.40.2", "audio"),
+            _ => ("opus", "audio-opus-4ch"),
+        };
+        assert!(codecs.contains("avc1.") && codecs.ends_with(audio), "{v}");
+        assert_eq!(attr(v, "AUDIO"), Some(group), "{v}");
         assert!(attr(v, "RESOLUTION").is_some() && attr(v, "FRAME-RATE").is_some());
         assert!(attr(v, "BANDWIDTH").unwrap().parse::<u64>().unwrap() > 0);
     }
     assert!(master.contains("RESOLUTION=1280x720") && master.contains("RESOLUTION=640x360"));
+    // The head-tracked rendition, live: four channels of Opus in order
+    // (W, Y, Z, X as mapping family 255: no pair of them coupled).
+    let streams = ffprobe_streams(&d.url(&format!("/live/{id}/ambisonic/index.m3u8")));
+    let a = &streams[0];
+    assert_eq!(
+        (a["codec_name"].as_str(), a["channels"].as_u64()),
+        (Some("opus"), Some(4)),
+        "{a}"
+    );
     d.terminate();
 }
 

@@ -29,6 +29,7 @@ pub fn audio(id: &str, name: &str, default: bool) -> Rendition {
             name: name.into(),
             channels: 2,
             default,
+            autoselect: true,
             language: None,
         },
         codecs: "mp4a.40.2".into(),

@@ -68,6 +68,7 @@ pub struct AudioStatus {
     /// Output buffers made outside the pools (a pool ran dry).
     pool_misses: AtomicU64,
     block_frames: AtomicU64,
+    rate: AtomicU64,
 }
 
 /// A copy of [`AudioStatus`] for the API.
@@ -77,6 +78,9 @@ pub struct AudioSnapshot {
     pub frames_in: u64,
     pub overruns: u64,
     pub underruns: u64,
+    /// Losses upstream of the ring (xruns), and their total length.
+    pub xruns: u64,
+    pub xrun_ms: f64,
     pub drift_ppm: f64,
     pub av_offset_ms: f64,
     pub last_block_age_s: f64,
@@ -117,6 +121,9 @@ impl AudioStatus {
             frames_in: rd(|r| &r.frames_in),
             overruns: rd(|r| &r.overruns),
             underruns: rd(|r| &r.underruns),
+            xruns: rd(|r| &r.xruns),
+            xrun_ms: rd(|r| &r.xrun_frames) as f64 * 1e3
+                / self.rate.load(Ordering::Relaxed).max(1) as f64,
             drift_ppm: f64::from_bits(self.drift_ppm_bits.load(Ordering::Relaxed)),
             av_offset_ms: f64::from_bits(self.offset_ms_bits.load(Ordering::Relaxed)),
             last_block_age_s: crate::age_s(last),
@@ -146,11 +153,13 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    /// An appsrc fed from a pool of `block`-frame stereo F32 buffers.
+    /// An appsrc fed from a pool of `block`-frame F32 buffers (stereo, or
+    /// four channels for the ambisonic rendition).
     pub(crate) fn new(mix: Mix, src: gst_app::AppSrc, block: usize) -> Result<Self, MediaError> {
         let pool = gst::BufferPool::new();
         let mut config = pool.config();
-        config.set_params(src.caps().as_ref(), (block * 8) as u32, 4, POOL_BUFFERS);
+        let bytes = block * 4 * mix.channels();
+        config.set_params(src.caps().as_ref(), bytes as u32, 4, POOL_BUFFERS);
         pool.set_config(config).map_err(gst_err)?;
         pool.set_active(true).map_err(gst_err)?;
         Ok(Output { mix, src, pool })
@@ -218,6 +227,7 @@ impl AudioLoop {
         }
         let inputs = input.as_ref().map_or(k, |i| i.channels());
         status.block_frames.store(block as u64, Ordering::Relaxed);
+        status.rate.store(u64::from(feed.rate), Ordering::Relaxed);
         let meter = MeterAccumulator::new(inputs + 2, feed.rate as usize / 10);
         Ok(AudioLoop {
             policy: SilencePolicy::new(SilenceConfig {
@@ -351,17 +361,14 @@ impl AudioLoop {
         let params =
             gst::BufferPoolAcquireParams::with_flags(gst::BufferPoolAcquireFlags::DONTWAIT);
         for out in &self.feed.outputs {
-            let (a, b) = match out.mix {
-                Mix::Binaural => (&self.l, &self.r),
-                Mix::Stereo => (&self.sl, &self.sr),
-            };
+            let bytes = block * 4 * out.mix.channels();
             let mut buf = match out.pool.acquire_buffer(Some(&params)) {
                 Ok(b) => b,
                 Err(_) => {
                     // Downstream holds every pooled buffer: make one, and
                     // count it (it shows a stall, not a normal state).
                     self.status.pool_misses.fetch_add(1, Ordering::Relaxed);
-                    gst::Buffer::with_size(block * 8).map_err(gst_err)?
+                    gst::Buffer::with_size(bytes).map_err(gst_err)?
                 }
             };
             {
@@ -371,10 +378,19 @@ impl AudioLoop {
                 bm.set_pts(gst::ClockTime::from_nseconds(pts));
                 bm.set_duration(gst::ClockTime::from_nseconds(duration));
                 let mut map = bm.map_writable().map_err(gst_err)?;
-                for ((dst, x), y) in map.chunks_exact_mut(8).zip(a.iter()).zip(b.iter()) {
-                    dst[..4].copy_from_slice(&x.to_le_bytes());
-                    dst[4..].copy_from_slice(&y.to_le_bytes());
-                }
+                let planes: [&[f32]; 4] = match out.mix {
+                    Mix::Binaural => [&self.l, &self.r, &[], &[]],
+                    Mix::Stereo => [&self.sl, &self.sr, &[], &[]],
+                    // First order of the AmbiX bus: ACN 0–3 are W, Y, Z, X
+                    // at any bus order.
+                    Mix::Ambisonic => [
+                        &self.bus[..block],
+                        &self.bus[block..2 * block],
+                        &self.bus[2 * block..3 * block],
+                        &self.bus[3 * block..4 * block],
+                    ],
+                };
+                interleave(&planes[..out.mix.channels()], &mut map);
             }
             if out.src.push_buffer(buf).is_err() {
                 return Ok(false);
@@ -387,6 +403,16 @@ impl AudioLoop {
     pub(crate) fn finish(&self) {
         for out in &self.feed.outputs {
             let _ = out.src.end_of_stream();
+        }
+    }
+}
+
+/// Planar F32 blocks into interleaved little-endian bytes.
+fn interleave(planes: &[&[f32]], out: &mut [u8]) {
+    let stride = 4 * planes.len();
+    for (c, plane) in planes.iter().enumerate() {
+        for (dst, x) in out.chunks_exact_mut(stride).zip(plane.iter()) {
+            dst[4 * c..4 * c + 4].copy_from_slice(&x.to_le_bytes());
         }
     }
 }

@@ -91,7 +91,7 @@ fn filters() -> ShFilters {
 /// appsrc → fakesink, playing, so pushed buffers are consumed and return
 /// to their pool.
 fn output(pipeline: &gst::Pipeline, mix: Mix, block: usize) -> Output {
-    let src = crate::elements::audio_appsrc(RATE);
+    let src = crate::elements::audio_appsrc(RATE, mix.channels());
     let sink = gst::ElementFactory::make("fakesink")
         .property("sync", false)
         .build()
@@ -110,6 +110,7 @@ fn the_live_audio_path_allocates_nothing_per_block() {
     let outputs = vec![
         output(&pipeline, Mix::Binaural, block),
         output(&pipeline, Mix::Stereo, block),
+        output(&pipeline, Mix::Ambisonic, block),
     ];
     pipeline.set_state(gst::State::Playing).unwrap();
     let (mut producer, consumer, _) = studiocast_capture::ring::ring(16, RATE as usize * 2);

@@ -6,6 +6,9 @@
 //! [`BuiltPipeline::start`] consumes it and returns a [`RunningPipeline`]
 //! (threads and inputs up) or tears everything down and says why.
 
+mod file;
+mod file_audio;
+mod file_video;
 mod running;
 mod sinks;
 mod video;
@@ -18,6 +21,9 @@ use gstreamer as gst;
 use studiocast_capture::device::CaptureConfig;
 use studiocast_spatial::{BinauralRenderer, ShFilters};
 
+pub use file::FileEncoder;
+pub use file_audio::GstAudioSource;
+pub use file_video::{audio_only_container, probe_video, Poster, VideoInfo};
 pub use running::RunningPipeline;
 
 use crate::audio_thread::{AudioFeed, AudioStatus, BusSource, Output};
@@ -274,7 +280,7 @@ fn check(spec: &PipelineSpec, filters: &ShFilters, opts: &BuildOptions) -> Resul
     Ok(())
 }
 
-/// One appsrc → AAC → cmafmux → appsink branch per audio rendition: the
+/// One appsrc → AAC (or Opus) → cmafmux → appsink branch per audio rendition: the
 /// audio thread's outputs, and the muxers the split requests go to.
 fn audio_branches(
     spec: &PipelineSpec,
@@ -286,7 +292,7 @@ fn audio_branches(
     let seg = spec.segment_seconds as u64;
     let chunk = spec.part_duration().map(clock);
     for r in &spec.audio.renditions {
-        let src = el::audio_appsrc(spec.audio.sample_rate);
+        let src = el::audio_appsrc(spec.audio.sample_rate, r.mix.channels());
         let sink = appsink(&r.id, MediaKind::Audio, taps, None);
         // Audio fragments are cut where the video's are (split requests at
         // every segment boundary, see `running`), not every 2 s of audio: a
@@ -299,18 +305,10 @@ fn audio_branches(
             false,
             gst::ClockTime::ZERO,
         )?;
-        add_and_link(
-            taps.pipeline,
-            &[
-                src.upcast_ref(),
-                &el::audioconvert()?,
-                &el::avenc_aac(r.bitrate_kbps)?,
-                &el::aacparse()?,
-                &el::queue()?,
-                &mux,
-                sink.upcast_ref(),
-            ],
-        )?;
+        let mut chain: Vec<gst::Element> = vec![src.clone().upcast()];
+        chain.extend(el::audio_encode_chain(r.mix, r.bitrate_kbps)?);
+        chain.extend([el::queue()?, mux.clone(), sink.upcast()]);
+        add_and_link(taps.pipeline, &chain.iter().collect::<Vec<_>>())?;
         muxers.push(mux);
         outputs.push(Output::new(r.mix, src, block)?);
     }

@@ -23,6 +23,10 @@ pub struct PipelineSpec {
     /// How far back viewers can seek in a live stream, seconds.
     #[serde(default = "dvr")]
     pub dvr_seconds: u32,
+    /// Who may play what the preset makes when the start or job does not
+    /// say: `public`, or `private` (a playback token on every URL).
+    #[serde(default)]
+    pub visibility: PresetVisibility,
     pub video: Option<VideoSpec>,
     pub audio: AudioSpec,
 }
@@ -33,6 +37,16 @@ fn two() -> u32 {
 
 fn dvr() -> u32 {
     7200
+}
+
+/// A preset's default visibility. (The HTTP layer has its own type: this
+/// crate knows nothing of it; the daemon maps one to the other.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PresetVisibility {
+    #[default]
+    Public,
+    Private,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -91,6 +105,9 @@ impl VideoSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum VideoSource {
+    /// A transcoding job's own input file: the preset gives the ladder, the
+    /// job the picture. A live session cannot use such a preset.
+    File,
     /// `videotestsrc` with a burnt-in wall clock.
     TestPattern {
         #[serde(default = "smpte")]
@@ -479,6 +496,28 @@ pub enum Mix {
     Binaural,
     /// The loudspeaker-stereo downmix.
     Stereo,
+    /// The scene itself as first-order AmbiX (W, Y, Z, X; ACN/SN3D), for
+    /// players that rotate and render it themselves (head tracking). It is
+    /// 4-channel Opus in a group of its own.
+    Ambisonic,
+}
+
+impl Mix {
+    /// Channels the rendition carries.
+    pub fn channels(self) -> usize {
+        match self {
+            Mix::Binaural | Mix::Stereo => 2,
+            Mix::Ambisonic => 4,
+        }
+    }
+
+    /// The codec's RFC 6381 string in the playlists.
+    pub fn codecs(self) -> &'static str {
+        match self {
+            Mix::Binaural | Mix::Stereo => "mp4a.40.2",
+            Mix::Ambisonic => "opus",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -487,6 +526,11 @@ pub struct AudioRendition {
     pub id: String,
     pub name: String,
     pub mix: Mix,
+    /// Ambisonic order of an `ambisonic` rendition: 1 (the only one a
+    /// browser renders; higher orders need more than Opus's 8 channels of
+    /// one stream).
+    #[serde(default)]
+    pub order: Option<u32>,
     #[serde(default = "aac_rate")]
     pub bitrate_kbps: u32,
     #[serde(default)]
@@ -584,12 +628,24 @@ impl PipelineSpec {
     }
 
     /// The longest part any rendition can have: a video part is whole
-    /// frames; an audio part is whole AAC frames (1024 samples), which a
-    /// video-aligned chunk may exceed by up to one frame.
+    /// frames; an audio part is whole codec frames (AAC: 1024 samples;
+    /// Opus, the ambisonic rendition: 20 ms), which a video-aligned chunk
+    /// may exceed by up to one frame.
     pub fn part_target(&self) -> Option<f64> {
         let part = self.part_duration()?.as_secs_f64();
         let aac = 1024.0 / self.audio.sample_rate.max(1) as f64;
-        Some(((part / aac).ceil() * aac).max(part))
+        // (Less a hair: 0.14 / 0.02 is 7.000000000000001 in floats.)
+        let whole = |frame: f64| (part / frame - 1e-9).ceil() * frame;
+        Some(
+            self.audio
+                .renditions
+                .iter()
+                .map(|r| match r.mix {
+                    Mix::Ambisonic => whole(0.02),
+                    _ => whole(aac),
+                })
+                .fold(part, f64::max),
+        )
     }
 }
 

@@ -115,4 +115,38 @@ fn an_audio_only_preset_has_audio_sized_parts() {
     let part = spec.part_duration().unwrap().as_secs_f64();
     assert!((part - 16.0 * 1024.0 / 48000.0).abs() < 1e-9, "{part}");
     assert_eq!(spec.gop_frames(), 0);
+    assert!((spec.part_target().unwrap() - part).abs() < 1e-9);
+    // An Opus rendition's chunks are whole 20 ms frames: 0.36 s.
+    let ambi = format!(
+        "{text}[[audio.rendition]]\nid = \"ambisonic\"\nname = \"360\"\nmix = \"ambisonic\"\n"
+    );
+    let spec = PipelineSpec::parse(&ambi).unwrap();
+    assert!((spec.part_target().unwrap() - 0.36).abs() < 1e-9);
+}
+
+/// `mix = "ambisonic"` with `order`: first order only, never the default,
+/// and `order` means nothing on the other mixes.
+#[test]
+fn the_ambisonic_rendition_is_first_order_and_never_the_default() {
+    let text = |extra: &str| {
+        format!(
+            "name = \"a\"\n[audio]\nsource = {{ kind = \"synthetic-scene\", order = 3 }}\n\
+             [[audio.rendition]]\nid = \"binaural\"\nname = \"B\"\nmix = \"binaural\"\ndefault = true\n\
+             [[audio.rendition]]\nid = \"ambisonic\"\nname = \"360\"\nmix = \"ambisonic\"\n{extra}"
+        )
+    };
+    let spec = PipelineSpec::parse(&text("order = 1\nbitrate_kbps = 256\n")).unwrap();
+    let r = &spec.audio.renditions[1];
+    assert_eq!(
+        (r.mix, r.mix.channels(), r.mix.codecs()),
+        (Mix::Ambisonic, 4, "opus")
+    );
+    // The order may be left out (first order).
+    PipelineSpec::parse(&text("")).unwrap();
+    let err = |t: &str| PipelineSpec::parse(t).unwrap_err().to_string();
+    assert!(err(&text("order = 3\n")).contains("order 3 is not offered"));
+    let ambi_default = text("default = true\n").replacen("default = true\n", "", 1);
+    assert!(err(&ambi_default).contains("cannot be the default"));
+    let on_binaural = text("").replace("mix = \"binaural\"\n", "mix = \"binaural\"\norder = 1\n");
+    assert!(err(&on_binaural).contains("order applies to mix = \"ambisonic\" only"));
 }

@@ -210,6 +210,29 @@ pub(super) fn validate_renditions(r: &[AudioRendition], taken: &[&str]) -> Resul
                 x.name.escape_debug()
             ));
         }
+        match (x.mix, x.order) {
+            (Mix::Ambisonic, None | Some(1)) => {}
+            (Mix::Ambisonic, Some(o)) => {
+                return Err(format!(
+                    "audio rendition '{}': ambisonic order {o} is not offered (1 only)",
+                    x.id
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "audio rendition '{}': order applies to mix = \"ambisonic\" only",
+                    x.id
+                ))
+            }
+            (_, None) => {}
+        }
+        if x.default && x.mix == Mix::Ambisonic {
+            return Err(format!(
+                "audio rendition '{}': an ambisonic rendition cannot be the default \
+                 (a plain player would play its four channels as loudspeakers)",
+                x.id
+            ));
+        }
         if !(32..=512).contains(&x.bitrate_kbps) {
             return Err(format!(
                 "audio bitrate {} kb/s is outside 32..=512",

@@ -48,6 +48,42 @@ pub struct Fake {
     /// Session calls whose future is still alive: running, or neither
     /// finished nor dropped (a request the server left behind).
     pub in_flight: Arc<AtomicUsize>,
+    pub filters: FakeFilters,
+}
+
+/// The engine's filters for the player: counts designs; fails when told.
+#[derive(Default)]
+pub struct FakeFilters {
+    pub designs: AtomicUsize,
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+impl studiocast_server::hrtf::FilterSource for FakeFilters {
+    fn hrtf(
+        &self,
+        order: u32,
+        rate: u32,
+    ) -> BoxFuture<'_, Result<studiocast_server::hrtf::HrtfFilters, ControlError>> {
+        self.designs.fetch_add(1, Ordering::SeqCst);
+        let fail = self.fail.load(Ordering::SeqCst);
+        Box::pin(async move {
+            // A design takes a while: concurrent requests overlap it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if fail {
+                return Err(ControlError::Unavailable("no such set".into()));
+            }
+            Ok(studiocast_server::hrtf::HrtfFilters {
+                sofa: "kemar.sofa".into(),
+                method: "magls".into(),
+                max_re: false,
+                headphone_eq: false,
+                order,
+                rate,
+                left: vec![vec![0.5; 8]; 4],
+                right: vec![vec![0.25; 8]; 4],
+            })
+        })
+    }
 }
 
 /// Counts a call in [`Fake::in_flight`] until it is dropped.
@@ -134,6 +170,7 @@ pub fn session(id: &str) -> SessionInfo {
         pipeline: "demo".into(),
         title: "Lecture".into(),
         course: "".into(),
+        visibility: Default::default(),
         started_at: "2025-01-01T00:00:00Z".into(),
         ended_at: None,
         error: None,
@@ -189,6 +226,10 @@ impl SessionControl for Fake {
 
     fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceEntry>, ControlError>> {
         self.answer("devices", vec![])
+    }
+
+    fn filters(&self) -> Option<&dyn studiocast_server::hrtf::FilterSource> {
+        Some(&self.filters)
     }
 
     fn live(&self, id: &str, rendition: &str) -> Option<watch::Receiver<Arc<LiveView>>> {

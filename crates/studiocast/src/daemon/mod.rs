@@ -4,14 +4,15 @@
 //! finalises every session within 25 s whatever the clients do.
 
 mod devices;
-mod live;
+mod hrtf;
+pub(crate) mod live;
 pub mod media;
-mod recording;
+pub(crate) mod recording;
 mod recovery;
 mod session;
 pub mod store;
 mod supervisor;
-mod worker;
+pub(crate) mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,6 +95,7 @@ async fn serve(cfg: Config) -> Result<()> {
     };
     let max_sessions = s.session_limit();
     let supervisor = spawn_supervisor(&cfg, presets.clone(), store, media_root, past);
+    let (supervisor, runner) = start_jobs(&cfg, supervisor)?;
     let generated = s.api_token.is_empty();
     let token = if generated {
         random_token()?
@@ -102,6 +104,11 @@ async fn serve(cfg: Config) -> Result<()> {
     };
     let mut server_cfg = ServerConfig::new(token.clone(), s.data_dir.clone());
     server_cfg.cors_origins = s.cors_origins.clone();
+    server_cfg.jobs_dir = cfg.jobs.shared_dir.as_ref().map(|d| d.join("sessions"));
+    server_cfg.playback_key = Some(playback_key(&cfg)?);
+    server_cfg.embed_origins = s.embed_origins.clone();
+    server_cfg.public_url = s.public_url.clone();
+    server_cfg.https = tls.is_some();
     let app = router(server_cfg, Arc::new(supervisor.clone()));
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
@@ -130,6 +137,10 @@ async fn serve(cfg: Config) -> Result<()> {
     };
     tracing::info!("shutting down: finalising live sessions");
     stop.cancel();
+    if let Some(r) = runner {
+        // Running jobs stop at their next block and are queued again.
+        tokio::task::spawn_blocking(move || r.shutdown()).await?;
+    }
     // Sessions finalise while HTTP drains: neither waits for the other.
     let finalise = tokio::time::timeout(SHUTDOWN_BUDGET, supervisor.shutdown());
     let (http, finalised) = match early {
@@ -147,6 +158,94 @@ async fn serve(cfg: Config) -> Result<()> {
     }
     tracing::info!("bye");
     Ok(())
+}
+
+/// The job queue (SQLite in the data folder), its workers and the webhook
+/// deliverer; none with `[jobs] workers = 0`.
+fn start_jobs(
+    cfg: &Config,
+    supervisor: supervisor::Supervisor,
+) -> Result<(supervisor::Supervisor, Option<crate::jobs::runner::Runner>)> {
+    use crate::jobs::{runner, store::Store, webhooks, Jobs, JobsConfig};
+    if cfg.jobs.workers == 0 {
+        return Ok((supervisor, None));
+    }
+    let path = cfg.server.data_dir.join("jobs.sqlite");
+    let events = Arc::new(tokio::sync::Notify::new());
+    let notify = events.clone();
+    // The PostgreSQL client blocks on its own runtime: not on this one's.
+    let opened = tokio::task::block_in_place(|| match &cfg.jobs.database {
+        Some(url) => Store::open_postgres(url)
+            .with_context(|| format!("cannot open the job queue at {}", redact(url))),
+        None => Store::open(&path)
+            .with_context(|| format!("cannot open the job queue {}", path.display())),
+    })?;
+    let store = Arc::new(
+        opened
+            .with_webhooks(cfg.jobs.webhooks.clone())
+            .with_event_hook(move || notify.notify_one()),
+    );
+    if let Some(dir) = &cfg.jobs.shared_dir {
+        std::fs::create_dir_all(dir.join("sessions"))
+            .with_context(|| format!("cannot use [jobs] shared_dir {}", dir.display()))?;
+    }
+    let wake = runner::Wake::default();
+    let jobs = Arc::new(Jobs::new(
+        store.clone(),
+        JobsConfig {
+            data_dir: cfg.server.data_dir.clone(),
+            shared_dir: cfg
+                .jobs
+                .shared_dir
+                .clone()
+                .unwrap_or_else(|| cfg.server.data_dir.clone()),
+            import_dir: cfg.jobs.import_dir.clone(),
+            max_upload_bytes: cfg.jobs.max_upload_mb.saturating_mul(1024 * 1024),
+            min_free_mb: cfg.recording.min_free_mb,
+            pipelines_dir: cfg.server.pipelines_dir.clone(),
+        },
+        wake.clone(),
+    ));
+    tokio::task::block_in_place(|| jobs.sweep_uploads());
+    // Always running, even with no URL configured now: events written
+    // before a restart that removed a URL are still owed.
+    let stop = CancellationToken::new();
+    tokio::spawn(webhooks::deliver(
+        store.clone(),
+        jobs.clone(),
+        webhooks::WebhookSettings {
+            secret: cfg.jobs.webhook_secret.clone().into_bytes(),
+            public_url: cfg
+                .jobs
+                .public_url
+                .as_ref()
+                .or(cfg.server.public_url.as_ref())
+                .map(|u| u.trim_end_matches('/').to_string()),
+        },
+        events,
+        stop.clone(),
+    ));
+    let runner = runner::Runner::start(store, jobs.clone(), cfg.clone(), cfg.jobs.workers, wake)
+        .context("cannot start the job workers")?
+        .with_stop_also(stop);
+    let queue = match &cfg.jobs.database {
+        Some(url) => redact(url),
+        None => path.display().to_string(),
+    };
+    tracing::info!(workers = cfg.jobs.workers, %queue, webhooks = cfg.jobs.webhooks.len(), "job queue ready");
+    Ok((supervisor.with_jobs(jobs), Some(runner)))
+}
+
+/// A database URL without its password, for logs and errors.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let cred = &url[s + 3..at];
+            let user = cred.split(':').next().unwrap_or("");
+            format!("{}{user}:…{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// The session supervisor, with the real media backend (and the fault
@@ -180,6 +279,9 @@ fn spawn_supervisor(
         },
         past,
     )
+    .with_filters(Arc::new(hrtf::SpatialFilters {
+        spatial: cfg.spatial.clone(),
+    }))
 }
 
 /// What a technician needs on the terminal: where, the token, the presets.
@@ -214,4 +316,59 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// The key of private lessons' playback tokens: the configured secret, or
+/// one made once and kept (mode 0600) in the shared jobs folder when there
+/// is one (every daemon serving it must agree), else in the data folder.
+/// Never logged.
+fn playback_key(cfg: &Config) -> Result<studiocast_server::PlaybackKey> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let s = &cfg.server;
+    if !s.playback_secret.is_empty() {
+        return studiocast_server::PlaybackKey::new(s.playback_secret.as_bytes())
+            .context("[server] playback_secret must be at least 16 bytes");
+    }
+    let dir = cfg.jobs.shared_dir.as_ref().unwrap_or(&s.data_dir);
+    let path = dir.join("playback.key");
+    if !path.exists() {
+        std::fs::create_dir_all(dir)?;
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        // A name of its own (daemons on other hosts share the folder and
+        // may have the same pid).
+        let mut tag = [0u8; 8];
+        getrandom::fill(&mut tag).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = dir.join(format!(".playback.key.{tag}"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(hex.as_bytes())?;
+        f.sync_all()?;
+        // A link fails if another daemon made its key first: then theirs
+        // is the one, read below.
+        let made = std::fs::hard_link(&tmp, &path).is_ok();
+        let _ = std::fs::remove_file(&tmp);
+        if made {
+            tracing::info!(path = %path.display(), "made a playback key for private lessons");
+        }
+    }
+    let secret = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let secret = secret.trim_ascii();
+    // Whole, as written: 64 hex digits (a half-written or foreign file
+    // would make this daemon refuse its neighbours' tokens).
+    if secret.len() != 64 || !secret.iter().all(u8::is_ascii_hexdigit) {
+        anyhow::bail!(
+            "{} is not a playback key (64 hex digits); remove it to make a new one",
+            path.display()
+        );
+    }
+    studiocast_server::PlaybackKey::new(secret)
+        .with_context(|| format!("{} holds fewer than 16 bytes", path.display()))
 }

@@ -70,6 +70,10 @@ pub struct Settled {
     /// The final record; `None` when the start was refused before the
     /// session had a record (nothing to list).
     pub info: Option<SessionInfo>,
+    /// The session's last answers (a failed start, finished stops), sent by
+    /// the supervisor once the slot is free: a caller who hears "failed" or
+    /// "ended" and starts again at once must not meet the session limit.
+    pub answers: Vec<(Reply, Result<SessionInfo, ControlError>)>,
 }
 
 /// A running session as the supervisor and the HTTP layer reach it.
@@ -157,6 +161,7 @@ pub fn spawn(
         phase: Phase::Launching,
         create_reply: Some(reply),
         waiters: Vec::new(),
+        last_answers: Vec::new(),
         stop_asked: false,
         recording: None,
         worker: None,
@@ -191,11 +196,16 @@ struct SettledGuard {
 }
 
 impl SettledGuard {
-    fn send(mut self, info: Option<SessionInfo>) {
+    fn send(
+        mut self,
+        info: Option<SessionInfo>,
+        answers: Vec<(Reply, Result<SessionInfo, ControlError>)>,
+    ) {
         self.done = true;
         let _ = self.settled.send(Settled {
             id: self.id.clone(),
             info,
+            answers,
         });
     }
 }
@@ -215,6 +225,7 @@ impl Drop for SettledGuard {
         let _ = self.settled.send(Settled {
             id: self.id.clone(),
             info: Some(info),
+            answers: Vec::new(),
         });
     }
 }
@@ -237,6 +248,9 @@ struct Session {
     create_reply: Option<Reply>,
     /// Stop requests waiting for the end.
     waiters: Vec<Reply>,
+    /// Answers held until the supervisor has freed the slot (see
+    /// [`Settled::answers`]).
+    last_answers: Vec<(Reply, Result<SessionInfo, ControlError>)>,
     /// A stop came while the session was still starting.
     stop_asked: bool,
     recording: Option<(Arc<RecordingState>, Sidecar)>,
@@ -336,7 +350,7 @@ impl Session {
             }
         }
         let info = self.recorded.then(|| self.info.clone());
-        guard.send(info);
+        guard.send(info, std::mem::take(&mut self.last_answers));
     }
 
     fn publish(&mut self) {

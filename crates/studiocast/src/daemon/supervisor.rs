@@ -57,6 +57,10 @@ enum Cmd {
 /// The supervisor's handle: cheap to clone.
 #[derive(Clone)]
 pub struct Supervisor {
+    /// The job queue the HTTP layer reaches through this control.
+    jobs: Option<Arc<crate::jobs::Jobs>>,
+    /// The engine's filters for the player.
+    filters: Option<Arc<dyn studiocast_server::hrtf::FilterSource>>,
     tx: mpsc::Sender<Cmd>,
     live: LiveRegistry,
     presets: Arc<HashMap<String, PipelineSpec>>,
@@ -116,12 +120,26 @@ impl Supervisor {
         };
         tokio::spawn(actor.run(rx, settled_rx));
         Supervisor {
+            jobs: None,
+            filters: None,
             tx,
             live,
             presets: shared,
             media_root,
             recording,
         }
+    }
+
+    /// Serve the engine's filters for the player through this control.
+    pub fn with_filters(mut self, f: Arc<dyn studiocast_server::hrtf::FilterSource>) -> Self {
+        self.filters = Some(f);
+        self
+    }
+
+    /// Serve the job queue through this control too.
+    pub fn with_jobs(mut self, jobs: Arc<crate::jobs::Jobs>) -> Self {
+        self.jobs = Some(jobs);
+        self
     }
 
     async fn ask<T>(
@@ -251,6 +269,8 @@ impl Actor {
         let Some(spec) = self.presets.get(&req.pipeline).cloned() else {
             return refuse(reply, ControlError::PipelineNotFound(req.pipeline));
         };
+        let mut req = req;
+        req.visibility = Some(req.visibility.unwrap_or(crate::visibility_of(&spec)));
         let running = self.running();
         if running >= self.max_sessions {
             return refuse(
@@ -289,6 +309,10 @@ impl Actor {
                 self.sessions.remove(&s.id);
             }
         }
+        // Only now: the slot is free when the caller hears the end.
+        for (reply, r) in s.answers {
+            let _ = reply.send(r);
+        }
     }
 
     /// What only the actor knows; the disk checks run outside it.
@@ -315,6 +339,16 @@ impl Actor {
 }
 
 impl SessionControl for Supervisor {
+    fn filters(&self) -> Option<&dyn studiocast_server::hrtf::FilterSource> {
+        self.filters.as_deref()
+    }
+
+    fn jobs(&self) -> Option<&dyn studiocast_server::JobControl> {
+        self.jobs
+            .as_deref()
+            .map(|j| j as &dyn studiocast_server::JobControl)
+    }
+
     fn live(
         &self,
         id: &str,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use studiocast_hls::mp4::avc_codec_string;
 use studiocast_hls::{Action, Chunk, HlsError, Packager, PackagerConfig, Rendition, RenditionKind};
-use studiocast_media::spec::PipelineSpec;
+use studiocast_media::spec::{Mix, PipelineSpec};
 use studiocast_media::{EventReceiver, MediaEvent};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -69,11 +69,12 @@ pub fn renditions(spec: &PipelineSpec) -> Vec<Rendition> {
             id: a.id.clone(),
             kind: RenditionKind::Audio {
                 name: a.name.clone(),
-                channels: 2,
+                channels: a.mix.channels() as u32,
                 default: a.default,
+                autoselect: a.mix != Mix::Ambisonic,
                 language: None,
             },
-            codecs: "mp4a.40.2".into(),
+            codecs: a.mix.codecs().into(),
             bandwidth: a.bitrate_kbps as u64 * 1000 * 9 / 8,
         });
     }
@@ -227,7 +228,7 @@ pub fn republish(dir: &Path, spec: &PipelineSpec) -> Result<f64, String> {
         .map(|(id, _)| p.duration(id))
         .fold(0.0, f64::max);
     let mut actions = p.end();
-    actions.push(p.master_action());
+    actions.extend(p.master_actions());
     let mut files = Files::new(dir.to_path_buf());
     files.apply(&mut p, actions);
     if files.failures > 0 {
@@ -302,7 +303,7 @@ pub fn run(
     };
     let mut last = packager.flush();
     if !w.master_written {
-        last.push(packager.master_action());
+        last.extend(packager.master_actions());
     }
     send_all(files.apply(&mut packager, last));
     let end = packager.end();
@@ -369,9 +370,9 @@ impl Worker {
     /// duration, leaving that rendition silent until the next boundary.
     /// Cut it at the first chunk that starts at or after the video's newest
     /// segment start (so the audio comes back to the video's grid rather
-    /// than drifting), or, with no video, at the chunk that goes past the
-    /// segment length. A rendition's first segment is spared: it runs from
-    /// wherever the audio began.
+    /// than drifting), and in any case at the chunk that would take it past
+    /// the segment length. A rendition's first segment is spared the
+    /// video's grid (it runs from wherever the audio began), not the length.
     fn boundary_for(
         &mut self,
         id: &str,
@@ -393,12 +394,14 @@ impl Worker {
             .open_secs
             .entry(id.to_string())
             .or_insert((pdt_ms, 0.0, 0));
-        let past = if has_video {
-            video_ms > *start + half && pdt_ms + 10 >= video_ms
-        } else {
-            *open + duration > length + 0.1
-        };
-        let cut = *started > 1 && !boundary && independent && past;
+        // Whatever the video does (a starved encoder can leave its newest
+        // boundary seconds behind), a segment never grows past its length:
+        // the packager would refuse the chunk that takes it there, and the
+        // rendition would wait for a split the muxer may not make.
+        let too_long = *open + duration > length + 0.1;
+        let at_video =
+            has_video && *started > 1 && video_ms > *start + half && pdt_ms + 10 >= video_ms;
+        let cut = *started > 0 && !boundary && independent && (at_video || too_long);
         if cut {
             tracing::warn!(rendition = %id, open = *open, "audio segment past the video's boundary: cut here");
         }
@@ -457,7 +460,7 @@ impl Worker {
                 }
                 self.inits.insert(rendition);
                 if !self.master_written && self.ids.iter().all(|r| self.inits.contains(r)) {
-                    actions.push(p.master_action());
+                    actions.extend(p.master_actions());
                     self.master_written = true;
                 }
             }
@@ -543,6 +546,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use studiocast_hls::LiveView;
     use studiocast_media::event_queue;
 
     /// The PDT of the segment right after each `EXT-X-DISCONTINUITY`.
@@ -656,8 +660,15 @@ mod tests {
     /// boundary. The worker cuts it at the chunk that goes past its length
     /// instead: no refusal, no hole, and every rendition keeps segment N
     /// on the same time (the counts match once the next boundary passes).
-    #[test]
-    fn a_missed_audio_split_is_cut_at_the_segment_length() {
+    /// Runs 31 parts (6 a segment) of the demo's four renditions through a
+    /// worker, where `sent(rendition, k)` says whether chunk k is sent and
+    /// `split(rendition, k)` whether it starts a fragment; returns the
+    /// 720p and stereo views.
+    fn split_scenario(
+        tag: &str,
+        sent: impl Fn(&str, i64) -> bool,
+        split: impl Fn(&str, i64) -> bool,
+    ) -> (Arc<LiveView>, Arc<LiveView>) {
         let spec = PipelineSpec::parse(
             &std::fs::read_to_string(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -667,7 +678,8 @@ mod tests {
         )
         .unwrap();
         let part = spec.part_duration().unwrap().as_secs_f64();
-        let dir = std::env::temp_dir().join(format!("studiocast-split-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("studiocast-split-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (tx, rx, _) = event_queue(1 << 20);
@@ -686,11 +698,12 @@ mod tests {
             });
         }
         let t0 = 1_764_460_800_000i64;
-        // 6 parts a segment; stereo's split at chunk 18 (segment 4) is
-        // missed.
         for k in 0..31i64 {
             for r in ["720p", "360p", "binaural", "stereo"] {
-                let boundary = k % 6 == 0 && !(r == "stereo" && k == 18);
+                if !sent(r, k) {
+                    continue;
+                }
+                let boundary = split(r, k);
                 tx.send(MediaEvent::Chunk {
                     rendition: r.into(),
                     data: vec![k as u8; 32],
@@ -703,7 +716,31 @@ mod tests {
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let (v, a) = (video.borrow().clone(), audio.borrow().clone());
+        let views = (video.borrow().clone(), audio.borrow().clone());
+        tx.send(MediaEvent::Eos);
+        assert_eq!(worker.join().unwrap(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+        views
+    }
+
+    fn all_whole_segments(view: &LiveView) {
+        let text = String::from_utf8_lossy(&view.playlist).into_owned();
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("#EXTINF"))
+                .all(|l| l == "#EXTINF:2.00000,"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_missed_audio_split_is_cut_at_the_segment_length() {
+        // Stereo's split at chunk 18 (segment 4) is missed.
+        let (v, a) = split_scenario(
+            "missed",
+            |_, _| true,
+            |r, k| k % 6 == 0 && !(r == "stereo" && k == 18),
+        );
         assert_eq!(v.last_segment, Some(5));
         assert_eq!(
             a.last_segment,
@@ -714,15 +751,44 @@ mod tests {
         assert_eq!(a.last_part.map(|p| p.msn), v.last_part.map(|p| p.msn));
         // The chunk that would take segment 3 past its length is the one
         // the split should have started: segment 4 starts on time.
-        let text = String::from_utf8_lossy(&a.playlist).into_owned();
-        assert!(
-            text.lines()
-                .filter(|l| l.starts_with("#EXTINF"))
-                .all(|l| l == "#EXTINF:2.00000,"),
-            "{text}"
+        all_whole_segments(&a);
+    }
+
+    /// Seen under load: both audio muxers missed a split while the video
+    /// encoders ran seconds late, so the video's newest boundary was no
+    /// guide, and the audio was refused at 2.73 s. The length alone cuts.
+    #[test]
+    fn a_missed_split_is_cut_while_the_video_runs_late() {
+        let (_, a) = split_scenario(
+            "late-video",
+            // The video stops after segment 1: its boundary stays at 6.
+            |r, k| !r.ends_with('p') || k < 8,
+            |r, k| k % 6 == 0 && !(r == "stereo" && (k == 18 || k == 24)),
         );
-        tx.send(MediaEvent::Eos);
-        assert_eq!(worker.join().unwrap(), None);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            a.last_segment,
+            Some(5),
+            "{}",
+            String::from_utf8_lossy(&a.playlist)
+        );
+        all_whole_segments(&a);
+    }
+
+    /// A rendition's first segment (before the video's grid is known) is
+    /// held to the length too.
+    #[test]
+    fn a_first_audio_segment_is_held_to_the_length() {
+        let (_, a) = split_scenario(
+            "first",
+            |_, _| true,
+            |r, k| k % 6 == 0 && !(r == "stereo" && k == 6),
+        );
+        assert_eq!(
+            a.last_segment,
+            Some(5),
+            "{}",
+            String::from_utf8_lossy(&a.playlist)
+        );
+        all_whole_segments(&a);
     }
 }

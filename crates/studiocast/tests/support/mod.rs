@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod hook;
+pub mod pg;
+mod tmp;
+pub use tmp::tmpdir;
+
 pub const TOKEN: &str = "test-token-123";
 
 pub struct Daemon {
@@ -333,13 +338,6 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-pub fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("studiocast-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// Segments (EXTINF durations) and tags of a media playlist.
 pub fn media_playlist(text: &str) -> (u64, Vec<f64>) {
     let td = text
@@ -469,4 +467,65 @@ pub fn assert_whole_segments(d: &Daemon, id: &str, rendition: &str, frame_rate: 
         "{rendition}: {} whole segments, {listed:.2} s, {frames} frames decoded",
         durations.len()
     );
+}
+
+/// A first-order AmbiX recording: noise to the left, a tone ahead.
+#[allow(clippy::needless_range_loop)] // four planes written per frame
+pub fn write_foa(path: &Path, secs: f64) {
+    let rate = 48_000u32;
+    let n = (rate as f64 * secs) as usize;
+    let mut planes = vec![vec![0.0f32; n]; 4];
+    let mut seed = 7u32;
+    let mut lp = 0.0f32;
+    for i in 0..n {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let white = (seed >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0;
+        lp = 0.9 * lp + 0.1 * white;
+        let tone = (2.0 * std::f64::consts::PI * 440.0 * i as f64 / rate as f64).sin() as f32;
+        planes[0][i] = 0.05 * (lp + tone);
+        planes[1][i] = 0.05 * lp;
+        planes[3][i] = 0.05 * tone;
+    }
+    let mut w = studiocast_audiofile::pcm::PcmWriter::create(
+        path,
+        4,
+        rate,
+        studiocast_audiofile::pcm::SampleFormat::F32,
+    )
+    .unwrap();
+    let refs: Vec<&[f32]> = planes.iter().map(|p| p.as_slice()).collect();
+    w.write_planar(&refs).unwrap();
+    w.finalize().unwrap();
+}
+
+/// Run a script of `tests/browser` with node (headless Chromium behind
+/// it) and return the JSON report it prints last; `what` names it in the
+/// log. Panics, with its output, when there is no report.
+pub fn browser_report(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    what: &str,
+) -> (serde_json::Value, std::process::ExitStatus) {
+    let dir = repo().join("tests/browser");
+    assert!(
+        dir.join("node_modules/hls.js").exists() && dir.join("node_modules/playwright-core").exists(),
+        "browser test dependencies missing: run `npm ci --prefix tests/browser` (scripts/setup.sh does)"
+    );
+    let out = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("node is required (apt-get install nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "no report ({e}): {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    eprintln!("{what} report: {report}");
+    (report, out.status)
 }

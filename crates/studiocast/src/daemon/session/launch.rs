@@ -68,8 +68,21 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
     // Only now the session gets a folder and a record.
     let sdir = job.ctx.media_root.join(&job.id);
     let hls = sdir.join("hls");
-    std::fs::create_dir_all(&hls)
-        .map_err(|e| LaunchError::Refused(format!("cannot create {}: {e}", hls.display())))?;
+    // The folder appears with its access file in it (made aside, then
+    // renamed): the origin takes a folder without one for a lesson from
+    // before access files, public.
+    let visibility = job.req.visibility.unwrap_or_default();
+    let aside = sdir.join(".hls.new");
+    let made = std::fs::create_dir_all(&aside)
+        .and_then(|_| studiocast_server::access::write_access(&aside, visibility))
+        .and_then(|_| std::fs::rename(&aside, &hls));
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir_all(&sdir);
+        return Err(LaunchError::Refused(format!(
+            "cannot create {}: {e}",
+            hls.display()
+        )));
+    }
     let info = studiocast_server::SessionInfo::starting(&job.id, &job.req, job.started_at.clone());
     if let Err(e) = job.ctx.store.save(&info) {
         let _ = std::fs::remove_dir_all(&sdir);

@@ -53,12 +53,11 @@ impl Session {
                 tracing::warn!(reason = %msg, "start refused");
                 self.phase = Phase::Done;
                 if let Some(reply) = self.create_reply.take() {
-                    let _ = reply.send(Err(ControlError::Unavailable(msg.clone())));
+                    self.answer_last(reply, Err(ControlError::Unavailable(msg.clone())));
                 }
-                for w in self.waiters.drain(..) {
-                    let _ = w.send(Err(ControlError::Conflict(format!(
-                        "the session did not start: {msg}"
-                    ))));
+                for w in std::mem::take(&mut self.waiters) {
+                    let e = ControlError::Conflict(format!("the session did not start: {msg}"));
+                    self.answer_last(w, Err(e));
                 }
             }
             Err(launch::LaunchError::Failed { msg }) => {
@@ -70,10 +69,11 @@ impl Session {
                 self.save();
                 self.phase = Phase::Done;
                 if let Some(reply) = self.create_reply.take() {
-                    let _ = reply.send(Err(ControlError::Unavailable(msg)));
+                    self.answer_last(reply, Err(ControlError::Unavailable(msg)));
                 }
-                for w in self.waiters.drain(..) {
-                    let _ = w.send(Ok(self.info.clone()));
+                for w in std::mem::take(&mut self.waiters) {
+                    let info = self.info.clone();
+                    self.answer_last(w, Ok(info));
                 }
             }
         }
@@ -261,6 +261,16 @@ impl Session {
         self.closing = Some((job, tokio::time::Instant::now() + CLOSE_TIMEOUT));
     }
 
+    /// An answer given once the session is over: sent by the supervisor
+    /// after it has freed the slot.
+    fn answer_last(
+        &mut self,
+        reply: super::Reply,
+        r: Result<studiocast_server::SessionInfo, ControlError>,
+    ) {
+        self.last_answers.push((reply, r));
+    }
+
     /// Everything stopped (or did not in time): the record settled, every
     /// waiting stop answered. Exactly once.
     pub(super) async fn on_closed(&mut self, joined: Option<Closed>) {
@@ -300,8 +310,9 @@ impl Session {
             self.publish();
         }
         tracing::info!(state = %self.info.state, "session finished");
-        for w in self.waiters.drain(..) {
-            let _ = w.send(Ok(self.info.clone()));
+        for w in std::mem::take(&mut self.waiters) {
+            let info = self.info.clone();
+            self.answer_last(w, Ok(info));
         }
         self.phase = Phase::Done;
     }

@@ -253,6 +253,8 @@ pub fn input_status(
         audio_frames_in: a.frames_in,
         overruns: a.overruns,
         underruns: a.underruns,
+        xruns: a.xruns,
+        xrun_ms: a.xrun_ms,
         drift_ppm: a.drift_ppm,
         av_offset_ms: a.av_offset_ms,
         // JSON has no infinity: a source that never delivered reads -1.
