@@ -146,8 +146,16 @@ try {
   const other = out.afterStereo.quality.find(o => o.value !== '-1' && Number(o.value) !== playing);
   out.qualityAsked = Number(other.value);
   await f.selectOption('#quality', other.value);
-  await sleep(3000);
-  out.afterQuality = await ui();
+  // The menu shows the choice at once; the picture follows once the new
+  // level's first fragment plays (hls.js flushes and fetches: seconds on
+  // a loaded machine, where a fixed 3 s wait once fell short).
+  out.menuAfterQuality = await ui();
+  const asked = Date.now();
+  do {
+    await sleep(250);
+    out.afterQuality = await ui();
+  } while (out.afterQuality.level !== out.qualityAsked && Date.now() - asked < 15000);
+  out.qualitySwitchMs = Date.now() - asked;
   out.levelQuality = await level(2000);
   // The keyboard: with the player focused, K (either case) pauses.
   await f.focus('#player');

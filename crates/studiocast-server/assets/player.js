@@ -253,10 +253,15 @@
     var group = cur && cur.audioGroups ? cur.audioGroups[0] : null;
     var mine = hls.levels.filter(function (l) { return !group || !l.audioGroups || l.audioGroups.indexOf(group) >= 0; });
     if (mine.length < 2) { sel.hidden = true; return; }
+    // hls.js's currentLevel is the level of the picture playing: after a
+    // choice it stays the old one until the new level's first fragment
+    // plays (a flush and a fetch, seconds on a slow link). The menu shows
+    // the viewer's choice at once.
+    var chosen = hls.manualLevel >= 0 ? hls.manualLevel : hls.currentLevel;
     for (var i = hls.levels.length - 1; i >= 0; i--) {
       var l = hls.levels[i];
       if (group && l.audioGroups && l.audioGroups.indexOf(group) < 0) continue;
-      option(sel, String(i), l.height ? l.height + "p" : Math.round(l.bitrate / 1000) + " kb/s", !auto && i === hls.currentLevel);
+      option(sel, String(i), l.height ? l.height + "p" : Math.round(l.bitrate / 1000) + " kb/s", !auto && i === chosen);
     }
   }
   $("quality").addEventListener("change", function () {

@@ -11,7 +11,7 @@
 use realfft::RealFftPlanner;
 use studiocast_spatial::design::{design, DecoderMethod, DesignOptions};
 use studiocast_spatial::hrtf::{HrtfSet, DEFAULT_SOFA};
-use studiocast_spatial::metrics::{erb_bands, evaluate, rendered_irs};
+use studiocast_spatial::metrics::{erb_bands, evaluate, evaluate_with, rendered_irs, ItdLowpass};
 
 fn env<T: std::str::FromStr>(k: &str) -> Option<T> {
     std::env::var(k).ok().and_then(|v| v.parse().ok())
@@ -248,8 +248,9 @@ fn main() {
             let f = design(&h, &o).unwrap();
             let dt = t.elapsed();
             let a = evaluate(&h, &f);
-            println!("{method:5} N={order} ILD {:.2}/{:.2} ITD {:.1}/{:.1} SD {:.2}/{:.2} DF {:.2} IC {:.3}  ({:.2}s)",
-                a.ild.median, a.ild.p95, a.itd.median, a.itd.p95, a.spectral.median, a.spectral.p95, a.diffuse_magnitude, a.diffuse_coherence, dt.as_secs_f64());
+            let bw = evaluate_with(&h, &f, ItdLowpass::Butterworth8);
+            println!("{method:5} N={order} ILD {:.2}/{:.2} ITD {:.1}/{:.1} BW8 {:.1}/{:.1} SD {:.2}/{:.2} DF {:.2} IC {:.3}  ({:.2}s)",
+                a.ild.median, a.ild.p95, a.itd.median, a.itd.p95, bw.itd.median, bw.itd.p95, a.spectral.median, a.spectral.p95, a.diffuse_magnitude, a.diffuse_coherence, dt.as_secs_f64());
             if env::<u8>("TDIAG") == Some(1) {
                 println!(
                     "  bulk delay {:.1}",

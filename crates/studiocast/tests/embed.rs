@@ -279,6 +279,19 @@ fn the_player_page_plays_a_private_lesson_for_the_campus_only() {
         "{report}"
     );
     assert_eq!(after_q["level"], report["qualityAsked"], "{report}");
+    // The menu shows the viewer's choice at once, not the level still
+    // playing until the new one's first fragment arrives.
+    let shown = report["menuAfterQuality"]["quality"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["selected"] == true)
+        .map(|o| o["value"].as_str().unwrap_or("").to_string());
+    assert_eq!(
+        shown,
+        Some(report["qualityAsked"].to_string()),
+        "the menu went back to the level playing: {report}"
+    );
     // Live: a latency in the badge, as measured against the PDT.
     let lat = before["latency"].as_f64().unwrap();
     assert!(lat > 0.0 && lat < 10.0, "latency {lat} s");

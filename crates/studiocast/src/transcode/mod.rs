@@ -3,11 +3,10 @@
 //! (binaural and the stereo downmix), AAC encoders, the same worker and
 //! packager that write a session's VOD.
 //!
-//! Two passes, so that memory does not grow with the input's length: the
-//! first renders and measures EBU R128 loudness per rendition, keeping
-//! the render on disk ([`spill`]) when the disk holds it; the second reads
-//! that back (or renders again), applies one gain per rendition (and a
-//! limiter only where that gain would take the true peak over the
+//! Two passes over the input, so that memory does not grow with its
+//! length: the first renders and measures EBU R128 loudness per
+//! rendition; the second renders again, applies one gain per rendition
+//! (and a limiter only where that gain would take the true peak over the
 //! ceiling), resamples to the preset's rate and encodes. The lesson is
 //! written to a hidden folder beside the destination and renamed into
 //! place at the end: a half-written lesson is never visible.
@@ -21,7 +20,6 @@ pub mod loudness;
 mod output;
 mod progress;
 mod resample;
-mod spill;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -43,7 +41,6 @@ use crate::render::{SpatialArgs, Spatializer};
 use loudness::{GainPlan, Limiter, Measured, Meter};
 pub use progress::Progress;
 use resample::StereoResampler;
-use spill::{Layout, SpillReader, SpillWriter};
 
 #[derive(Debug, Args)]
 pub struct TranscodeArgs {
@@ -100,9 +97,6 @@ pub struct Report {
     pub wall_seconds: f64,
     /// Of which pass 1 (render and measure).
     pub measure_seconds: f64,
-    /// Whether pass 2 read pass 1's render back (there was room on the
-    /// disk to keep it) instead of rendering the input again.
-    pub kept_render: bool,
     pub renditions: Vec<RenditionLoudness>,
     /// The video ladder's rungs, largest first (none without a picture).
     pub video: Vec<String>,
@@ -193,26 +187,8 @@ pub fn transcode(
     progress: &mut Progress,
 ) -> Result<Report, TranscodeError> {
     let t0 = Instant::now();
-    if a.out.exists() {
-        return Err(TranscodeError::Input(anyhow::anyhow!(
-            "{} already exists",
-            a.out.display()
-        )));
-    }
-    // Made before pass 1, which may keep its render in it.
-    let partial = partial_dir(&a.out).map_err(TranscodeError::Output)?;
-    let Pass1 {
-        spec,
-        measured,
-        rate,
-        in_ch,
-        picture,
-        first_order_peak,
-        spill,
-    } = prepare(cfg, a, &partial, progress).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&partial);
-        TranscodeError::Input(e)
-    })?;
+    let ((spec, measured, rate, in_ch, picture), first_order_peak) =
+        prepare(cfg, a, progress).map_err(TranscodeError::Input)?;
     let plans: Vec<GainPlan> = spec
         .audio
         .renditions
@@ -226,21 +202,19 @@ pub fn transcode(
         })
         .collect();
     let measure_seconds = t0.elapsed().as_secs_f64();
-    // Pass 2: render (or read pass 1's), normalise, resample, encode,
-    // package.
+    // Pass 2: render, normalise, resample, encode, package.
+    let partial = partial_dir(&a.out).map_err(TranscodeError::Output)?;
     progress.phase("encoding", 1);
     let input = Input {
         in_ch,
         rate,
         picture,
-        spill,
     };
     let done = encode(cfg, a, &spec, &plans, &input, &partial, progress).and_then(|out| {
         let report = Report {
             input_seconds: out.frames_in as f64 / f64::from(rate),
             wall_seconds: t0.elapsed().as_secs_f64(),
             measure_seconds,
-            kept_render: out.kept_render,
             renditions: spec
                 .audio
                 .renditions
@@ -318,38 +292,29 @@ struct Input {
     in_ch: usize,
     rate: u32,
     picture: Option<VideoInfo>,
-    /// Pass 1's render, when it was kept.
-    spill: Option<(PathBuf, Layout)>,
 }
 
-/// What pass 1 found.
-struct Pass1 {
-    spec: PipelineSpec,
-    /// The loudness of each mix ([`mix_index`]).
-    measured: [Option<Measured>; 2],
-    rate: u32,
-    in_ch: usize,
-    /// The picture, if the file has one (the preset may have no ladder).
-    picture: Option<VideoInfo>,
-    /// The first-order bus's sample peak.
-    first_order_peak: f32,
-    spill: Option<(PathBuf, Layout)>,
-}
+/// The preset, the pass-1 loudness of each mix, the rate, the channels,
+/// and the picture (if the file has one; the preset may have no ladder).
+type Prepared = (
+    PipelineSpec,
+    [Option<Measured>; 2],
+    u32,
+    usize,
+    Option<VideoInfo>,
+);
 
 /// Everything about the input, checked before any output exists: the
 /// preset, the file (and whether it has a picture), the spatial set-up,
-/// and pass 1 (the loudness of each mix as rendered), which may keep its
-/// render in `partial`.
-fn prepare(
-    cfg: &Config,
-    a: &TranscodeArgs,
-    partial: &Path,
-    progress: &mut Progress,
-) -> Result<Pass1> {
+/// and pass 1 (the loudness of each mix as rendered).
+fn prepare(cfg: &Config, a: &TranscodeArgs, progress: &mut Progress) -> Result<(Prepared, f32)> {
     let dir = a
         .pipelines
         .clone()
         .unwrap_or(cfg.server.pipelines_dir.clone());
+    if a.out.exists() {
+        bail!("{} already exists", a.out.display());
+    }
     let picture = probe_video(&a.input)?;
     let mut src = open_audio(&a.input, picture.is_some())?;
     let spec = load_preset(&dir, &a.preset, picture.is_some())?;
@@ -357,12 +322,13 @@ fn prepare(
     // turn; a rotation given here would turn the binaural mix only, and
     // the two would disagree on where the front is.
     let turned = [a.spatial.yaw, a.spatial.pitch, a.spatial.roll] != [0.0; 3];
-    let ambisonic = spec
-        .audio
-        .renditions
-        .iter()
-        .any(|r| r.mix == Mix::Ambisonic);
-    if turned && ambisonic {
+    if turned
+        && spec
+            .audio
+            .renditions
+            .iter()
+            .any(|r| r.mix == Mix::Ambisonic)
+    {
         bail!(
             "preset {} has an ambisonic rendition, which keeps the recording's own \
              front: --yaw, --pitch and --roll would turn the binaural mix alone",
@@ -374,53 +340,8 @@ fn prepare(
     // The ladder's encode dwarfs the audio's measuring pass.
     progress.first_share = if spec.video.is_some() { 0.05 } else { 0.5 };
     progress.total = src.frames();
-    let keep = Keep {
-        dir: partial,
-        layout: Layout {
-            first_order: ambisonic,
-        },
-    };
-    let (measured, first_order_peak, spill) =
-        measure(cfg, a, (in_ch, rate), src.as_mut(), keep, progress)?;
-    Ok(Pass1 {
-        spec,
-        measured,
-        rate,
-        in_ch,
-        picture,
-        first_order_peak,
-        spill,
-    })
-}
-
-/// Where pass 1 may keep its render, and what of it.
-struct Keep<'a> {
-    dir: &'a Path,
-    layout: Layout,
-}
-
-impl Keep<'_> {
-    /// A spill for this input, when its length is known and the disk
-    /// holds it with the recording threshold to spare (the disk a live
-    /// session records to is never filled by a job's scratch file).
-    fn writer(
-        &self,
-        cfg: &Config,
-        src_frames: Option<u64>,
-        sp: &Spatializer,
-    ) -> Option<SpillWriter> {
-        let bytes = self.layout.bytes(src_frames?, sp.block, sp.taps);
-        if !spill::fits(self.dir, bytes, cfg.recording.min_free_mb) {
-            tracing::info!(
-                bytes,
-                "no room to keep pass 1's render: pass 2 renders again"
-            );
-            return None;
-        }
-        SpillWriter::create(self.dir, self.layout)
-            .map_err(|e| tracing::warn!(error = %format!("{e:#}"), "pass 2 will render again"))
-            .ok()
-    }
+    let (measured, peak) = measure(cfg, a, in_ch, rate, src.as_mut(), progress)?;
+    Ok(((spec, measured, rate, in_ch, picture), peak))
 }
 
 /// Which of pass 1's measurements applies to a mix (the ambisonic
@@ -440,22 +361,16 @@ fn mix_name(m: Mix) -> &'static str {
     }
 }
 
-/// Pass 1's findings: the loudness of each mix, the first-order bus's
-/// peak, and the kept render.
-type Measures = ([Option<Measured>; 2], f32, Option<(PathBuf, Layout)>);
-
-/// Pass 1: the integrated loudness of the binaural and stereo mixes,
-/// and the render kept for pass 2 when there is room.
+/// Pass 1: the integrated loudness of the binaural and stereo mixes.
 fn measure(
     cfg: &Config,
     a: &TranscodeArgs,
-    (in_ch, rate): (usize, u32),
+    in_ch: usize,
+    rate: u32,
     src: &mut dyn studiocast_audiofile::AudioSource,
-    keep: Keep,
     progress: &mut Progress,
-) -> Result<Measures> {
+) -> Result<([Option<Measured>; 2], f32)> {
     let mut sp = Spatializer::new(&cfg.spatial, &a.spatial, in_ch, rate, true)?;
-    let mut spill = keep.writer(cfg, src.frames(), &sp);
     // The first-order bus's sample peak: the ambisonic rendition's gain
     // must keep it under full scale (Opus takes 16-bit samples).
     let mut peak = 0f32;
@@ -471,25 +386,10 @@ fn measure(
         for c in sp.first_order() {
             peak = c[..n].iter().fold(peak, |p, v| p.max(v.abs()));
         }
-        if let Some(w) = &mut spill {
-            if let Err(e) = w.write(&sp, n) {
-                tracing::warn!(error = %format!("{e:#}"), "pass 2 will render again");
-                if let Some(w) = spill.take() {
-                    w.abandon();
-                }
-            }
-        }
         progress.at(sp.frames_in())?;
     }
     drop((to_binaural, to_stereo));
     let (binaural, stereo) = (binaural.finish()?, stereo.finish()?);
-    let spill = spill.and_then(|w| match w.finish() {
-        Ok(path) => Some((path, keep.layout)),
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "pass 2 will render again");
-            None
-        }
-    });
     // Less than a tenth of a second would give no whole AAC frames past the
     // encoder's priming: a lesson with nothing in it. The input's fault,
     // so never retried.
@@ -501,7 +401,7 @@ fn measure(
         ))
         .into());
     }
-    Ok(([binaural, stereo], peak, spill))
+    Ok(([binaural, stereo], peak))
 }
 
 /// A [`Meter`] on its own thread, fed blocks through a short queue whose
@@ -559,7 +459,6 @@ impl MeterFeed {
 
 struct Encoded {
     frames_in: u64,
-    kept_render: bool,
     /// The poster frame (JPEG), for a file with a picture.
     poster: Option<Vec<u8>>,
     /// Each rendition's loudness as encoded.
@@ -668,9 +567,9 @@ impl Chains {
         })
     }
 
-    /// The first `n` frames of the current block through this
-    /// rendition's chain; what to encode.
-    fn run(&mut self, sp: &Blocks, mix: Mix, n: usize, flush: bool) -> Result<&[f32]> {
+    /// The first `n` frames of the block the spatializer holds through
+    /// this rendition's chain; what to encode.
+    fn run(&mut self, sp: &Spatializer, mix: Mix, n: usize, flush: bool) -> Result<&[f32]> {
         match self {
             Chains::Ambi(c) => {
                 c.run(sp.first_order(), n, flush)?;
@@ -712,59 +611,11 @@ fn video_fraction(
     }
 }
 
-/// Where pass 2's blocks come from: pass 1's render read back, or the
-/// input rendered again.
-enum Blocks {
-    Kept(SpillReader),
-    Rendered {
-        src: Box<dyn studiocast_audiofile::AudioSource>,
-        sp: Box<Spatializer>,
-    },
-}
-
-impl Blocks {
-    /// `Some(n)`: the first `n` frames of the outputs are new; `None`:
-    /// the render is done.
-    fn next_block(&mut self) -> Result<Option<usize>> {
-        match self {
-            Blocks::Kept(r) => r.next_block(),
-            Blocks::Rendered { src, sp } => sp.next_block(src.as_mut()),
-        }
-    }
-
-    fn frames_in(&self) -> u64 {
-        match self {
-            Blocks::Kept(r) => r.frames_in(),
-            Blocks::Rendered { sp, .. } => sp.frames_in(),
-        }
-    }
-
-    fn binaural(&self) -> (&[f32], &[f32]) {
-        match self {
-            Blocks::Kept(r) => r.binaural(),
-            Blocks::Rendered { sp, .. } => sp.binaural(),
-        }
-    }
-
-    fn stereo(&self) -> (&[f32], &[f32]) {
-        match self {
-            Blocks::Kept(r) => r.stereo(),
-            Blocks::Rendered { sp, .. } => sp.stereo(),
-        }
-    }
-
-    fn first_order(&self) -> [&[f32]; 4] {
-        match self {
-            Blocks::Kept(r) => r.first_order(),
-            Blocks::Rendered { sp, .. } => sp.first_order(),
-        }
-    }
-}
-
 /// What pass 2 reads from and writes to.
 struct Pass2<'a> {
     spec: &'a PipelineSpec,
-    sp: Blocks,
+    src: Box<dyn studiocast_audiofile::AudioSource>,
+    sp: Spatializer,
     chains: Vec<Chains>,
     /// The input's file and where its poster is taken, when the lesson
     /// has a picture.
@@ -781,7 +632,7 @@ impl Pass2<'_> {
         drop(tx);
         let mixes: Vec<Mix> = enc.mixes().to_vec();
         loop {
-            let block = self.sp.next_block()?;
+            let block = self.sp.next_block(self.src.as_mut())?;
             let flush = block.is_none();
             let n = block.unwrap_or(0);
             for (i, (chain, mix)) in self.chains.iter_mut().zip(&mixes).enumerate() {
@@ -844,22 +695,10 @@ fn encode(
         .zip(&spec.audio.renditions)
         .map(|(p, r)| Chains::new(p, r.mix, a, rate, spec.audio.sample_rate))
         .collect::<Result<Vec<_>>>()?;
-    let blocks = match &input.spill {
-        Some((path, layout)) => Blocks::Kept(SpillReader::open(path.clone(), *layout)?),
-        None => Blocks::Rendered {
-            src: open_audio(&a.input, input.picture.is_some())?,
-            sp: Box::new(Spatializer::new(
-                &cfg.spatial,
-                &a.spatial,
-                input.in_ch,
-                rate,
-                true,
-            )?),
-        },
-    };
     let mut pass = Pass2 {
         spec,
-        sp: blocks,
+        src: open_audio(&a.input, input.picture.is_some())?,
+        sp: Spatializer::new(&cfg.spatial, &a.spatial, input.in_ch, rate, true)?,
         chains,
         // (A preset without a ladder makes an audio lesson of a video file.)
         video: input
@@ -888,7 +727,6 @@ fn encode(
     write_failure(&mut told)?;
     Ok(Encoded {
         frames_in: pass.sp.frames_in(),
-        kept_render: matches!(pass.sp, Blocks::Kept(_)),
         poster,
         meters: pass.chains.iter().map(Chains::measured).collect(),
     })
