@@ -7,7 +7,8 @@
 //!   restores diffuse-field level and interaural coherence.
 //!   By default the perceptually weighted variant in `fit.rs` is used
 //!   (relative weighting, ERB-smoothed targets, IPD-constrained phase
-//!   retrieval up to 1.5 kHz – towards a saturated 2πf·ITD at orders ≤ 2 –,
+//!   retrieval in full to 1.7 kHz, tapering to 1.9 kHz – towards a
+//!   saturated 2πf·ITD at orders ≤ 2 –,
 //!   a lowered cutoff, refinement towards the final FIR length, Gauss–Newton
 //!   reweighting towards the dB error at orders ≤ 3) with a level-only
 //!   diffuse-field equalisation instead of the covariance step (which can be
@@ -37,7 +38,7 @@ pub const HEAD_RADIUS: f64 = 0.0875;
 /// Perceptual MagLS cutoff relative to N·c/(2π·r), for orders ≤ 3 and
 /// above. Just below N·c/(2π·r) the LS fit already loses level on the
 /// contralateral side (up to −9 dB at order 5); with the interaural phase
-/// kept by the magnitude fit up to 1.5 kHz, a lower LS band costs no ITD
+/// kept by the magnitude fit up to 1.7–1.9 kHz, a lower LS band costs no ITD
 /// and gains ILD and spectral accuracy. The band above the cutoff has a
 /// free common (interaural-mean) phase, though, and when it starts below
 /// ~2.2 kHz the skirt of a 1.5 kHz low-pass sees it: the low-passed onset
@@ -162,7 +163,8 @@ impl DesignOptions {
         // spectral error passes 1 dB. Orders 1–2 cannot wind the IPD past
         // ±π across the sphere: they steer towards 2πf·ITD, saturated below
         // π and with the ITD doubled to pre-compensate the compression of
-        // the fit.
+        // the fit. (Textbook MagLS, `perceptual = false`, keeps the phase
+        // to `ipd_limit_hz` too.)
         let (ipd_full_hz, ipd_limit_hz) = if magls { (1700.0, 1900.0) } else { (0.0, 0.0) };
         let (ipd_saturation, ipd_gain) = if magls && order <= 2 {
             (3.0, 2.0)
