@@ -265,7 +265,10 @@
     }
   }
   $("quality").addEventListener("change", function () {
-    if (hls) hls.currentLevel = parseInt($("quality").value, 10);
+    // nextLevel: the switch at the next fragment, without flushing what
+    // is buffered (currentLevel flushes; with the alternate audio of a
+    // live session it once left playback stalled and silent).
+    if (hls) hls.nextLevel = parseInt($("quality").value, 10);
     fillQuality();
   });
   // Which rendition a track is: the folder of its playlist (binaural/,
