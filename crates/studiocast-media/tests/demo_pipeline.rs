@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use gstreamer as gst;
+
 use studiocast_media::{event_queue, BuildOptions, MediaEvent, PipelineSpec, SessionPipeline};
 use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet, DEFAULT_SOFA};
 
@@ -395,4 +397,129 @@ fn renditions_stay_aligned_over_a_hundred_segments() {
             offsets.len()
         );
     }
+}
+
+/// Fragment starts a live audio muxer makes when a segment split falls
+/// 5 ms after the nominal end of a chunk (inside the AAC frame that holds
+/// it), with the muxer given `chunk` as its chunk duration. Six seconds of
+/// audio with splits 2 s apart from there: a muxer that keeps splitting
+/// starts four fragments (the first, then one at each split).
+fn fragment_starts_with_a_split_after_a_chunk_end(chunk: gst::ClockTime) -> usize {
+    use gst::prelude::*;
+    use gstreamer_app as gst_app;
+    use studiocast_media::elements as el;
+    use studiocast_media::spec::Mix;
+    studiocast_media::init().unwrap();
+    let rate = 48_000u32;
+    let pipeline = gst::Pipeline::new();
+    let src = el::audio_appsrc(rate, 2);
+    src.set_is_live(false);
+    src.set_block(true);
+    let mux = el::cmafmux(
+        gst::ClockTime::from_seconds(4),
+        Some(chunk),
+        false,
+        gst::ClockTime::from_seconds(1),
+    )
+    .unwrap();
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    let mut chain: Vec<gst::Element> = vec![src.clone().upcast()];
+    chain.extend(el::audio_encode_chain(Mix::Binaural, 128).unwrap());
+    chain.extend([el::queue().unwrap(), mux.clone(), sink.clone().upcast()]);
+    pipeline.add_many(&chain).unwrap();
+    gst::Element::link_many(&chain).unwrap();
+    // The splits follow the first encoded frame (the encoder's timestamps
+    // are not assumed): the first chunk's nominal end plus 5 ms, then 2 s
+    // apart.
+    let m = mux.clone();
+    let first = std::sync::atomic::AtomicBool::new(false);
+    mux.static_pad("sink_0")
+        .or_else(|| mux.sink_pads().into_iter().next())
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+                if !first.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    for k in 0..3u64 {
+                        let at = pts + chunk + gst::ClockTime::from_mseconds(5 + 2000 * k);
+                        el::cmafmux_split_at(&m, at);
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let block = 1024usize;
+    let blocks = 6 * rate as usize / block;
+    for b in 0..blocks {
+        let mut buf = gst::Buffer::with_size(block * 2 * 4).unwrap();
+        {
+            let bm = buf.get_mut().unwrap();
+            let ns = |f: usize| (f as u128 * 1_000_000_000 / rate as u128) as u64;
+            bm.set_pts(gst::ClockTime::from_nseconds(ns(b * block)));
+            bm.set_duration(gst::ClockTime::from_nseconds(
+                ns((b + 1) * block) - ns(b * block),
+            ));
+            let mut map = bm.map_writable().unwrap();
+            for (i, s) in map.chunks_exact_mut(4).enumerate() {
+                let t = (b * block + i / 2) as f32 / rate as f32;
+                s.copy_from_slice(
+                    &(0.2 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()).to_le_bytes(),
+                );
+            }
+        }
+        src.push_buffer(buf).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let mut starts = 0;
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) {
+        let mut bufs: Vec<gst::Buffer> = Vec::new();
+        if let Some(list) = sample.buffer_list() {
+            bufs.extend(list.iter_owned());
+        } else if let Some(b) = sample.buffer_owned() {
+            bufs.push(b);
+        }
+        for b in bufs {
+            let f = b.flags();
+            let header = f.contains(gst::BufferFlags::HEADER);
+            // A frame that straddles a split comes out on its own, flagged
+            // as a start or not; the sink folds it into the segment before.
+            let straddler = b
+                .duration()
+                .is_some_and(|d| d < gst::ClockTime::from_mseconds(30));
+            if header
+                && !straddler
+                && !f.contains(gst::BufferFlags::DISCONT)
+                && !f.contains(gst::BufferFlags::DELTA_UNIT)
+            {
+                starts += 1;
+            }
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    starts
+}
+
+/// cmafmux (gst-plugin-fmp4 0.14.5) in chunk mode ends a chunk with the
+/// frame that holds the chunk's nominal end; a split requested between
+/// that end and the frame's end is swallowed, and the muxer never starts
+/// another fragment (every later audio segment of a live session was then
+/// cut by the worker's safety net, off the video's grid). The live audio
+/// muxers get chunks 1 µs short of whole frames
+/// ([`PipelineSpec::audio_chunk`]), which leaves no such gap.
+#[test]
+fn a_split_just_after_a_chunk_end_still_starts_every_fragment() {
+    let spec = demo_spec();
+    let chunk = spec
+        .audio_chunk(studiocast_media::spec::Mix::Binaural)
+        .unwrap();
+    let ns = |d: Duration| gst::ClockTime::from_nseconds(d.as_nanos() as u64);
+    assert_eq!(fragment_starts_with_a_split_after_a_chunk_end(ns(chunk)), 4);
+    // The bait: the video's part duration as the audio chunk, as before,
+    // reaches the muxer's fault (if this fails, cmafmux no longer has it).
+    let part = spec.part_duration().unwrap();
+    let stuck = fragment_starts_with_a_split_after_a_chunk_end(ns(part));
+    assert!(
+        stuck < 4,
+        "the old chunk duration made {stuck} fragment starts"
+    );
 }

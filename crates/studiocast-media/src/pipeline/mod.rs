@@ -282,6 +282,19 @@ fn check(spec: &PipelineSpec, filters: &ShFilters, opts: &BuildOptions) -> Resul
 
 /// One appsrc → AAC (or Opus) → cmafmux → appsink branch per audio rendition: the
 /// audio thread's outputs, and the muxers the split requests go to.
+/// How late the encoded audio may reach its muxer before the muxer gives
+/// up waiting and drains what it has. A single-pad muxer drains as soon as
+/// a chunk is complete, so this slack delays nothing; it only keeps the
+/// muxer from draining a short chunk on a timeout when the encoder runs
+/// late under CPU contention. Such a chunk shifts the chunk grid against
+/// the AAC frames, and cmafmux (gst-plugin-fmp4 0.14.5) can then take a
+/// whole chunk past a requested split (when the split falls between the
+/// chunk's nominal end and the end of the frame that straddles it) and
+/// never starts another fragment: every later segment of that rendition
+/// was cut by the worker's safety net, off the video's grid (seen under
+/// load, and in a CI run where hls.js then stalled).
+pub(crate) const AUDIO_MUX_SLACK: gst::ClockTime = gst::ClockTime::from_seconds(2);
+
 fn audio_branches(
     spec: &PipelineSpec,
     taps: &Taps,
@@ -290,8 +303,8 @@ fn audio_branches(
     let mut outputs = Vec::new();
     let mut muxers = Vec::new();
     let seg = spec.segment_seconds as u64;
-    let chunk = spec.part_duration().map(clock);
     for r in &spec.audio.renditions {
+        let chunk = spec.audio_chunk(r.mix).map(clock);
         let src = el::audio_appsrc(spec.audio.sample_rate, r.mix.channels());
         let sink = appsink(&r.id, MediaKind::Audio, taps, None);
         // Audio fragments are cut where the video's are (split requests at
@@ -303,7 +316,7 @@ fn audio_branches(
             gst::ClockTime::from_seconds(seg * 2),
             chunk,
             false,
-            gst::ClockTime::ZERO,
+            AUDIO_MUX_SLACK,
         )?;
         let mut chain: Vec<gst::Element> = vec![src.clone().upcast()];
         chain.extend(el::audio_encode_chain(r.mix, r.bitrate_kbps)?);

@@ -628,24 +628,43 @@ impl PipelineSpec {
     }
 
     /// The longest part any rendition can have: a video part is whole
-    /// frames; an audio part is whole codec frames (AAC: 1024 samples;
-    /// Opus, the ambisonic rendition: 20 ms), which a video-aligned chunk
-    /// may exceed by up to one frame.
+    /// frames; an audio part is whole codec frames, which a video-aligned
+    /// chunk may exceed by up to one frame.
     pub fn part_target(&self) -> Option<f64> {
         let part = self.part_duration()?.as_secs_f64();
-        let aac = 1024.0 / self.audio.sample_rate.max(1) as f64;
-        // (Less a hair: 0.14 / 0.02 is 7.000000000000001 in floats.)
-        let whole = |frame: f64| (part / frame - 1e-9).ceil() * frame;
         Some(
             self.audio
                 .renditions
                 .iter()
-                .map(|r| match r.mix {
-                    Mix::Ambisonic => whole(0.02),
-                    _ => whole(aac),
-                })
+                .map(|r| self.whole_frames(r.mix, part))
                 .fold(part, f64::max),
         )
+    }
+
+    /// The chunk duration an audio muxer is given: the whole codec frames
+    /// its parts hold, less 1 µs. cmafmux ends a chunk with the frame that
+    /// holds the chunk's nominal end, so this makes the same parts as the
+    /// video's part duration would; but a nominal end that falls inside a
+    /// frame leaves a gap between it and the frame's end, and a segment
+    /// split requested inside that gap is swallowed by the chunk, after
+    /// which cmafmux (gst-plugin-fmp4 0.14.5) never starts another
+    /// fragment. With the nominal end 1 µs before a frame boundary, the gap
+    /// is 1 µs instead of up to a frame (8 ms for AAC at 48 kHz).
+    pub fn audio_chunk(&self, mix: Mix) -> Option<std::time::Duration> {
+        let part = self.part_duration()?.as_secs_f64();
+        let whole = self.whole_frames(mix, part);
+        Some(std::time::Duration::from_secs_f64((whole - 1e-6).max(1e-6)))
+    }
+
+    /// `part` rounded up to whole codec frames of `mix` (AAC: 1024
+    /// samples; Opus, the ambisonic rendition: 20 ms).
+    fn whole_frames(&self, mix: Mix, part: f64) -> f64 {
+        let frame = match mix {
+            Mix::Ambisonic => 0.02,
+            _ => 1024.0 / self.audio.sample_rate.max(1) as f64,
+        };
+        // (Less a hair: 0.14 / 0.02 is 7.000000000000001 in floats.)
+        (part / frame - 1e-9).ceil() * frame
     }
 }
 
