@@ -166,9 +166,14 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
         std::thread::sleep(Duration::from_millis(500));
         let (o, inp) = offset();
         seen.push(o);
+        // A cycle the dummy backend loses (an xrun, counted from the
+        // capture timestamps) moves the offset by its length until the
+        // drift loop takes it back at 1 ms a second: the bound allows what
+        // the server reports lost, and nothing else.
+        let lost = inp["xrun_ms"].as_f64().unwrap_or(0.0);
         assert!(
-            o.abs() < 20.0,
-            "A/V offset {o} ms (so far {seen:.1?}); {inp}"
+            o.abs() < 20.0 + lost,
+            "A/V offset {o} ms, {lost} ms lost in xruns (so far {seen:.1?}); {inp}"
         );
     }
     eprintln!("A/V offset over 10 s: {seen:.1?}; {}", offset().1);
