@@ -650,10 +650,22 @@ impl PipelineSpec {
     /// which cmafmux (gst-plugin-fmp4 0.14.5) never starts another
     /// fragment. With the nominal end 1 µs before a frame boundary, the gap
     /// is 1 µs instead of up to a frame (8 ms for AAC at 48 kHz).
+    ///
+    /// Opus is one frame shorter: opusenc's first buffer is a partial frame
+    /// (20 ms less the 6.5 ms pre-skip), which puts the frames off the
+    /// chunk's grid, and the first part would take one frame more than the
+    /// part target allows (0.3535 s of 0.342). Its parts are 16 frames
+    /// (0.32 s), the first 0.3335 s.
     pub fn audio_chunk(&self, mix: Mix) -> Option<std::time::Duration> {
         let part = self.part_duration()?.as_secs_f64();
         let whole = self.whole_frames(mix, part);
-        Some(std::time::Duration::from_secs_f64((whole - 1e-6).max(1e-6)))
+        let nominal = match mix {
+            Mix::Ambisonic => whole - 0.02,
+            _ => whole,
+        };
+        Some(std::time::Duration::from_secs_f64(
+            (nominal - 1e-6).max(1e-6),
+        ))
     }
 
     /// `part` rounded up to whole codec frames of `mix` (AAC: 1024

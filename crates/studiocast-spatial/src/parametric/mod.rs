@@ -1,0 +1,456 @@
+//! A parametric renderer for first-order ambisonics (AmbiX: ACN, SN3D) to
+//! binaural, in the manner of DirAC: an STFT filter bank estimates, per
+//! band and frame, the direction of arrival from the active intensity
+//! vector and a diffuseness from how much of the energy that vector
+//! carries. The direct part (the omni signal, weighted by √(1−ψ)) is
+//! rendered with the HRTF at that direction, interpolated from the SOFA
+//! set: each ear's magnitude and the set's interaural delay, so the ITD is
+//! the set's, not a first-order approximation of it. The diffuse part
+//! (weighted by √ψ) is the linear first-order MagLS rendering, whose design
+//! holds the set's diffuse-field coherence between the ears, put through a
+//! per-band delay of 0.2–2.4 ms so that it does not comb with the direct
+//! part.
+//!
+//! Real time and allocation-free: every buffer is made in [`new`]
+//! (ParametricRenderer::new). Latency: [`ParametricRenderer::latency`].
+
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+
+use crate::design::ShFilters;
+use crate::error::{Result, SpatialError};
+use crate::hrtf::HrtfSet;
+use crate::rotation::{Quat, SceneRotator};
+use table::{DirectionTable, Neighbours};
+
+/// Analysis window (Hann), samples.
+pub const FRAME: usize = 512;
+/// Frame advance: half the window, where Hann windows sum to one.
+pub const HOP: usize = FRAME / 2;
+/// FFT length: the window zero-padded to twice its length, room for the
+/// filters' responses (no circular wrap).
+pub const NFFT: usize = 2 * FRAME;
+const BINS: usize = NFFT / 2 + 1;
+/// Taps of the linear filters used for the diffuse part, and the longest
+/// decorrelation delay: together within the padding.
+const LIN_TAPS: usize = 384;
+const DECOR_MS: (f64, f64) = (0.2, 2.4);
+/// Delay common to both ears of the direct part (the zero-phase HRTF
+/// magnitudes spread a little either side of it).
+const COMMON_DELAY: usize = 96;
+
+/// A frame this many times the band's running energy is an onset.
+const ONSET: f64 = 4.0;
+/// The narrowest band, bins (about 190 Hz): fewer leave the diffuseness
+/// of a diffuse field too noisy to tell from a source at low frequencies.
+const MIN_BAND_BINS: usize = 4;
+
+/// Time constants of the parameter smoothing.
+#[derive(Debug, Clone, Copy)]
+pub struct ParametricOptions {
+    /// While a band's energy rises (an onset: a piano note, a pluck).
+    pub attack_ms: f64,
+    /// While it falls: slow enough that the estimates do not flutter
+    /// (musical noise) in reverberant tails.
+    pub release_ms: f64,
+}
+
+impl Default for ParametricOptions {
+    fn default() -> Self {
+        ParametricOptions {
+            attack_ms: 5.0,
+            release_ms: 80.0,
+        }
+    }
+}
+
+/// One band's parameters after the latest frame.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BandParams {
+    /// First and one past the last FFT bin.
+    pub bins: (usize, usize),
+    /// Direction of arrival (unit vector, x front, y left, z up).
+    pub direction: [f64; 3],
+    /// 0: one plane wave; 1: fully diffuse.
+    pub diffuseness: f64,
+    /// Smoothed energy.
+    pub energy: f64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct BandState {
+    intensity: [f64; 3],
+    energy: f64,
+    params: BandParams,
+    nb: Neighbours,
+    itd_s: f64,
+}
+
+pub struct ParametricRenderer {
+    rate: f64,
+    fft: Arc<dyn RealToComplex<f32>>,
+    ifft: Arc<dyn ComplexToReal<f32>>,
+    fft_scratch: Vec<Complex<f32>>,
+    window: Vec<f32>,
+    /// Per input channel, the last FRAME samples (newest last).
+    frame: [Vec<f32>; 4],
+    fill: usize,
+    spec: [Vec<Complex<f32>>; 4],
+    out_spec: [Vec<Complex<f32>>; 2],
+    time: Vec<f32>,
+    acc: [Vec<f32>; 2],
+    ready: [Vec<f32>; 2],
+    /// Linear first-order filters for the diffuse part: `[ear][channel]`.
+    lin: [[Vec<Complex<f32>>; 4]; 2],
+    decor: Vec<Complex<f32>>,
+    bands: Vec<BandState>,
+    table: DirectionTable,
+    alpha: (f64, f64),
+    rotator: SceneRotator,
+    rotated: Vec<f32>,
+}
+
+impl ParametricRenderer {
+    /// `linear`: the first-order filters of the same set and rate (the
+    /// diffuse part's), as [`crate::design`] makes them.
+    pub fn new(hrtf: &HrtfSet, linear: &ShFilters, opts: &ParametricOptions) -> Result<Self> {
+        if linear.order != 1 || linear.channels() != 4 {
+            return Err(SpatialError::UnsupportedOrder {
+                order: linear.order,
+                max: 1,
+            });
+        }
+        if linear.sample_rate != hrtf.sample_rate {
+            return Err(SpatialError::Design(format!(
+                "filters at {} Hz for an HRTF set at {} Hz",
+                linear.sample_rate, hrtf.sample_rate
+            )));
+        }
+        let rate = f64::from(hrtf.sample_rate);
+        let mut planner = RealFftPlanner::<f32>::new();
+        let fft = planner.plan_fft_forward(NFFT);
+        let ifft = planner.plan_fft_inverse(NFFT);
+        let scratch = fft.get_scratch_len().max(ifft.get_scratch_len());
+        let lin = linear_spectra(&fft, linear)?;
+        let hop_s = HOP as f64 / rate;
+        let alpha = |ms: f64| (-hop_s / (ms.max(0.1) * 1e-3)).exp();
+        let bands: Vec<BandState> = band_edges(rate)
+            .into_iter()
+            .map(|bins| BandState {
+                params: BandParams {
+                    bins,
+                    diffuseness: 1.0,
+                    direction: [1.0, 0.0, 0.0],
+                    energy: 0.0,
+                },
+                ..Default::default()
+            })
+            .collect();
+        let decor = decorrelator(&bands, rate);
+        let zeros = || vec![Complex::<f32>::default(); BINS];
+        Ok(ParametricRenderer {
+            rate,
+            fft_scratch: vec![Complex::default(); scratch],
+            window: (0..FRAME)
+                .map(|n| {
+                    let x = std::f64::consts::PI * n as f64 / FRAME as f64;
+                    (x.sin() * x.sin()) as f32
+                })
+                .collect(),
+            frame: std::array::from_fn(|_| vec![0.0; FRAME]),
+            fill: 0,
+            spec: std::array::from_fn(|_| zeros()),
+            out_spec: std::array::from_fn(|_| zeros()),
+            time: vec![0.0; NFFT],
+            acc: std::array::from_fn(|_| vec![0.0; NFFT]),
+            ready: std::array::from_fn(|_| vec![0.0; HOP]),
+            lin,
+            decor,
+            bands,
+            table: DirectionTable::new(hrtf, NFFT)?,
+            alpha: (alpha(opts.attack_ms), alpha(opts.release_ms)),
+            rotator: SceneRotator::new(1),
+            rotated: vec![0.0; 4 * HOP],
+            fft,
+            ifft,
+        })
+    }
+
+    /// Added latency, samples: the analysis window and the direct part's
+    /// common delay (the linear renderer's filters have their own onset).
+    pub fn latency(&self) -> usize {
+        FRAME + COMMON_DELAY
+    }
+
+    /// The bands' parameters after the latest frame.
+    pub fn bands(&self) -> impl Iterator<Item = BandParams> + '_ {
+        self.bands.iter().map(|b| b.params)
+    }
+
+    /// New scene orientation, reached smoothly by the end of the next call
+    /// (applied to the input before analysis).
+    pub fn set_rotation(&mut self, q: Quat) {
+        self.rotator.set_target(q);
+    }
+
+    pub fn reset_rotation(&mut self, q: Quat) {
+        self.rotator.reset(q);
+    }
+
+    /// Forget the signal (a new stream).
+    pub fn reset(&mut self) {
+        self.frame.iter_mut().for_each(|f| f.fill(0.0));
+        self.acc.iter_mut().for_each(|f| f.fill(0.0));
+        self.ready.iter_mut().for_each(|f| f.fill(0.0));
+        self.fill = 0;
+        for b in &mut self.bands {
+            b.intensity = [0.0; 3];
+            b.energy = 0.0;
+        }
+    }
+
+    /// Render AmbiX first order (4 planar channels of equal length, any
+    /// length) to the two ears.
+    pub fn process(&mut self, input: &[&[f32]], left: &mut [f32], right: &mut [f32]) -> Result<()> {
+        if input.len() != 4 {
+            return Err(SpatialError::ChannelMismatch {
+                expected: 4,
+                actual: input.len(),
+            });
+        }
+        let n = left.len();
+        if right.len() != n || input.iter().any(|c| c.len() != n) {
+            return Err(SpatialError::BlockMismatch {
+                expected: n,
+                actual: right
+                    .len()
+                    .min(input.iter().map(|c| c.len()).min().unwrap_or(0)),
+            });
+        }
+        let mut i = 0;
+        while i < n {
+            let m = (HOP - self.fill).min(n - i);
+            for (c, ch) in input.iter().enumerate() {
+                self.rotated[c * m..(c + 1) * m].copy_from_slice(&ch[i..i + m]);
+            }
+            self.rotator.process(&mut self.rotated[..4 * m], m);
+            let at = FRAME - HOP + self.fill;
+            for c in 0..4 {
+                self.frame[c][at..at + m].copy_from_slice(&self.rotated[c * m..(c + 1) * m]);
+            }
+            left[i..i + m].copy_from_slice(&self.ready[0][self.fill..self.fill + m]);
+            right[i..i + m].copy_from_slice(&self.ready[1][self.fill..self.fill + m]);
+            self.fill += m;
+            i += m;
+            if self.fill == HOP {
+                self.run_frame()?;
+                for f in &mut self.frame {
+                    f.copy_within(HOP.., 0);
+                }
+                self.fill = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// One hop: analyse the window, render it, overlap-add.
+    fn run_frame(&mut self) -> Result<()> {
+        for c in 0..4 {
+            for ((t, x), w) in self.time.iter_mut().zip(&self.frame[c]).zip(&self.window) {
+                *t = x * w;
+            }
+            self.time[FRAME..].fill(0.0);
+            self.fft
+                .process_with_scratch(&mut self.time, &mut self.spec[c], &mut self.fft_scratch)
+                .map_err(|e| SpatialError::Design(e.to_string()))?;
+        }
+        self.analyse();
+        self.synthesise();
+        for ear in 0..2 {
+            self.ifft
+                .process_with_scratch(
+                    &mut self.out_spec[ear],
+                    &mut self.time,
+                    &mut self.fft_scratch,
+                )
+                .map_err(|e| SpatialError::Design(e.to_string()))?;
+            let acc = &mut self.acc[ear];
+            let scale = 1.0 / NFFT as f32;
+            for (a, t) in acc.iter_mut().zip(&self.time) {
+                *a += t * scale;
+            }
+            self.ready[ear].copy_from_slice(&acc[..HOP]);
+            acc.copy_within(HOP.., 0);
+            acc[NFFT - HOP..].fill(0.0);
+        }
+        Ok(())
+    }
+
+    /// Per band: intensity and energy of this frame, smoothed; direction,
+    /// diffuseness, and the HRTF neighbours of the direction.
+    fn analyse(&mut self) {
+        let [w, y, z, x] = &self.spec;
+        for b in &mut self.bands {
+            let (lo, hi) = b.params.bins;
+            let (mut i3, mut e) = ([0.0f64; 3], 0.0f64);
+            for k in lo..hi {
+                let wc = w[k].conj();
+                i3[0] += f64::from((wc * x[k]).re);
+                i3[1] += f64::from((wc * y[k]).re);
+                i3[2] += f64::from((wc * z[k]).re);
+                e += 0.5
+                    * f64::from(
+                        w[k].norm_sqr() + x[k].norm_sqr() + y[k].norm_sqr() + z[k].norm_sqr(),
+                    );
+            }
+            // Only an onset (6 dB over the running energy) takes the fast
+            // constant: a steady noisy band rises above its mean every
+            // other frame, and averaging that short leaves the intensity
+            // of a diffuse field far from zero.
+            let a = if e > ONSET * b.energy {
+                self.alpha.0
+            } else {
+                self.alpha.1
+            };
+            for (s, v) in b.intensity.iter_mut().zip(i3) {
+                *s = a * *s + (1.0 - a) * v;
+            }
+            b.energy = a * b.energy + (1.0 - a) * e;
+            let norm = b.intensity.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let p = &mut b.params;
+            p.energy = b.energy;
+            if b.energy > 1e-20 && norm > 0.0 {
+                p.diffuseness = (1.0 - norm / b.energy).clamp(0.0, 1.0);
+                p.direction = b.intensity.map(|v| v / norm);
+            } else {
+                p.diffuseness = 1.0;
+            }
+            b.nb = self.table.neighbours(p.direction);
+            b.itd_s = (0..3)
+                .map(|j| f64::from(b.nb.w[j]) * f64::from(self.table.itd_s[b.nb.idx[j] as usize]))
+                .sum();
+        }
+    }
+
+    /// Per bin: the direct part through the interpolated HRTF, plus the
+    /// decorrelated linear rendering of the diffuse part.
+    fn synthesise(&mut self) {
+        let t = &self.table;
+        let tau0 = COMMON_DELAY as f64 / self.rate;
+        let dw = std::f64::consts::TAU * self.rate / NFFT as f64;
+        let [ol, or] = &mut self.out_spec;
+        for b in &self.bands {
+            let (lo, hi) = b.params.bins;
+            let gd = (1.0 - b.params.diffuseness).sqrt() as f32;
+            let ga = b.params.diffuseness.sqrt() as f32;
+            // Each ear's delay as a phasor stepped bin by bin.
+            let (tl, tr) = (tau0 - 0.5 * b.itd_s, tau0 + 0.5 * b.itd_s);
+            let phasor = |tau: f64, k: usize| {
+                let (s, c) = (-(k as f64) * dw * tau).sin_cos();
+                Complex::new(c as f32, s as f32)
+            };
+            let (mut pl, mut pr) = (phasor(tl, lo), phasor(tr, lo));
+            let (sl, sr) = (phasor(tl, 1), phasor(tr, 1));
+            let rows = b.nb.idx.map(|i| i as usize * t.bins);
+            let wts = b.nb.w;
+            for k in lo..hi {
+                let mut ml = 0.0f32;
+                let mut mr = 0.0f32;
+                for j in 0..3 {
+                    ml += wts[j] * t.mag_l[rows[j] + k];
+                    mr += wts[j] * t.mag_r[rows[j] + k];
+                }
+                let wk = self.spec[0][k] * gd;
+                let mut dl = Complex::<f32>::default();
+                let mut dr = Complex::<f32>::default();
+                for c in 0..4 {
+                    dl += self.lin[0][c][k] * self.spec[c][k];
+                    dr += self.lin[1][c][k] * self.spec[c][k];
+                }
+                let d = self.decor[k] * ga;
+                ol[k] = wk * pl * ml + dl * d;
+                or[k] = wk * pr * mr + dr * d;
+                pl *= sl;
+                pr *= sr;
+            }
+        }
+        // A real signal: DC and Nyquist bins are real.
+        for s in [ol, or] {
+            s[0].im = 0.0;
+            s[BINS - 1].im = 0.0;
+        }
+    }
+}
+
+/// Bands one ERB wide (at least one bin), covering every bin.
+fn band_edges(rate: f64) -> Vec<(usize, usize)> {
+    let erb = |f: f64| 21.4 * (1.0 + 0.00437 * f).log10();
+    let mut out = Vec::new();
+    let mut lo = 0;
+    for k in 1..=BINS {
+        let f = |b: usize| b as f64 * rate / NFFT as f64;
+        if k == BINS || (erb(f(k)) - erb(f(lo)) >= 1.0 && k - lo >= MIN_BAND_BINS) {
+            out.push((lo, k));
+            lo = k;
+        }
+    }
+    out
+}
+
+/// A pure delay per band, spread over [`DECOR_MS`] (a fixed sequence: the
+/// same on every run), the same for both ears so the diffuse part keeps
+/// the linear rendering's interaural coherence.
+fn decorrelator(bands: &[BandState], rate: f64) -> Vec<Complex<f32>> {
+    let mut out = vec![Complex::default(); BINS];
+    let golden = 0.618_033_988_749_895f64;
+    for (n, b) in bands.iter().enumerate() {
+        let frac = (n as f64 * golden).fract();
+        let d = (DECOR_MS.0 + frac * (DECOR_MS.1 - DECOR_MS.0)) * 1e-3;
+        for (k, o) in out
+            .iter_mut()
+            .enumerate()
+            .take(b.params.bins.1)
+            .skip(b.params.bins.0)
+        {
+            let (s, c) = (-std::f64::consts::TAU * k as f64 * rate / NFFT as f64 * d).sin_cos();
+            *o = Complex::new(c as f32, s as f32);
+        }
+    }
+    out
+}
+
+/// The linear filters' spectra at [`NFFT`], cut to [`LIN_TAPS`] with a
+/// raised-cosine fade over the last 64 taps.
+fn linear_spectra(
+    fft: &Arc<dyn RealToComplex<f32>>,
+    f: &ShFilters,
+) -> Result<[[Vec<Complex<f32>>; 4]; 2]> {
+    let fade = 64usize;
+    let mut out: [[Vec<Complex<f32>>; 4]; 2] =
+        std::array::from_fn(|_| std::array::from_fn(|_| vec![Complex::default(); BINS]));
+    let mut buf = vec![0.0f32; NFFT];
+    for (ear, set) in [&f.left, &f.right].into_iter().enumerate() {
+        for (c, ir) in set.iter().enumerate().take(4) {
+            buf.fill(0.0);
+            let n = ir.len().min(LIN_TAPS);
+            for (i, (b, x)) in buf.iter_mut().zip(ir).take(n).enumerate() {
+                let g = if i + fade >= n {
+                    let t = (n - i) as f64 / fade as f64;
+                    (0.5 - 0.5 * (std::f64::consts::PI * t).cos()) as f32
+                } else {
+                    1.0
+                };
+                *b = x * g;
+            }
+            fft.process(&mut buf, &mut out[ear][c])
+                .map_err(|e| SpatialError::Design(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
