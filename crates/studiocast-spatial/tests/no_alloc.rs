@@ -53,8 +53,12 @@ fn filters(order: usize, taps: usize) -> ShFilters {
     }
 }
 
+/// The counter is global: one measuring test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn steady_state_rendering_does_not_allocate() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for kernel in Kernel::available() {
         for (order, block) in [(1, 64), (3, 128), (3, 512), (7, 256)] {
             let f = filters(order, 600);
@@ -102,4 +106,43 @@ fn steady_state_rendering_does_not_allocate() {
             );
         }
     }
+}
+
+/// The parametric first-order renderer, with the head turning and blocks
+/// of every length (its frames do not line up with them).
+#[test]
+fn parametric_rendering_does_not_allocate() {
+    use studiocast_spatial::{HrtfSet, ParametricOptions, ParametricRenderer, DEFAULT_SOFA};
+    // Held from the start: the set-up allocates.
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
+    let f = studiocast_spatial::design(
+        &h,
+        &studiocast_spatial::DesignOptions::new(DecoderMethod::MagLs, 1),
+    )
+    .unwrap();
+    let mut r = ParametricRenderer::new(&h, &f, &ParametricOptions::default()).unwrap();
+    let input: Vec<Vec<f32>> = (0..4)
+        .map(|c| {
+            (0..700)
+                .map(|i| ((i * 31 + c * 7) % 97) as f32 / 97.0 - 0.5)
+                .collect()
+        })
+        .collect();
+    let (mut l, mut rr) = (vec![0.0f32; 700], vec![0.0f32; 700]);
+    let mut run = |i: usize, r: &mut ParametricRenderer| {
+        let n = [64, 128, 480, 512, 700, 1][i % 6];
+        let ins: [&[f32]; 4] = std::array::from_fn(|c| &input[c][..n]);
+        r.set_rotation(Quat::from_ypr_degrees(i as f64 * 3.0, 5.0, 0.0));
+        r.process(&ins, &mut l[..n], &mut rr[..n]).unwrap();
+    };
+    for i in 0..12 {
+        run(i, &mut r);
+    }
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for i in 12..400 {
+        run(i, &mut r);
+    }
+    let after = ALLOCS.load(Ordering::SeqCst);
+    assert_eq!(after - before, 0, "{} allocations", after - before);
 }

@@ -5,8 +5,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use studiocast_spatial::metrics::{evaluate_with, ItdLowpass};
-use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet};
+use studiocast_spatial::metrics::{evaluate_irs, evaluate_with, ItdLowpass};
+use studiocast_spatial::{
+    design, DecoderMethod, DesignOptions, HrtfSet, ParametricOptions, ParametricRenderer,
+};
 
 use crate::config::Config;
 
@@ -21,8 +23,10 @@ pub struct AccuracyArgs {
     /// Orders, comma separated.
     #[arg(long, default_value = "1,3,5", value_delimiter = ',')]
     pub orders: Vec<usize>,
-    /// Methods, comma separated: magls, ls, vls.
-    #[arg(long, default_value = "magls,ls,vls", value_delimiter = ',')]
+    /// Methods, comma separated: magls, ls, vls, parametric (first order
+    /// only: plane waves, which flatter it; the diffuse columns do not
+    /// apply to a signal-dependent renderer).
+    #[arg(long, default_value = "magls,ls,vls,parametric", value_delimiter = ',')]
     pub methods: Vec<String>,
 }
 
@@ -43,6 +47,10 @@ pub fn run(cfg: &Config, a: AccuracyArgs) -> Result<()> {
     println!("| method | order | ΔILD dB | ΔITD µs | ΔITD µs (BW8) | spectral dB | diffuse magnitude dB | diffuse coherence | design s |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for m in &a.methods {
+        if m == "parametric" {
+            parametric_row(&hrtf)?;
+            continue;
+        }
         let method: DecoderMethod = m.parse().map_err(anyhow::Error::msg)?;
         for &order in &a.orders {
             let t = Instant::now();
@@ -66,5 +74,30 @@ pub fn run(cfg: &Config, a: AccuracyArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The parametric first-order renderer's row: its responses to plane waves
+/// from every grid direction.
+fn parametric_row(hrtf: &HrtfSet) -> Result<()> {
+    let t = Instant::now();
+    let f = design(hrtf, &DesignOptions::new(DecoderMethod::MagLs, 1))?;
+    let mut r = ParametricRenderer::new(hrtf, &f, &ParametricOptions::default())?;
+    let dt = t.elapsed().as_secs_f64();
+    let (l, rr) = r.plane_wave_irs(&hrtf.dirs, 1024)?;
+    let acc = evaluate_irs(hrtf, &l, &rr, ItdLowpass::Ideal);
+    let bw = evaluate_irs(hrtf, &l, &rr, ItdLowpass::Butterworth8);
+    println!(
+        "| parametric | 1 | {:.2} ({:.2}) | {:.1} ({:.1}) | {:.1} ({:.1}) | {:.2} ({:.2}) | – | – | {:.2} |",
+        acc.ild.median,
+        acc.ild.p95,
+        acc.itd.median,
+        acc.itd.p95,
+        bw.itd.median,
+        bw.itd.p95,
+        acc.spectral.median,
+        acc.spectral.p95,
+        dt
+    );
     Ok(())
 }

@@ -10,7 +10,9 @@ use studiocast_audiofile::AudioSource;
 use studiocast_spatial::encoder::{BedEncoder, Layout, ObjectEncoder, StereoDownmix};
 use studiocast_spatial::scene::Scene;
 use studiocast_spatial::sh::{channels_for_order, check_order, AmbisonicFormat};
-use studiocast_spatial::{BinauralRenderer, Quat, ShFilters};
+use studiocast_spatial::{
+    BinauralRenderer, HrtfSet, ParametricOptions, ParametricRenderer, Quat, ShFilters,
+};
 
 use crate::config::{Config, SpatialConfig};
 use crate::filters::FilterRequest;
@@ -52,7 +54,9 @@ pub struct SpatialArgs {
     /// SOFA HRTF file (default: config, then Debian's MIT KEMAR).
     #[arg(long)]
     pub hrtf: Option<PathBuf>,
-    /// Decoder design method: magls, ls or vls.
+    /// Decoder design method: magls, ls or vls; or parametric (first order
+    /// only, in `render`: direction and diffuseness per band, see the
+    /// README's accuracy section).
     #[arg(long)]
     pub method: Option<String>,
     /// Scene rotation in degrees (yaw to the left, pitch up, roll left side up).
@@ -185,17 +189,71 @@ pub fn load_scene(path: &Path) -> Result<Scene> {
     toml::from_str(&text).with_context(|| format!("invalid scene {}", path.display()))
 }
 
+/// The renderer a file goes through: the SH-domain convolver, or the
+/// parametric first-order renderer (signal-dependent, with a latency the
+/// [`Spatializer`] takes out).
+enum Engine {
+    Linear(Box<BinauralRenderer>),
+    Parametric(Box<ParametricRenderer>),
+}
+
+impl Engine {
+    fn process(&mut self, ins: &[&[f32]], l: &mut [f32], r: &mut [f32]) -> Result<()> {
+        match self {
+            Engine::Linear(e) => e.process_into_buffer(ins, l, r)?,
+            Engine::Parametric(e) => e.process(ins, l, r)?,
+        }
+        Ok(())
+    }
+
+    fn latency(&self) -> usize {
+        match self {
+            Engine::Linear(_) => 0,
+            Engine::Parametric(e) => e.latency(),
+        }
+    }
+}
+
+fn is_parametric(spatial: &SpatialConfig, a: &SpatialArgs) -> bool {
+    a.method.as_deref().unwrap_or(&spatial.method) == "parametric"
+}
+
+fn make_engine(
+    spatial: &SpatialConfig,
+    a: &SpatialArgs,
+    rate: u32,
+    filters: &ShFilters,
+    block: usize,
+) -> Result<Engine> {
+    let q = Quat::from_ypr_degrees(a.yaw, a.pitch, a.roll);
+    if is_parametric(spatial, a) {
+        let path = a.hrtf.clone().unwrap_or_else(|| spatial.hrtf.clone());
+        let hrtf = HrtfSet::from_sofa(&path, rate)?;
+        let mut e = ParametricRenderer::new(&hrtf, filters, &ParametricOptions::default())?;
+        e.reset_rotation(q);
+        return Ok(Engine::Parametric(Box::new(e)));
+    }
+    let mut e = BinauralRenderer::new(filters, block)?;
+    e.reset_rotation(q);
+    Ok(Engine::Linear(Box::new(e)))
+}
+
 fn make_filters(spatial: &SpatialConfig, a: &SpatialArgs, rate: u32) -> Result<ShFilters> {
+    let parametric = is_parametric(spatial, a);
     let req = FilterRequest {
         hrtf: a.hrtf.clone().unwrap_or_else(|| spatial.hrtf.clone()),
         rate,
         order: a.order,
-        method: a
-            .method
-            .as_deref()
-            .unwrap_or(&spatial.method)
-            .parse()
-            .map_err(anyhow::Error::msg)?,
+        // The parametric renderer's diffuse part is the MagLS rendering.
+        method: if parametric {
+            studiocast_spatial::DecoderMethod::MagLs
+        } else {
+            a.method
+                .as_deref()
+                .unwrap_or(&spatial.method)
+                .parse()
+                .map_err(anyhow::Error::msg)?
+        },
         max_re: a.max_re || spatial.max_re,
         headphone_eq: a
             .headphone_eq
@@ -211,7 +269,9 @@ fn make_filters(spatial: &SpatialConfig, a: &SpatialArgs, rate: u32) -> Result<S
 /// after the input ends.
 pub struct Spatializer {
     router: Router,
-    renderer: BinauralRenderer,
+    renderer: Engine,
+    /// Rendered frames still to drop at the start (the renderer's latency).
+    skip: usize,
     downmix: Option<StereoDownmix>,
     pub k: usize,
     pub block: usize,
@@ -236,27 +296,43 @@ impl Spatializer {
         stereo: bool,
     ) -> Result<Self> {
         check_order(a.order)?;
+        if is_parametric(spatial, a) && a.order != 1 {
+            bail!(
+                "the parametric renderer takes first-order input (--order 1), not order {}",
+                a.order
+            );
+        }
         let k = channels_for_order(a.order);
         let router = make_router(a, in_ch, k)?;
         let filters = make_filters(spatial, a, rate)?;
         let block = a.block.unwrap_or(spatial.block);
-        let mut renderer = BinauralRenderer::new(&filters, block)?;
-        renderer.reset_rotation(Quat::from_ypr_degrees(a.yaw, a.pitch, a.roll));
+        if stereo && is_parametric(spatial, a) {
+            bail!("the parametric renderer is available in `render` only; jobs and live sessions use magls, ls or vls");
+        }
+        let renderer = make_engine(spatial, a, rate, &filters, block)?;
+        let skip = renderer.latency();
         Ok(Spatializer {
             router,
             renderer,
+            skip,
             downmix: stereo.then(StereoDownmix::default),
             k,
             block,
             taps: filters.taps,
-            method: filters.method.to_string(),
+            method: if skip > 0 {
+                "parametric".into()
+            } else {
+                filters.method.to_string()
+            },
             symmetric: filters.symmetric,
             rate,
             planes: vec![Vec::with_capacity(block); in_ch],
             bus: vec![0.0; k * block],
             out: std::array::from_fn(|_| vec![0.0; block]),
             total: 0,
-            tail_left: filters.taps,
+            // The parametric renderer's tail: its latency and its longest
+            // response (the padding of its 1024-point frames).
+            tail_left: filters.taps + if skip > 0 { skip + 512 } else { 0 },
             first: true,
         })
     }
@@ -309,17 +385,26 @@ impl Spatializer {
             .map(|c| &self.bus[c * block..(c + 1) * block])
             .collect();
         let [l, r, sl, sr] = &mut self.out;
-        self.renderer.process_into_buffer(&ins, l, r)?;
+        self.renderer.process(&ins, l, r)?;
         if let Some(d) = &self.downmix {
             d.process(&ins, sl, sr)?;
         }
-        let keep = if n == 0 {
+        let mut keep = if n == 0 {
             let t = self.tail_left.min(block);
             self.tail_left -= t;
             t
         } else {
             n
         };
+        // The renderer's latency comes out of the start, so the output
+        // lines up with the input (only `render` has it: no downmix).
+        if self.skip > 0 {
+            let d = self.skip.min(keep);
+            l.copy_within(d..keep, 0);
+            r.copy_within(d..keep, 0);
+            self.skip -= d;
+            keep -= d;
+        }
         self.total += n as u64;
         Ok(Some(keep))
     }

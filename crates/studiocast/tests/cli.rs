@@ -463,3 +463,62 @@ fn accuracy_report_prints_a_table() {
         "{s}"
     );
 }
+
+/// `--method parametric`: first order only; a click from the left comes
+/// out on the left, at the time the linear renderer puts it (the
+/// renderer's latency is taken out), and the length is the input's plus
+/// the tail.
+#[test]
+fn parametric_render_lines_up_with_the_linear_render() {
+    let d = tmp();
+    let input = d.join("click-o1.wav");
+    let frames = 24_000;
+    let mut click = vec![vec![0.0f32; frames]; 4];
+    // ACN/SN3D from +90° (left): W = 1, Y = 1.
+    click[0][4_800] = 0.5;
+    click[1][4_800] = 0.5;
+    write_wav(&input, &click);
+    let s = input.to_str().unwrap();
+    let render = |method: &str| {
+        let out = d.join(format!("click-{method}.wav"));
+        run_ok(&[
+            "render",
+            s,
+            "-o",
+            out.to_str().unwrap(),
+            "--input-format",
+            "ambix",
+            "--order",
+            "1",
+            "--method",
+            method,
+        ]);
+        read_wav(&out)
+    };
+    let peak = |x: &[f32]| {
+        x.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .map(|(i, _)| i)
+            .unwrap()
+    };
+    let (pl, pr, _) = render("parametric");
+    let (ll, _, _) = render("magls");
+    assert!(pl.len() >= frames, "{} frames", pl.len());
+    assert!(energy(&pl) > 4.0 * energy(&pr), "the left ear is louder");
+    let (a, b) = (peak(&pl) as i64, peak(&ll) as i64);
+    assert!((a - b).abs() <= 48, "parametric peak at {a}, linear at {b}");
+    let err = run_err(&[
+        "render",
+        s,
+        "-o",
+        d.join("x.wav").to_str().unwrap(),
+        "--input-format",
+        "ambix",
+        "--order",
+        "3",
+        "--method",
+        "parametric",
+    ]);
+    assert!(err.contains("first-order"), "{err}");
+}

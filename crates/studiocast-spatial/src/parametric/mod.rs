@@ -41,8 +41,8 @@ const BINS: usize = NFFT / 2 + 1;
 /// decorrelation delay: together within the padding.
 const LIN_TAPS: usize = 384;
 const DECOR_MS: (f64, f64) = (0.2, 2.4);
-/// Delay common to both ears of the direct part (the zero-phase HRTF
-/// magnitudes spread a little either side of it).
+/// Delay added to both ears of the direct part, beyond each ear's own
+/// (the zero-phase HRTF magnitudes spread a little either side of it).
 const COMMON_DELAY: usize = 96;
 
 /// A frame this many times the band's running energy is an onset.
@@ -89,7 +89,8 @@ struct BandState {
     energy: f64,
     params: BandParams,
     nb: Neighbours,
-    itd_s: f64,
+    /// Each ear's delay at the direction, seconds.
+    delay: (f64, f64),
 }
 
 pub struct ParametricRenderer {
@@ -332,9 +333,13 @@ impl ParametricRenderer {
                 p.diffuseness = 1.0;
             }
             b.nb = self.table.neighbours(p.direction);
-            b.itd_s = (0..3)
-                .map(|j| f64::from(b.nb.w[j]) * f64::from(self.table.itd_s[b.nb.idx[j] as usize]))
-                .sum();
+            let t = &self.table;
+            let at = |d: &[f32]| -> f64 {
+                (0..3)
+                    .map(|j| f64::from(b.nb.w[j]) * f64::from(d[b.nb.idx[j] as usize]))
+                    .sum()
+            };
+            b.delay = (at(&t.delay_l), at(&t.delay_r));
         }
     }
 
@@ -350,7 +355,7 @@ impl ParametricRenderer {
             let gd = (1.0 - b.params.diffuseness).sqrt() as f32;
             let ga = b.params.diffuseness.sqrt() as f32;
             // Each ear's delay as a phasor stepped bin by bin.
-            let (tl, tr) = (tau0 - 0.5 * b.itd_s, tau0 + 0.5 * b.itd_s);
+            let (tl, tr) = (tau0 + b.delay.0, tau0 + b.delay.1);
             let phasor = |tau: f64, k: usize| {
                 let (s, c) = (-(k as f64) * dw * tau).sin_cos();
                 Complex::new(c as f32, s as f32)
@@ -385,6 +390,37 @@ impl ParametricRenderer {
             s[0].im = 0.0;
             s[BINS - 1].im = 0.0;
         }
+    }
+}
+
+/// Left and right impulse responses, one pair per direction.
+pub type EarResponses = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+impl ParametricRenderer {
+    /// The response to a click from each of `dirs` (a plane wave: the
+    /// analysis finds its direction exactly and no diffuseness), `len`
+    /// samples from [`COMMON_DELAY`] before the direct part's centre: what
+    /// the accuracy tables evaluate. Allocates; not for the audio path.
+    pub fn plane_wave_irs(&mut self, dirs: &[[f64; 3]], len: usize) -> Result<EarResponses> {
+        let n = FRAME + len;
+        let (mut ls, mut rs) = (
+            Vec::with_capacity(dirs.len()),
+            Vec::with_capacity(dirs.len()),
+        );
+        let mut foa: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0; n]);
+        let (mut l, mut r) = (vec![0.0; n], vec![0.0; n]);
+        for u in dirs {
+            self.reset();
+            for (c, g) in [1.0, u[1], u[2], u[0]].into_iter().enumerate() {
+                foa[c].fill(0.0);
+                foa[c][0] = g as f32;
+            }
+            let ins: [&[f32]; 4] = std::array::from_fn(|c| foa[c].as_slice());
+            self.process(&ins, &mut l, &mut r)?;
+            ls.push(l[FRAME..].to_vec());
+            rs.push(r[FRAME..].to_vec());
+        }
+        Ok((ls, rs))
     }
 }
 

@@ -33,9 +33,10 @@ pub(crate) struct DirectionTable {
     /// `dirs × bins`, direction-major.
     pub(crate) mag_l: Vec<f32>,
     pub(crate) mag_r: Vec<f32>,
-    /// Right ear's delay minus the left's, seconds (positive: the source is
-    /// on the left).
-    pub(crate) itd_s: Vec<f32>,
+    /// Each ear's delay, seconds: the slope of its phase below 1.5 kHz
+    /// (the response's arrival, and between the ears the ITD).
+    pub(crate) delay_l: Vec<f32>,
+    pub(crate) delay_r: Vec<f32>,
     lookup: Vec<Neighbours>,
 }
 
@@ -54,20 +55,32 @@ impl DirectionTable {
         let mut spec_r = vec![Complex::default(); bins];
         let n = hrtf.len();
         let (mut mag_l, mut mag_r) = (Vec::with_capacity(n * bins), Vec::with_capacity(n * bins));
-        let mut itd_s = Vec::with_capacity(n);
+        let (mut delay_l, mut delay_r) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let df = hrtf.sample_rate as f64 / nfft as f64;
         for i in 0..n {
             spectrum(&fft, &hrtf.left[i], &mut buf, &mut spec_l)?;
             spectrum(&fft, &hrtf.right[i], &mut buf, &mut spec_r)?;
             mag_l.extend(smoothed_magnitude(&spec_l));
             mag_r.extend(smoothed_magnitude(&spec_r));
-            itd_s.push(interaural_delay(&spec_l, &spec_r, df) as f32);
+            // The arrival from each ear's own phase, the difference from
+            // the interaural phase (each ear's phase carries its
+            // minimum-phase part too, which spoils the difference).
+            let mean = 0.5 * (phase_delay(&spec_l, df) + phase_delay(&spec_r, df));
+            let cross: Vec<Complex<f64>> = spec_r
+                .iter()
+                .zip(&spec_l)
+                .map(|(r, l)| r * l.conj())
+                .collect();
+            let itd = phase_delay(&cross, df);
+            delay_l.push((mean - 0.5 * itd) as f32);
+            delay_r.push((mean + 0.5 * itd) as f32);
         }
         Ok(DirectionTable {
             bins,
             mag_l,
             mag_r,
-            itd_s,
+            delay_l,
+            delay_r,
             lookup: build_lookup(&hrtf.dirs),
         })
     }
@@ -112,24 +125,25 @@ fn smoothed_magnitude(spec: &[Complex<f64>]) -> Vec<f32> {
         .collect()
 }
 
-/// Least-squares slope (through the origin) of the unwrapped interaural
-/// phase over [`ITD_BAND_HZ`], as a delay: what a cross-correlation of the
-/// two ears below 1.5 kHz finds.
-fn interaural_delay(l: &[Complex<f64>], r: &[Complex<f64>], df: f64) -> f64 {
+/// Least-squares slope (through the origin) of the unwrapped phase over
+/// [`ITD_BAND_HZ`], as a delay: between the two ears, what a
+/// cross-correlation of them below 1.5 kHz finds.
+fn phase_delay(h: &[Complex<f64>], df: f64) -> f64 {
     let (mut phase, mut prev) = (0.0f64, 0.0f64);
     let (mut num, mut den) = (0.0, 0.0);
-    for b in 1..l.len() {
+    for (b, c) in h.iter().enumerate().skip(1) {
         let f = b as f64 * df;
         if f > ITD_BAND_HZ.1 {
             break;
         }
-        let p = (r[b] * l[b].conj()).arg();
+        let p = c.arg();
         let mut d = p - prev;
         d -= (d / std::f64::consts::TAU).round() * std::f64::consts::TAU;
         phase += d;
         prev = p;
         if f >= ITD_BAND_HZ.0 {
-            let w = (l[b].norm() * r[b].norm()).sqrt();
+            // (For the cross-spectrum, the geometric mean of the ears.)
+            let w = c.norm().sqrt();
             num += w * f * phase;
             den += w * f * f;
         }

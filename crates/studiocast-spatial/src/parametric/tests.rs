@@ -266,3 +266,28 @@ fn any_block_length_gives_the_same_output() {
     assert_eq!(x.left, y.left);
     assert_eq!(x.right, y.right);
 }
+
+/// Plane waves from every measured direction through the accuracy
+/// evaluation: the direct part carries the set's own magnitudes (smoothed)
+/// and interaural delay.
+#[test]
+fn plane_waves_keep_the_sets_itd_and_ild() {
+    use crate::metrics::{evaluate_irs, ItdLowpass};
+    let (h, f) = set();
+    let mut r = ParametricRenderer::new(h, f, &ParametricOptions::default()).unwrap();
+    let (pl, pr) = r.plane_wave_irs(&h.dirs, 1024).unwrap();
+    for est in [ItdLowpass::Ideal, ItdLowpass::Butterworth8] {
+        let a = evaluate_irs(h, &pl, &pr, est);
+        let lin = crate::metrics::evaluate_with(h, f, est);
+        eprintln!("{est:?}: parametric {a:?}\nlinear {lin:?}");
+        // Measured: ILD 0.11 dB, ITD 2.4 µs (ideal) / 8.8 µs (BW8),
+        // spectral 0.21 dB; linear first order 2.98, 55 / 74, 2.33.
+        assert!(a.ild.median <= 0.2, "{a:?}");
+        assert!(a.spectral.median <= 0.3, "{a:?}");
+        let bound = match est {
+            ItdLowpass::Ideal => 4.0,
+            ItdLowpass::Butterworth8 => 12.0,
+        };
+        assert!(a.itd.median <= bound, "{est:?}: {a:?}");
+    }
+}
