@@ -107,9 +107,17 @@ pub struct ParametricRenderer {
     time: Vec<f32>,
     acc: [Vec<f32>; 2],
     ready: [Vec<f32>; 2],
-    /// Linear first-order filters for the diffuse part: `[ear][channel]`.
-    lin: [[Vec<Complex<f32>>; 4]; 2],
-    decor: Vec<Complex<f32>>,
+    /// Linear first-order filters for the diffuse part with the
+    /// decorrelating delays folded in, split into real and imaginary parts
+    /// (`[ear][channel]`) so the per-bin sums vectorise.
+    lin_re: [[Vec<f32>; 4]; 2],
+    lin_im: [[Vec<f32>; 4]; 2],
+    /// This frame's input spectra, split the same way.
+    spec_re: [Vec<f32>; 4],
+    spec_im: [Vec<f32>; 4],
+    /// This frame's diffuse-part spectra per ear (before the √ψ gain).
+    amb_re: [Vec<f32>; 2],
+    amb_im: [Vec<f32>; 2],
     bands: Vec<BandState>,
     table: DirectionTable,
     alpha: (f64, f64),
@@ -154,7 +162,18 @@ impl ParametricRenderer {
             })
             .collect();
         let decor = decorrelator(&bands, rate);
+        let mut lin_re: [[Vec<f32>; 4]; 2] = Default::default();
+        let mut lin_im: [[Vec<f32>; 4]; 2] = Default::default();
+        for ear in 0..2 {
+            for c in 0..4 {
+                let l: Vec<Complex<f32>> =
+                    lin[ear][c].iter().zip(&decor).map(|(a, d)| a * d).collect();
+                lin_re[ear][c] = l.iter().map(|x| x.re).collect();
+                lin_im[ear][c] = l.iter().map(|x| x.im).collect();
+            }
+        }
         let zeros = || vec![Complex::<f32>::default(); BINS];
+        let flat = || vec![0.0f32; BINS];
         Ok(ParametricRenderer {
             rate,
             fft_scratch: vec![Complex::default(); scratch],
@@ -171,8 +190,12 @@ impl ParametricRenderer {
             time: vec![0.0; NFFT],
             acc: std::array::from_fn(|_| vec![0.0; NFFT]),
             ready: std::array::from_fn(|_| vec![0.0; HOP]),
-            lin,
-            decor,
+            lin_re,
+            lin_im,
+            spec_re: std::array::from_fn(|_| flat()),
+            spec_im: std::array::from_fn(|_| flat()),
+            amb_re: std::array::from_fn(|_| flat()),
+            amb_im: std::array::from_fn(|_| flat()),
             bands,
             table: DirectionTable::new(hrtf, NFFT)?,
             alpha: (alpha(opts.attack_ms), alpha(opts.release_ms)),
@@ -346,10 +369,13 @@ impl ParametricRenderer {
     /// Per bin: the direct part through the interpolated HRTF, plus the
     /// decorrelated linear rendering of the diffuse part.
     fn synthesise(&mut self) {
+        self.diffuse_part();
         let t = &self.table;
         let tau0 = COMMON_DELAY as f64 / self.rate;
         let dw = std::f64::consts::TAU * self.rate / NFFT as f64;
         let [ol, or] = &mut self.out_spec;
+        let w = &self.spec[0];
+        let ([al, ar], [bl, br]) = (&self.amb_re, &self.amb_im);
         for b in &self.bands {
             let (lo, hi) = b.params.bins;
             let gd = (1.0 - b.params.diffuseness).sqrt() as f32;
@@ -362,25 +388,29 @@ impl ParametricRenderer {
             };
             let (mut pl, mut pr) = (phasor(tl, lo), phasor(tr, lo));
             let (sl, sr) = (phasor(tl, 1), phasor(tr, 1));
-            let rows = b.nb.idx.map(|i| i as usize * t.bins);
-            let wts = b.nb.w;
+            let [r0, r1, r2] = b.nb.idx.map(|i| i as usize * t.bins);
+            let [w0, w1, w2] = b.nb.w;
+            fn row(m: &[f32], r: usize, (lo, hi): (usize, usize)) -> &[f32] {
+                &m[r + lo..r + hi]
+            }
+            let span = (lo, hi);
+            let (l0, l1, l2) = (
+                row(&t.mag_l, r0, span),
+                row(&t.mag_l, r1, span),
+                row(&t.mag_l, r2, span),
+            );
+            let (q0, q1, q2) = (
+                row(&t.mag_r, r0, span),
+                row(&t.mag_r, r1, span),
+                row(&t.mag_r, r2, span),
+            );
             for k in lo..hi {
-                let mut ml = 0.0f32;
-                let mut mr = 0.0f32;
-                for j in 0..3 {
-                    ml += wts[j] * t.mag_l[rows[j] + k];
-                    mr += wts[j] * t.mag_r[rows[j] + k];
-                }
-                let wk = self.spec[0][k] * gd;
-                let mut dl = Complex::<f32>::default();
-                let mut dr = Complex::<f32>::default();
-                for c in 0..4 {
-                    dl += self.lin[0][c][k] * self.spec[c][k];
-                    dr += self.lin[1][c][k] * self.spec[c][k];
-                }
-                let d = self.decor[k] * ga;
-                ol[k] = wk * pl * ml + dl * d;
-                or[k] = wk * pr * mr + dr * d;
+                let j = k - lo;
+                let ml = w0 * l0[j] + w1 * l1[j] + w2 * l2[j];
+                let mr = w0 * q0[j] + w1 * q1[j] + w2 * q2[j];
+                let wk = w[k] * gd;
+                ol[k] = wk * pl * ml + Complex::new(al[k], bl[k]) * ga;
+                or[k] = wk * pr * mr + Complex::new(ar[k], br[k]) * ga;
                 pl *= sl;
                 pr *= sr;
             }
@@ -389,6 +419,39 @@ impl ParametricRenderer {
         for s in [ol, or] {
             s[0].im = 0.0;
             s[BINS - 1].im = 0.0;
+        }
+    }
+
+    /// The linear rendering of every bin (decorrelated), in split real and
+    /// imaginary arrays: straight loops the compiler vectorises.
+    fn diffuse_part(&mut self) {
+        for c in 0..4 {
+            for ((r, i), x) in self.spec_re[c]
+                .iter_mut()
+                .zip(self.spec_im[c].iter_mut())
+                .zip(&self.spec[c])
+            {
+                *r = x.re;
+                *i = x.im;
+            }
+        }
+        for ear in 0..2 {
+            let (or, oi) = (&mut self.amb_re[ear], &mut self.amb_im[ear]);
+            or.fill(0.0);
+            oi.fill(0.0);
+            for c in 0..4 {
+                let (fr, fi) = (&self.lin_re[ear][c], &self.lin_im[ear][c]);
+                let (xr, xi) = (&self.spec_re[c], &self.spec_im[c]);
+                // Every slice cut to the same length: no bounds checks in
+                // the loop, so it vectorises.
+                let n = BINS;
+                let (or, oi) = (&mut or[..n], &mut oi[..n]);
+                let (fr, fi, xr, xi) = (&fr[..n], &fi[..n], &xr[..n], &xi[..n]);
+                for k in 0..n {
+                    or[k] += fr[k] * xr[k] - fi[k] * xi[k];
+                    oi[k] += fr[k] * xi[k] + fi[k] * xr[k];
+                }
+            }
         }
     }
 }
