@@ -18,6 +18,7 @@ pub mod parametric;
 pub mod renderer;
 pub mod rotation;
 pub mod scene;
+pub mod scenes;
 pub mod sh;
 pub mod simd;
 mod sofa_check;

@@ -65,7 +65,7 @@ pub fn erb_bands(f_lo: f64, f_hi: f64, nfft: usize, rate: f64) -> Vec<(usize, us
     bands
 }
 
-fn stat(mut v: Vec<f64>) -> Stat {
+pub(crate) fn stat(mut v: Vec<f64>) -> Stat {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return Stat::default();

@@ -1,0 +1,80 @@
+//! The scene-based evaluation (issue 12) on MIT KEMAR at 48 kHz: every row
+//! is measured, and for one source the parametric renderer beats linear
+//! first order on every metric and closes at least half the gap to third
+//! order on ILD and spectral error (what the README's table shows; the
+//! multi-source and diffuse scenes, where it does not yet, are reported,
+//! not pinned).
+
+use studiocast_spatial::scenes::{evaluate, Renderers, RENDERERS};
+use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet, DEFAULT_SOFA};
+
+#[test]
+fn one_source_parametric_beats_linear_first_order() {
+    let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
+    let foa = design(&h, &DesignOptions::new(DecoderMethod::MagLs, 1)).unwrap();
+    let hoa = design(&h, &DesignOptions::new(DecoderMethod::MagLs, 3)).unwrap();
+    let rows = evaluate(&Renderers {
+        hrtf: &h,
+        foa: &foa,
+        hoa: &hoa,
+    })
+    .unwrap();
+    assert_eq!(rows.len(), 6 * RENDERERS.len());
+    for r in &rows {
+        eprintln!(
+            "{:40} {:16} ild {:.2} itd {:.1}/{:.1} spec {:.2} coh {:.3} art {:.2}",
+            r.scene,
+            r.renderer,
+            r.ild.median,
+            r.itd_ideal.median,
+            r.itd_bw8.median,
+            r.spectral.median,
+            r.coherence.median,
+            r.artifact.median
+        );
+    }
+    for r in &rows {
+        for s in [
+            r.ild,
+            r.itd_ideal,
+            r.itd_bw8,
+            r.spectral,
+            r.coherence,
+            r.artifact,
+        ] {
+            assert!(s.median.is_finite() && s.median >= 0.0, "{r:?}");
+        }
+        assert!(r.spectral.median > 0.0, "{r:?}");
+    }
+    let get = |k: &str| {
+        rows.iter()
+            .find(|r| r.scene.starts_with("1:") && r.renderer == k)
+            .unwrap()
+    };
+    let (p, l, o3) = (
+        get("parametric FOA"),
+        get("MagLS FOA"),
+        get("MagLS order 3"),
+    );
+    eprintln!("{p:?}\n{l:?}\n{o3:?}");
+    let m = |r: &studiocast_spatial::scenes::SceneRow| {
+        [
+            r.ild.median,
+            r.itd_ideal.median,
+            r.itd_bw8.median,
+            r.spectral.median,
+            r.coherence.median,
+        ]
+    };
+    for (a, b) in m(p).iter().zip(m(l)) {
+        assert!(*a < b, "parametric {:?} vs linear {:?}", m(p), m(l));
+    }
+    let half = |a: f64, b: f64, c: f64| a <= b - 0.5 * (b - c);
+    assert!(half(p.ild.median, l.ild.median, o3.ild.median));
+    assert!(half(
+        p.spectral.median,
+        l.spectral.median,
+        o3.spectral.median
+    ));
+    assert!(p.artifact.median <= l.artifact.median + 1.0);
+}
