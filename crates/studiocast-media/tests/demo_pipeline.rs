@@ -400,11 +400,11 @@ fn renditions_stay_aligned_over_a_hundred_segments() {
 }
 
 /// Fragment starts a live audio muxer makes when a segment split falls
-/// 5 ms after the nominal end of a chunk (inside the AAC frame that holds
-/// it), with the muxer given `chunk` as its chunk duration. Six seconds of
+/// `after_ms` after the nominal end of a chunk, with the muxer given
+/// `chunk` as its chunk duration. Six seconds of
 /// audio with splits 2 s apart from there: a muxer that keeps splitting
 /// starts four fragments (the first, then one at each split).
-fn fragment_starts_with_a_split_after_a_chunk_end(chunk: gst::ClockTime) -> usize {
+fn fragment_starts_with_a_split_after_a_chunk_end(chunk: gst::ClockTime, after_ms: f64) -> usize {
     use gst::prelude::*;
     use gstreamer_app as gst_app;
     use studiocast_media::elements as el;
@@ -429,8 +429,8 @@ fn fragment_starts_with_a_split_after_a_chunk_end(chunk: gst::ClockTime) -> usiz
     pipeline.add_many(&chain).unwrap();
     gst::Element::link_many(&chain).unwrap();
     // The splits follow the first encoded frame (the encoder's timestamps
-    // are not assumed): the first chunk's nominal end plus 5 ms, then 2 s
-    // apart.
+    // are not assumed): the first chunk's nominal end plus `after_ms`, then
+    // 2 s apart.
     let m = mux.clone();
     let first = std::sync::atomic::AtomicBool::new(false);
     mux.static_pad("sink_0")
@@ -440,7 +440,10 @@ fn fragment_starts_with_a_split_after_a_chunk_end(chunk: gst::ClockTime) -> usiz
             if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
                 if !first.swap(true, std::sync::atomic::Ordering::SeqCst) {
                     for k in 0..3u64 {
-                        let at = pts + chunk + gst::ClockTime::from_mseconds(5 + 2000 * k);
+                        let at = pts
+                            + chunk
+                            + gst::ClockTime::from_nseconds((after_ms * 1e6) as u64)
+                            + gst::ClockTime::from_seconds(2 * k);
                         el::cmafmux_split_at(&m, at);
                     }
                 }
@@ -513,11 +516,15 @@ fn a_split_just_after_a_chunk_end_still_starts_every_fragment() {
         .audio_chunk(studiocast_media::spec::Mix::Binaural)
         .unwrap();
     let ns = |d: Duration| gst::ClockTime::from_nseconds(d.as_nanos() as u64);
-    assert_eq!(fragment_starts_with_a_split_after_a_chunk_end(ns(chunk)), 4);
+    // Splits anywhere across the frame after a chunk's nominal end.
+    for after_ms in [0.01, 1.0, 3.0, 5.0, 8.0, 12.0, 17.0, 21.0] {
+        let starts = fragment_starts_with_a_split_after_a_chunk_end(ns(chunk), after_ms);
+        assert_eq!(starts, 4, "split {after_ms} ms after a chunk's nominal end");
+    }
     // The bait: the video's part duration as the audio chunk, as before,
     // reaches the muxer's fault (if this fails, cmafmux no longer has it).
     let part = spec.part_duration().unwrap();
-    let stuck = fragment_starts_with_a_split_after_a_chunk_end(ns(part));
+    let stuck = fragment_starts_with_a_split_after_a_chunk_end(ns(part), 5.0);
     assert!(
         stuck < 4,
         "the old chunk duration made {stuck} fragment starts"

@@ -306,8 +306,26 @@ impl Spatializer {
         let router = make_router(a, in_ch, k)?;
         let filters = make_filters(spatial, a, rate)?;
         let block = a.block.unwrap_or(spatial.block);
-        if stereo && is_parametric(spatial, a) {
-            bail!("the parametric renderer is available in `render` only; jobs and live sessions use magls, ls or vls");
+        if is_parametric(spatial, a) {
+            if stereo {
+                bail!("the parametric renderer is available in `render` only; jobs and live sessions use magls, ls or vls");
+            }
+            // The linear renderer checks its block; this one takes any
+            // length, but a file is still read in blocks.
+            if !(16..=8192).contains(&block) {
+                bail!("block size {block} is out of range (16..=8192)");
+            }
+            // Both would reach only the diffuse part (the direct part is
+            // the HRTF set itself), so they are refused, not half applied.
+            if a.headphone_eq.is_some()
+                || spatial.headphone_eq.is_some()
+                || a.max_re
+                || spatial.max_re
+            {
+                bail!(
+                    "headphone EQ and max-rE apply to the linear renderers only, not to parametric"
+                );
+            }
         }
         let renderer = make_engine(spatial, a, rate, &filters, block)?;
         let skip = renderer.latency();

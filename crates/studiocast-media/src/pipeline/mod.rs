@@ -280,21 +280,19 @@ fn check(spec: &PipelineSpec, filters: &ShFilters, opts: &BuildOptions) -> Resul
     Ok(())
 }
 
-/// One appsrc → AAC (or Opus) → cmafmux → appsink branch per audio rendition: the
-/// audio thread's outputs, and the muxers the split requests go to.
 /// How late the encoded audio may reach its muxer before the muxer gives
 /// up waiting and drains what it has. A single-pad muxer drains as soon as
-/// a chunk is complete, so this slack delays nothing; it only keeps the
-/// muxer from draining a short chunk on a timeout when the encoder runs
-/// late under CPU contention. Such a chunk shifts the chunk grid against
-/// the AAC frames, and cmafmux (gst-plugin-fmp4 0.14.5) can then take a
-/// whole chunk past a requested split (when the split falls between the
-/// chunk's nominal end and the end of the frame that straddles it) and
-/// never starts another fragment: every later segment of that rendition
-/// was cut by the worker's safety net, off the video's grid (seen under
-/// load, and in a CI run where hls.js then stalled).
+/// a chunk is complete, so this slack delays nothing; it keeps the muxer
+/// from draining a short chunk on a timeout when the encoder runs late
+/// under CPU contention. Such a chunk moves every later chunk's nominal end
+/// against the segment boundaries, and cmafmux (gst-plugin-fmp4 0.14.5)
+/// swallows a split that falls between a chunk's nominal end and the end of
+/// the frame holding it, then never starts another fragment (see
+/// [`PipelineSpec::audio_chunk`], which makes that gap 1 µs).
 pub(crate) const AUDIO_MUX_SLACK: gst::ClockTime = gst::ClockTime::from_seconds(2);
 
+/// One appsrc → AAC (or Opus) → cmafmux → appsink branch per audio rendition: the
+/// audio thread's outputs, and the muxers the split requests go to.
 fn audio_branches(
     spec: &PipelineSpec,
     taps: &Taps,

@@ -37,10 +37,11 @@ pub const HOP: usize = FRAME / 2;
 /// filters' responses (no circular wrap).
 pub const NFFT: usize = 2 * FRAME;
 const BINS: usize = NFFT / 2 + 1;
-/// Taps of the linear filters used for the diffuse part, and the longest
-/// decorrelation delay: together within the padding.
-const LIN_TAPS: usize = 384;
-const DECOR_MS: (f64, f64) = (0.2, 2.4);
+/// Taps of the linear filters used for the diffuse part, and its
+/// decorrelation delays after the direct part's common delay: together
+/// within the padding at 48 kHz (512 + 320 + 96 + 96 ≤ 1024).
+const LIN_TAPS: usize = 320;
+const DECOR_MS: (f64, f64) = (0.2, 2.0);
 /// Delay added to both ears of the direct part, beyond each ear's own
 /// (the zero-phase HRTF magnitudes spread a little either side of it).
 const COMMON_DELAY: usize = 96;
@@ -122,6 +123,10 @@ pub struct ParametricRenderer {
     table: DirectionTable,
     alpha: (f64, f64),
     rotator: SceneRotator,
+    /// Orientation at the start of the next call, and the one to reach by
+    /// its end (the rotator is driven slice by slice in between).
+    rot_now: Quat,
+    rot_target: Quat,
     rotated: Vec<f32>,
 }
 
@@ -200,6 +205,8 @@ impl ParametricRenderer {
             table: DirectionTable::new(hrtf, NFFT)?,
             alpha: (alpha(opts.attack_ms), alpha(opts.release_ms)),
             rotator: SceneRotator::new(1),
+            rot_now: Quat::IDENTITY,
+            rot_target: Quat::IDENTITY,
             rotated: vec![0.0; 4 * HOP],
             fft,
             ifft,
@@ -220,11 +227,12 @@ impl ParametricRenderer {
     /// New scene orientation, reached smoothly by the end of the next call
     /// (applied to the input before analysis).
     pub fn set_rotation(&mut self, q: Quat) {
-        self.rotator.set_target(q);
+        self.rot_target = q;
     }
 
     pub fn reset_rotation(&mut self, q: Quat) {
         self.rotator.reset(q);
+        (self.rot_now, self.rot_target) = (q, q);
     }
 
     /// Forget the signal (a new stream).
@@ -263,6 +271,11 @@ impl ParametricRenderer {
             for (c, ch) in input.iter().enumerate() {
                 self.rotated[c * m..(c + 1) * m].copy_from_slice(&ch[i..i + m]);
             }
+            // The turn spreads over the whole call: each slice ramps to
+            // its share of it (one slice must not take it all: a click).
+            let share = (i + m) as f64 / n as f64;
+            self.rotator
+                .set_target(self.rot_now.slerp(self.rot_target, share));
             self.rotator.process(&mut self.rotated[..4 * m], m);
             let at = FRAME - HOP + self.fill;
             for c in 0..4 {
@@ -272,6 +285,9 @@ impl ParametricRenderer {
             right[i..i + m].copy_from_slice(&self.ready[1][self.fill..self.fill + m]);
             self.fill += m;
             i += m;
+            if i == n {
+                self.rot_now = self.rot_target;
+            }
             if self.fill == HOP {
                 self.run_frame()?;
                 for f in &mut self.frame {
@@ -502,7 +518,7 @@ fn band_edges(rate: f64) -> Vec<(usize, usize)> {
     out
 }
 
-/// A pure delay per band, spread over [`DECOR_MS`] (a fixed sequence: the
+/// A pure delay per band, [`COMMON_DELAY`] plus [`DECOR_MS`] (a fixed sequence: the
 /// same on every run), the same for both ears so the diffuse part keeps
 /// the linear rendering's interaural coherence.
 fn decorrelator(bands: &[BandState], rate: f64) -> Vec<Complex<f32>> {
@@ -510,7 +526,9 @@ fn decorrelator(bands: &[BandState], rate: f64) -> Vec<Complex<f32>> {
     let golden = 0.618_033_988_749_895f64;
     for (n, b) in bands.iter().enumerate() {
         let frac = (n as f64 * golden).fract();
-        let d = (DECOR_MS.0 + frac * (DECOR_MS.1 - DECOR_MS.0)) * 1e-3;
+        // After the direct part's common delay, so the diffuse part never
+        // arrives first (nor within 0.2 ms of it, where the two would comb).
+        let d = COMMON_DELAY as f64 / rate + (DECOR_MS.0 + frac * (DECOR_MS.1 - DECOR_MS.0)) * 1e-3;
         for (k, o) in out
             .iter_mut()
             .enumerate()

@@ -76,16 +76,27 @@ pub fn evaluate(r: &Renderers) -> Result<Vec<SceneRow>> {
                 pooled[k].extend(meter.compare((&refl, &refr), (&l, &rr)));
             }
         }
+        // No frame judged is NaN, not 0 (which would look like a win).
+        let st = |v: Vec<f64>| {
+            if v.is_empty() {
+                Stat {
+                    median: f64::NAN,
+                    p95: f64::NAN,
+                }
+            } else {
+                stat(v)
+            }
+        };
         for (k, f) in pooled.into_iter().enumerate() {
             rows.push(SceneRow {
                 scene,
                 renderer: RENDERERS[k],
-                ild: stat(f.ild),
-                itd_ideal: stat(f.itd_ideal),
-                itd_bw8: stat(f.itd_bw8),
-                spectral: stat(f.spectral),
-                coherence: stat(f.coherence),
-                artifact: stat(f.artifact),
+                ild: st(f.ild),
+                itd_ideal: st(f.itd_ideal),
+                itd_bw8: st(f.itd_bw8),
+                spectral: st(f.spectral),
+                coherence: st(f.coherence),
+                artifact: st(f.artifact),
             });
         }
     }

@@ -398,13 +398,10 @@ impl Worker {
         // boundary seconds behind), a segment never grows past its length:
         // the packager would refuse the chunk that takes it there, and the
         // rendition would wait for a split the muxer may not make.
-        // The first segment runs from wherever the audio began to the
-        // first boundary of the video's grid, which starts with the video's
-        // first frame (tens of ms in, more on a loaded machine): it may
-        // pass the length by that much (the packager takes up to 2.49 s of
-        // a 2 s target). Cutting it at the length would open a sliver of
-        // a segment before the muxer's own split, and number every later
-        // audio segment one ahead of the video's.
+        // A first segment runs from the audio's start to the video's first
+        // boundary (its first frame comes tens of ms in): cut at the length,
+        // it left a sliver before the muxer's split that put every later
+        // audio segment one ahead. The packager takes up to 2.49 s.
         let slack = if *started <= 1 { 0.4 } else { 0.1 };
         let too_long = *open + duration > length + slack;
         let at_video =
