@@ -7,9 +7,9 @@
 //! set: each ear's magnitude and the set's interaural delay, so the ITD is
 //! the set's, not a first-order approximation of it. The diffuse part
 //! (weighted by √ψ) is the linear first-order MagLS rendering, whose design
-//! holds the set's diffuse-field coherence between the ears, put through a
-//! per-band delay of 0.2–2.4 ms so that it does not comb with the direct
-//! part.
+//! holds the set's diffuse-field coherence between the ears, delayed per
+//! band by 0.2–2.0 ms after the direct part so that the two neither comb
+//! nor let the diffuse part arrive first.
 //!
 //! Real time and allocation-free: every buffer is made in [`new`]
 //! (ParametricRenderer::new). Latency: [`ParametricRenderer::latency`].
