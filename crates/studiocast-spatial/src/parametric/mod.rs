@@ -39,7 +39,8 @@ pub const NFFT: usize = 2 * FRAME;
 const BINS: usize = NFFT / 2 + 1;
 /// Taps of the linear filters used for the diffuse part, and its
 /// decorrelation delays after the direct part's common delay: together
-/// within the padding at 48 kHz (512 + 320 + 96 + 96 ≤ 1024).
+/// within the padding (512 + 320 + 96 + 96 ≤ 1024; the delays shrink at
+/// higher rates, see [`decorrelator`]).
 const LIN_TAPS: usize = 320;
 const DECOR_MS: (f64, f64) = (0.2, 2.0);
 /// Delay added to both ears of the direct part, beyond each ear's own
@@ -528,7 +529,12 @@ fn decorrelator(bands: &[BandState], rate: f64) -> Vec<Complex<f32>> {
         let frac = (n as f64 * golden).fract();
         // After the direct part's common delay, so the diffuse part never
         // arrives first (nor within 0.2 ms of it, where the two would comb).
-        let d = COMMON_DELAY as f64 / rate + (DECOR_MS.0 + frac * (DECOR_MS.1 - DECOR_MS.0)) * 1e-3;
+        // The range is in ms but the padding is in samples: above 48 kHz
+        // the longest delay is what still fits (1 ms at 96 kHz), so the
+        // diffuse part never wraps round the frame.
+        let room = (NFFT - FRAME - LIN_TAPS - COMMON_DELAY) as f64 / rate;
+        let (lo, hi) = (DECOR_MS.0 * 1e-3, (DECOR_MS.1 * 1e-3).min(room));
+        let d = COMMON_DELAY as f64 / rate + lo + frac * (hi - lo).max(0.0);
         for (k, o) in out
             .iter_mut()
             .enumerate()
