@@ -38,8 +38,9 @@ pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// and transcoding jobs (the queue's database, a job's child process and
 /// its pipes) when the connection cap is derived from the descriptor
 /// limit. 256 left a demo session and the job queue at 913–1024 of 1024
-/// under a thousand half-open connections.
-pub const FD_RESERVE: u64 = 320;
+/// under a thousand half-open connections; 320 reached 1024 again once the
+/// demo session gained its ambisonic (Opus) rendition.
+pub const FD_RESERVE: u64 = 448;
 /// The descriptor limit never pushes the connection cap below this.
 pub const MIN_CONNECTIONS: usize = 16;
 

@@ -95,7 +95,7 @@ fn a_thousand_half_open_connections_take_nothing_down() {
             // Every one of the thousand is held at once.
             assert!(server_fds >= 1000, "{server_fds}");
         } else {
-            // The cap (1024 − 320 reserved = 704 connections) keeps the
+            // The cap (1024 − 448 reserved = 576 connections) keeps the
             // daemon clear of its limit: the session's own descriptors
             // (about 190 for a demo session) always fit.
             assert!(server_fds < 1024 - 16, "{server_fds}");
