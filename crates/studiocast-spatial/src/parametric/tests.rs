@@ -173,6 +173,33 @@ fn a_diffuse_field_is_diffuse() {
     assert!(mean >= 0.9, "mean diffuseness {mean}");
 }
 
+/// Each ear's energy (dB re direct HRIR convolution) of the diffuse field
+/// from the measured directions, after `skip` samples.
+fn diffuse_energy_db(h: &HrtfSet, f: &ShFilters, n: usize, skip: usize) -> (f64, f64) {
+    let sources = diffuse_sources(h, n);
+    let foa = encode(&sources, n);
+    let mut r = ParametricRenderer::new(h, f, &ParametricOptions::default()).unwrap();
+    let out = run(&mut r, &foa, 512);
+    let lat = r.latency();
+    let src: Vec<(Vec<f32>, usize)> = sources
+        .iter()
+        .enumerate()
+        .map(|(j, (s, _))| (s[..n - lat].to_vec(), j * 9))
+        .collect();
+    (
+        energy_db(
+            &out.left[lat..],
+            skip,
+            reference_energy(&src, &h.left, skip),
+        ),
+        energy_db(
+            &out.right[lat..],
+            skip,
+            reference_energy(&src, &h.right, skip),
+        ),
+    )
+}
+
 /// Energy of white noise through an impulse response: the variance times
 /// the response's energy.
 fn reference_energy(sources: &[(Vec<f32>, usize)], irs: &[Vec<f32>], skip: usize) -> f64 {
@@ -226,28 +253,7 @@ fn energy_is_kept_within_half_a_db() {
         );
     }
     // The diffuse field.
-    let sources = diffuse_sources(h, n);
-    let foa = encode(&sources, n);
-    let mut r = ParametricRenderer::new(h, f, &ParametricOptions::default()).unwrap();
-    let out = run(&mut r, &foa, 512);
-    let lat = r.latency();
-    let src: Vec<(Vec<f32>, usize)> = sources
-        .iter()
-        .enumerate()
-        .map(|(j, (s, _))| (s[..n - lat].to_vec(), j * 9))
-        .collect();
-    let (el, er) = (
-        energy_db(
-            &out.left[lat..],
-            skip,
-            reference_energy(&src, &h.left, skip),
-        ),
-        energy_db(
-            &out.right[lat..],
-            skip,
-            reference_energy(&src, &h.right, skip),
-        ),
-    );
+    let (el, er) = diffuse_energy_db(h, f, n, skip);
     eprintln!("diffuse: left {el:+.2} dB, right {er:+.2} dB");
     assert!(
         el.abs() <= 0.5 && er.abs() <= 0.5,
@@ -270,6 +276,7 @@ fn energy_is_kept_within_half_a_db() {
     let foa = encode(&mixed, n);
     let mut r = ParametricRenderer::new(h, f, &ParametricOptions::default()).unwrap();
     let out = run(&mut r, &foa, 512);
+    let lat = r.latency();
     let last = mixed.len() - 1;
     let src: Vec<(Vec<f32>, usize)> = mixed
         .iter()
@@ -343,28 +350,7 @@ fn a_diffuse_field_keeps_its_energy_at_88k2() {
     let f = design(&h, &DesignOptions::new(DecoderMethod::MagLs, 1)).unwrap();
     let n = 88_200;
     let skip = 8_820;
-    let sources = diffuse_sources(&h, n);
-    let foa = encode(&sources, n);
-    let mut r = ParametricRenderer::new(&h, &f, &ParametricOptions::default()).unwrap();
-    let out = run(&mut r, &foa, 512);
-    let lat = r.latency();
-    let src: Vec<(Vec<f32>, usize)> = sources
-        .iter()
-        .enumerate()
-        .map(|(j, (s, _))| (s[..n - lat].to_vec(), j * 9))
-        .collect();
-    let (el, er) = (
-        energy_db(
-            &out.left[lat..],
-            skip,
-            reference_energy(&src, &h.left, skip),
-        ),
-        energy_db(
-            &out.right[lat..],
-            skip,
-            reference_energy(&src, &h.right, skip),
-        ),
-    );
+    let (el, er) = diffuse_energy_db(&h, &f, n, skip);
     eprintln!("diffuse at 88.2 kHz: left {el:+.2} dB, right {er:+.2} dB");
     assert!(el.abs() <= 0.5 && er.abs() <= 0.5, "{el:+.2} / {er:+.2} dB");
 }
