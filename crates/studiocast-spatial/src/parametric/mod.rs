@@ -58,9 +58,14 @@ const MIN_BAND_BINS: usize = 4;
 pub struct ParametricOptions {
     /// While a band's energy rises (an onset: a piano note, a pluck).
     pub attack_ms: f64,
-    /// While it falls: slow enough that the estimates do not flutter
-    /// (musical noise) in reverberant tails.
+    /// While it falls: slow enough that the diffuseness does not flutter
+    /// (musical noise) in reverberant tails, and that a diffuse field's
+    /// net intensity averages out.
     pub release_ms: f64,
+    /// The direction's own release: short, so that where two sources
+    /// take turns in a band (speech and a piano, say) the direction
+    /// follows whichever leads, rather than settling between them.
+    pub direction_ms: f64,
 }
 
 impl Default for ParametricOptions {
@@ -68,6 +73,7 @@ impl Default for ParametricOptions {
         ParametricOptions {
             attack_ms: 5.0,
             release_ms: 80.0,
+            direction_ms: 10.0,
         }
     }
 }
@@ -88,6 +94,8 @@ pub struct BandParams {
 #[derive(Clone, Copy, Default)]
 struct BandState {
     intensity: [f64; 3],
+    /// The same, averaged over [`ParametricOptions::direction_ms`].
+    heading: [f64; 3],
     energy: f64,
     params: BandParams,
     nb: Neighbours,
@@ -123,6 +131,7 @@ pub struct ParametricRenderer {
     bands: Vec<BandState>,
     table: DirectionTable,
     alpha: (f64, f64),
+    alpha_dir: f64,
     rotator: SceneRotator,
     /// Orientation at the start of the next call, and the one to reach by
     /// its end (the rotator is driven slice by slice in between).
@@ -205,6 +214,7 @@ impl ParametricRenderer {
             bands,
             table: DirectionTable::new(hrtf, NFFT)?,
             alpha: (alpha(opts.attack_ms), alpha(opts.release_ms)),
+            alpha_dir: alpha(opts.direction_ms),
             rotator: SceneRotator::new(1),
             rot_now: Quat::IDENTITY,
             rot_target: Quat::IDENTITY,
@@ -244,6 +254,7 @@ impl ParametricRenderer {
         self.fill = 0;
         for b in &mut self.bands {
             b.intensity = [0.0; 3];
+            b.heading = [0.0; 3];
             b.energy = 0.0;
         }
     }
@@ -354,21 +365,21 @@ impl ParametricRenderer {
             // constant: a steady noisy band rises above its mean every
             // other frame, and averaging that short leaves the intensity
             // of a diffuse field far from zero.
-            let a = if e > ONSET * b.energy {
-                self.alpha.0
-            } else {
-                self.alpha.1
-            };
-            for (s, v) in b.intensity.iter_mut().zip(i3) {
+            let onset = e > ONSET * b.energy;
+            let a = if onset { self.alpha.0 } else { self.alpha.1 };
+            let ad = if onset { self.alpha.0 } else { self.alpha_dir };
+            for ((s, h), v) in b.intensity.iter_mut().zip(&mut b.heading).zip(i3) {
                 *s = a * *s + (1.0 - a) * v;
+                *h = ad * *h + (1.0 - ad) * v;
             }
             b.energy = a * b.energy + (1.0 - a) * e;
             let norm = b.intensity.iter().map(|v| v * v).sum::<f64>().sqrt();
             let p = &mut b.params;
             p.energy = b.energy;
-            if b.energy > 1e-20 && norm > 0.0 {
+            let hn = b.heading.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if b.energy > 1e-20 && norm > 0.0 && hn > 0.0 {
                 p.diffuseness = (1.0 - norm / b.energy).clamp(0.0, 1.0);
-                p.direction = b.intensity.map(|v| v / norm);
+                p.direction = b.heading.map(|v| v / hn);
             } else {
                 p.diffuseness = 1.0;
             }
