@@ -530,3 +530,80 @@ fn a_split_just_after_a_chunk_end_still_starts_every_fragment() {
         "the old chunk duration made {stuck} fragment starts"
     );
 }
+
+/// A first-order preset with `renderer = "parametric"` runs live: the
+/// binaural rendition's segments come, and its level (the meters, over
+/// the same synthetic scene) is the linear first-order renderer's within
+/// 2 dB (the parametric renderer keeps each band's energy). Without the
+/// HRTF set it is refused at build, so this is the parametric path, not a
+/// silent fallback to the linear one.
+#[test]
+fn a_parametric_preset_runs_live_at_the_linear_level() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let spec_for = |renderer: &str| {
+        PipelineSpec::parse(&format!(
+            "name = \"p\"\nsegment_seconds = 1\nlatency = \"low\"\n[audio]\nrenderer = \"{renderer}\"\n\
+             source = {{ kind = \"synthetic-scene\", order = 1 }}\n[[audio.rendition]]\nid = \"binaural\"\n\
+             name = \"B\"\nmix = \"binaural\"\ndefault = true\n"
+        ))
+        .unwrap()
+    };
+    let hrtf = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
+    let foa = design(&hrtf, &DesignOptions::new(DecoderMethod::MagLs, 1)).unwrap();
+    let (tx, _rx, _) = event_queue(1 << 20);
+    let e = SessionPipeline::build(&spec_for("parametric"), &foa, &BuildOptions::default(), tx)
+        .err()
+        .expect("no HRTF set: refused");
+    assert!(e.to_string().contains("HRTF set"), "{e}");
+    // A third-order source is refused by the preset itself.
+    let third = "name = \"p\"\n[audio]\nrenderer = \"parametric\"\nsource = { kind = \"synthetic-scene\", order = 3 }\n\
+        [[audio.rendition]]\nid = \"b\"\nname = \"B\"\nmix = \"binaural\"\ndefault = true\n";
+    let e = PipelineSpec::parse(third).unwrap_err().to_string();
+    assert!(e.contains("first-order"), "{e}");
+    let mut levels = Vec::new();
+    for renderer in ["parametric", "linear"] {
+        let opts = BuildOptions {
+            hrirs: Some(std::sync::Arc::new(hrtf.clone())),
+            ..BuildOptions::default()
+        };
+        let (tx, rx, _) = event_queue(64 << 20);
+        let p = SessionPipeline::build(&spec_for(renderer), &foa, &opts, tx)
+            .unwrap()
+            .start(tracing::Span::none())
+            .unwrap();
+        let meters = p.meters();
+        let (t0, mut segments, mut rms) = (Instant::now(), 0, Vec::new());
+        while t0.elapsed() < Duration::from_secs(20) && segments < 6 {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(MediaEvent::Chunk { boundary: true, .. }) => segments += 1,
+                Ok(MediaEvent::Error(e)) => panic!("{renderer}: {e}"),
+                _ => {}
+            }
+            if let Some((_, ch)) = meters.read() {
+                let l = ch.iter().find(|c| c.label == "binaural L").unwrap();
+                let r = ch.iter().find(|c| c.label == "binaural R").unwrap();
+                rms.push(10.0 * (0.5 * (db_pow(l.rms_dbfs) + db_pow(r.rms_dbfs))).log10());
+            }
+        }
+        p.shutdown();
+        assert!(segments >= 6, "{renderer}: {segments} segments");
+        // Past the first second (the renderer's latency, the scene's start).
+        let tail = &rms[rms.len() / 3..];
+        let mean = 10.0
+            * (tail.iter().map(|d| db_pow(*d as f32)).sum::<f64>() / tail.len() as f64).log10();
+        eprintln!(
+            "{renderer}: binaural RMS {mean:.2} dBFS over {} readings",
+            tail.len()
+        );
+        assert!(mean > -40.0, "{renderer}: {mean} dBFS");
+        levels.push(mean);
+    }
+    assert!(
+        (levels[0] - levels[1]).abs() < 2.0,
+        "parametric vs linear: {levels:?}"
+    );
+}
+
+fn db_pow(db: f32) -> f64 {
+    10f64.powf(f64::from(db) / 10.0)
+}

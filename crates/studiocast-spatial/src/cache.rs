@@ -48,7 +48,7 @@ pub enum CacheError {
     UnsafeDir { path: PathBuf, reason: String },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
     move |source| CacheError::Io {
         path: path.to_path_buf(),
         source,
@@ -86,7 +86,7 @@ pub fn default_dir() -> Option<PathBuf> {
 }
 
 /// Keys become file names: anything but a plain name could escape the folder.
-fn check_key(key: &str) -> Result<(), CacheError> {
+pub(crate) fn check_key(key: &str) -> Result<(), CacheError> {
     let plain = !key.is_empty()
         && key.len() <= 128
         && key
@@ -143,8 +143,8 @@ pub fn store(dir: &Path, key: &str, f: &ShFilters) -> Result<(), CacheError> {
 }
 
 /// The verified staging folder and the owner it must have.
-struct Staging {
-    path: PathBuf,
+pub(crate) struct Staging {
+    pub(crate) path: PathBuf,
     #[cfg(unix)]
     uid: u32,
 }
@@ -152,7 +152,7 @@ struct Staging {
 /// Create (mode 0700) or reuse `dir/.staging`, refusing anything but a real
 /// folder that only its owner can enter: in a shared cache folder another
 /// user could otherwise replace it with a symlink or write into it.
-fn staging_dir(dir: &Path) -> Result<Staging, CacheError> {
+pub(crate) fn staging_dir(dir: &Path) -> Result<Staging, CacheError> {
     let path = dir.join(STAGING_DIR);
     let mut builder = DirBuilder::new();
     #[cfg(unix)]
@@ -192,7 +192,7 @@ fn staging_dir(dir: &Path) -> Result<Staging, CacheError> {
 }
 
 /// A name no other writer uses: process id, time and a per-process counter.
-fn unique_name(key: &str) -> String {
+pub(crate) fn unique_name(key: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
@@ -203,7 +203,7 @@ fn unique_name(key: &str) -> String {
 
 /// Create `path` exclusively (fails if anything, a symlink included, is
 /// there), check it landed in a folder we own, and write `bytes` durably.
-fn write_new(path: &Path, bytes: &[u8], staging: &Staging) -> Result<(), CacheError> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], staging: &Staging) -> Result<(), CacheError> {
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -10,7 +10,9 @@ pub mod cache;
 pub mod convolver;
 pub mod design;
 pub mod encoder;
+pub mod engine;
 pub mod error;
+pub mod hrir_cache;
 pub mod hrtf;
 pub mod linalg;
 pub mod metrics;
@@ -24,6 +26,7 @@ pub mod simd;
 mod sofa_check;
 
 pub use design::{design, DecoderMethod, DesignOptions, ShFilters};
+pub use engine::Engine;
 pub use error::{Result, SpatialError};
 pub use hrtf::{HrtfSet, DEFAULT_SOFA};
 pub use parametric::{ParametricOptions, ParametricRenderer};

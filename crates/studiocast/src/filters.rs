@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use studiocast_spatial::renderer::fold_headphone_eq;
-use studiocast_spatial::{cache, design, DecoderMethod, DesignOptions, HrtfSet, ShFilters};
+use studiocast_spatial::{
+    cache, design, hrir_cache, DecoderMethod, DesignOptions, HrtfSet, ShFilters,
+};
 
 use crate::config::SpatialConfig;
 
@@ -175,22 +177,85 @@ pub fn filters_isolated(req: &FilterRequest) -> Result<ShFilters> {
 }
 
 fn design_in_child(req: &FilterRequest, key: &str, shared: Option<&Path>) -> Result<ShFilters> {
-    // The child writes into a private folder; the daemon then checks the
-    // entry against the request and copies it into the shared cache.
+    Ok(designed_in_child(req, key, shared, false)?.0)
+}
+
+/// The child designs (and, with `hrirs`, leaves the set's responses too)
+/// in a private folder; the daemon checks the entries against the request
+/// and copies them into the shared cache.
+fn designed_in_child(
+    req: &FilterRequest,
+    key: &str,
+    shared: Option<&Path>,
+    hrirs: bool,
+) -> Result<(ShFilters, Option<HrtfSet>)> {
     let dir = tempdir()?;
-    let result = run_designer(req, key, &dir);
+    let result = run_designer(req, key, &dir, hrirs).and_then(|f| {
+        let set = match hrirs {
+            false => None,
+            true => Some(
+                hrir_cache::load(&dir, key, req.rate)
+                    .context("the filter designer finished but left no usable HRTF set")?,
+            ),
+        };
+        Ok((f, set))
+    });
     let _ = std::fs::remove_dir_all(&dir);
-    let filters = result?;
+    let (filters, set) = result?;
     if let Some(d) = shared {
         // A read-only cache is not an error: the next start designs again.
         if let Err(e) = cache::store(d, key, &filters) {
             tracing::warn!(dir = %d.display(), %e, "filter cache not written");
         }
+        if let Some(h) = &set {
+            if let Err(e) = hrir_cache::store(d, key, h) {
+                tracing::warn!(dir = %d.display(), %e, "HRTF set cache not written");
+            }
+        }
     }
-    Ok(filters)
+    Ok((filters, set))
 }
 
-fn run_designer(req: &FilterRequest, key: &str, dir: &Path) -> Result<ShFilters> {
+/// What a live session with the parametric renderer needs: first-order
+/// MagLS filters (its diffuse part) and the set's responses, from the
+/// cache or from the isolated designer, as [`filters_isolated`]. The
+/// headphone EQ is refused: the direct part does not go through filters
+/// it could be folded into.
+pub fn parametric_isolated(hrtf: &Path, rate: u32) -> Result<(ShFilters, HrtfSet)> {
+    let req = FilterRequest {
+        hrtf: hrtf.to_path_buf(),
+        rate,
+        order: 1,
+        method: DecoderMethod::MagLs,
+        max_re: false,
+        headphone_eq: None,
+    };
+    let opts = req.design_options();
+    let bytes = read_bounded(hrtf, MAX_SOFA_BYTES)
+        .with_context(|| format!("cannot read the HRTF set {}", hrtf.display()))?;
+    let key = cache::cache_key(&bytes, rate, &opts);
+    let shared = cache::default_dir();
+    let cached = |d: Option<&Path>| {
+        let d = d?;
+        Some((
+            cache::load(d, &key, rate, &opts)?,
+            hrir_cache::load(d, &key, rate)?,
+        ))
+    };
+    if let Some(hit) = cached(shared.as_deref()) {
+        return Ok(hit);
+    }
+    let _one = DESIGNING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(hit) = cached(shared.as_deref()) {
+        return Ok(hit);
+    }
+    match designed_in_child(&req, &key, shared.as_deref(), true)? {
+        (f, Some(h)) => Ok((f, h)),
+        (_, None) => bail!("the filter designer left no HRTF set"),
+    }
+}
+
+fn run_designer(req: &FilterRequest, key: &str, dir: &Path, hrirs: bool) -> Result<ShFilters> {
     let exe = std::env::current_exe().context("cannot find the studiocast executable")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("design-filters")
@@ -206,6 +271,9 @@ fn run_designer(req: &FilterRequest, key: &str, dir: &Path) -> Result<ShFilters>
         .stderr(std::process::Stdio::piped());
     if req.max_re {
         cmd.arg("--max-re");
+    }
+    if hrirs {
+        cmd.arg("--hrirs");
     }
     limit_child(&mut cmd);
     let t0 = Instant::now();
@@ -342,6 +410,10 @@ pub fn design_command(a: DesignArgs) -> Result<()> {
     let filters = design(&hrtf, &opts)?;
     cache::store(&a.cache_dir, &key, &filters)
         .with_context(|| format!("cannot store filters in {}", a.cache_dir.display()))?;
+    if a.hrirs {
+        hrir_cache::store(&a.cache_dir, &key, &hrtf)
+            .with_context(|| format!("cannot store the HRTF set in {}", a.cache_dir.display()))?;
+    }
     Ok(())
 }
 
@@ -378,4 +450,8 @@ pub struct DesignArgs {
     pub max_re: bool,
     #[arg(long)]
     pub cache_dir: PathBuf,
+    /// Also leave the set's impulse responses (for the parametric
+    /// renderer, which interpolates them).
+    #[arg(long)]
+    pub hrirs: bool,
 }

@@ -11,7 +11,7 @@ use studiocast_spatial::encoder::{BedEncoder, Layout, ObjectEncoder, StereoDownm
 use studiocast_spatial::scene::Scene;
 use studiocast_spatial::sh::{channels_for_order, check_order, AmbisonicFormat};
 use studiocast_spatial::{
-    BinauralRenderer, HrtfSet, ParametricOptions, ParametricRenderer, Quat, ShFilters,
+    BinauralRenderer, Engine, HrtfSet, ParametricOptions, ParametricRenderer, Quat, ShFilters,
 };
 
 use crate::config::{Config, SpatialConfig};
@@ -187,31 +187,6 @@ pub fn load_scene(path: &Path) -> Result<Scene> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read scene {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid scene {}", path.display()))
-}
-
-/// The renderer a file goes through: the SH-domain convolver, or the
-/// parametric first-order renderer (signal-dependent, with a latency the
-/// [`Spatializer`] takes out).
-enum Engine {
-    Linear(Box<BinauralRenderer>),
-    Parametric(Box<ParametricRenderer>),
-}
-
-impl Engine {
-    fn process(&mut self, ins: &[&[f32]], l: &mut [f32], r: &mut [f32]) -> Result<()> {
-        match self {
-            Engine::Linear(e) => e.process_into_buffer(ins, l, r)?,
-            Engine::Parametric(e) => e.process(ins, l, r)?,
-        }
-        Ok(())
-    }
-
-    fn latency(&self) -> usize {
-        match self {
-            Engine::Linear(_) => 0,
-            Engine::Parametric(e) => e.latency(),
-        }
-    }
 }
 
 fn is_parametric(spatial: &SpatialConfig, a: &SpatialArgs) -> bool {

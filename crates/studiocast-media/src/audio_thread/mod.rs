@@ -25,7 +25,7 @@ use gst::prelude::*;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 use studiocast_spatial::encoder::StereoDownmix;
-use studiocast_spatial::BinauralRenderer;
+use studiocast_spatial::Engine;
 
 pub(crate) use input::{BusSource, LiveInput};
 
@@ -170,7 +170,7 @@ pub(crate) struct AudioFeed {
     /// Where to record the untouched device audio (RF64/WAV, float).
     pub(crate) master: Option<(std::path::PathBuf, Arc<crate::master::RecordingState>)>,
     pub(crate) source: BusSource,
-    pub(crate) renderer: BinauralRenderer,
+    pub(crate) renderer: Engine,
     pub(crate) outputs: Vec<Output>,
     pub(crate) rate: u32,
     pub(crate) k: usize,
@@ -335,7 +335,7 @@ impl AudioLoop {
         }
         self.feed
             .renderer
-            .process_into_buffer(&ins[..k], &mut self.l, &mut self.r)?;
+            .process(&ins[..k], &mut self.l, &mut self.r)?;
         self.downmix
             .process(&ins[..k], &mut self.sl, &mut self.sr)?;
         // Inputs are metered as they arrived, before drift correction.

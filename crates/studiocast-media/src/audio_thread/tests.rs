@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use gst::prelude::*;
 use gstreamer as gst;
-use studiocast_spatial::{BinauralRenderer, ShFilters};
+use studiocast_spatial::{
+    design, BinauralRenderer, DecoderMethod, DesignOptions, Engine, HrtfSet, ParametricOptions,
+    ParametricRenderer, ShFilters, DEFAULT_SOFA,
+};
 
 use super::*;
 use crate::master::RecordingState;
@@ -47,12 +50,14 @@ static A: Counting = Counting;
 
 const RATE: u32 = 48_000;
 
-/// A 16-channel third-order input mapped by role, as a studio preset has it.
-fn embedded_spec() -> PipelineSpec {
-    let text = r#"
+/// A 16-channel input carrying an ambisonic microphone of `order`, mapped
+/// by role, as a studio preset has it.
+fn embedded_spec(order: usize, renderer: &str) -> PipelineSpec {
+    let text = format!(
+        r#"
 name = "t"
 [video]
-source = { kind = "srt", mode = "caller", port = 9000 }
+source = {{ kind = "srt", mode = "caller", port = 9000 }}
 framerate = 25
 [[video.rendition]]
 id = "360p"
@@ -60,7 +65,8 @@ width = 640
 height = 360
 bitrate_kbps = 1000
 [audio]
-source = { kind = "embedded", channels = 16, ambisonic = { first_channel = 1, order = 3 } }
+renderer = "{renderer}"
+source = {{ kind = "embedded", channels = 16, ambisonic = {{ first_channel = 1, order = {order} }} }}
 [[audio.rendition]]
 id = "binaural"
 name = "B"
@@ -70,8 +76,9 @@ default = true
 id = "stereo"
 name = "S"
 mix = "stereo"
-"#;
-    PipelineSpec::parse(text).unwrap()
+"#
+    );
+    PipelineSpec::parse(&text).unwrap()
 }
 
 /// Filters of the right shape (their values do not matter for allocation).
@@ -103,9 +110,34 @@ fn output(pipeline: &gst::Pipeline, mix: Mix, block: usize) -> Output {
 
 #[test]
 fn the_live_audio_path_allocates_nothing_per_block() {
+    let block = 1024;
+    let r = BinauralRenderer::new(&filters(), block).unwrap();
+    live_path_allocations(
+        embedded_spec(3, "linear"),
+        Engine::Linear(Box::new(r)),
+        block,
+    );
+}
+
+/// The same with the parametric first-order renderer (its own STFT and
+/// parameter smoothing run inside the audio thread's step), at a block
+/// that is not a multiple of its hop.
+#[test]
+fn the_live_parametric_path_allocates_nothing_per_block() {
+    let block = 480;
+    let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), RATE).unwrap();
+    let foa = design(&h, &DesignOptions::new(DecoderMethod::MagLs, 1)).unwrap();
+    let p = ParametricRenderer::new(&h, &foa, &ParametricOptions::default()).unwrap();
+    live_path_allocations(
+        embedded_spec(1, "parametric"),
+        Engine::Parametric(Box::new(p)),
+        block,
+    );
+}
+
+fn live_path_allocations(spec: PipelineSpec, renderer: Engine, block: usize) {
     crate::init().unwrap();
-    let block = 1024usize;
-    let spec = embedded_spec();
+    let k = renderer.channels();
     let pipeline = gst::Pipeline::new();
     let outputs = vec![
         output(&pipeline, Mix::Binaural, block),
@@ -124,10 +156,10 @@ fn the_live_audio_path_allocates_nothing_per_block() {
             mixer: BusMixer::from_source(&spec.audio.source).unwrap(),
             consumer: Some(consumer),
         },
-        renderer: BinauralRenderer::new(&filters(), block).unwrap(),
+        renderer,
         outputs,
         rate: RATE,
-        k: 16,
+        k,
         block,
         meters: Arc::new(crate::meters::MeterBank::new(
             (0..18).map(|c| format!("c{c}")).collect(),

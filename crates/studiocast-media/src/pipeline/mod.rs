@@ -19,7 +19,9 @@ use std::sync::Arc;
 use gst::prelude::*;
 use gstreamer as gst;
 use studiocast_capture::device::CaptureConfig;
-use studiocast_spatial::{BinauralRenderer, ShFilters};
+use studiocast_spatial::{
+    BinauralRenderer, Engine, HrtfSet, ParametricOptions, ParametricRenderer, ShFilters,
+};
 
 pub use file::FileEncoder;
 pub use file_audio::GstAudioSource;
@@ -32,7 +34,7 @@ use crate::events::EventSender;
 use crate::ingest::IngestSpec;
 use crate::meters::MeterBank;
 use crate::scene_audio::SyntheticScene;
-use crate::spec::{AudioSource, PipelineSpec};
+use crate::spec::{AudioSource, PipelineSpec, Renderer};
 use crate::video_pump::PumpStats;
 use crate::MediaError;
 use sinks::{appsink, EosTracker};
@@ -50,12 +52,16 @@ pub struct BuildOptions {
     /// the drift compensator's, and the unit of the capture delay, which is
     /// three blocks).
     pub block: usize,
+    /// The HRTF set itself, for a preset with the parametric renderer
+    /// (which interpolates it); the filters are then first-order MagLS.
+    pub hrirs: Option<Arc<HrtfSet>>,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             block: DEFAULT_BLOCK,
+            hrirs: None,
         }
     }
 }
@@ -174,7 +180,7 @@ impl SessionPipeline {
         let audio = AudioFeed {
             master: None,
             source: bus_source(&spec.audio.source, spec.audio.sample_rate, opts.block)?,
-            renderer: BinauralRenderer::new(filters, opts.block)?,
+            renderer: engine(spec, filters, opts)?,
             outputs,
             rate: spec.audio.sample_rate,
             k: (order + 1) * (order + 1),
@@ -256,6 +262,24 @@ fn bus_source(src: &AudioSource, rate: u32, block: usize) -> Result<BusSource, M
             mixer: crate::mixer::BusMixer::from_source(src)?,
             consumer: None,
         },
+    })
+}
+
+/// The preset's binaural renderer.
+fn engine(
+    spec: &PipelineSpec,
+    filters: &ShFilters,
+    opts: &BuildOptions,
+) -> Result<Engine, MediaError> {
+    Ok(match spec.audio.renderer {
+        Renderer::Linear => Engine::Linear(Box::new(BinauralRenderer::new(filters, opts.block)?)),
+        Renderer::Parametric => {
+            let h = opts.hrirs.as_deref().ok_or_else(|| {
+                MediaError::Spec("the parametric renderer needs the HRTF set itself".into())
+            })?;
+            let p = ParametricRenderer::new(h, filters, &ParametricOptions::default())?;
+            Engine::Parametric(Box::new(p))
+        }
     })
 }
 

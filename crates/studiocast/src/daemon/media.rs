@@ -15,6 +15,8 @@ use studiocast_media::{AudioSnapshot, BuildOptions, EventSender, PipelineSpec, S
 
 use crate::config::SpatialConfig;
 use crate::filters::FilterRequest;
+use studiocast_media::spec::Renderer;
+use studiocast_spatial::{HrtfSet, ShFilters};
 
 /// Blocking calls: the actor runs them off the async runtime.
 pub trait MediaBackend: Send + Sync + 'static {
@@ -104,21 +106,38 @@ impl MediaBackend for GstBackend {
                 std::thread::sleep(*d);
             }
         }
-        let req = FilterRequest::for_session(
-            &self.spatial,
-            spec.audio.source.order(),
-            spec.audio.sample_rate,
-        )
-        .map_err(|e| format!("{e:#}"))?;
-        let filters = crate::filters::filters_isolated(&req)
+        let (filters, hrirs) = session_filters(&self.spatial, spec)
             .map_err(|e| format!("cannot prepare the binaural renderer: {e:#}"))?;
         let opts = BuildOptions {
             block: self.spatial.block,
+            hrirs,
         };
         let built = SessionPipeline::build(spec, &filters, &opts, events)
             .map_err(|e| format!("cannot build pipeline '{}': {e}", spec.name))?;
         Ok(Box::new(GstPrepared(built)))
     }
+}
+
+/// The filters (and, for the parametric renderer, the HRTF set) a
+/// session's preset asks for.
+fn session_filters(
+    spatial: &SpatialConfig,
+    spec: &PipelineSpec,
+) -> anyhow::Result<(ShFilters, Option<Arc<HrtfSet>>)> {
+    let rate = spec.audio.sample_rate;
+    if spec.audio.renderer == Renderer::Parametric {
+        if spatial.headphone_eq.is_some() || spatial.max_re {
+            anyhow::bail!(
+                "the preset's parametric renderer takes neither [spatial] headphone_eq nor max_re \
+                 (its direct part is not a filter either could shape); unset them or use the \
+                 linear renderer"
+            );
+        }
+        let (f, h) = crate::filters::parametric_isolated(&spatial.hrtf, rate)?;
+        return Ok((f, Some(Arc::new(h))));
+    }
+    let req = FilterRequest::for_session(spatial, spec.audio.source.order(), rate)?;
+    Ok((crate::filters::filters_isolated(&req)?, None))
 }
 
 struct GstPrepared(studiocast_media::BuiltPipeline);
@@ -154,5 +173,32 @@ impl Running for GstRunning {
     }
     fn shutdown(self: Box<Self>) {
         self.0.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parametric preset with a headphone EQ or max-rE configured is
+    /// refused with both keys named, before any file is read.
+    #[test]
+    fn parametric_refuses_filter_only_options() {
+        let spec = PipelineSpec::parse(
+            "name = \"p\"\n[audio]\nrenderer = \"parametric\"\n\
+             source = { kind = \"synthetic-scene\", order = 1 }\n\
+             [[audio.rendition]]\nid = \"b\"\nname = \"B\"\nmix = \"binaural\"\ndefault = true\n",
+        )
+        .unwrap();
+        for eq in [true, false] {
+            let spatial = SpatialConfig {
+                hrtf: "/nonexistent.sofa".into(),
+                headphone_eq: eq.then(|| "/nonexistent.wav".into()),
+                max_re: !eq,
+                ..SpatialConfig::default()
+            };
+            let e = format!("{:#}", session_filters(&spatial, &spec).err().unwrap());
+            assert!(e.contains("headphone_eq") && e.contains("max_re"), "{e}");
+        }
     }
 }
