@@ -260,6 +260,38 @@ pub struct Spatializer {
     total: u64,
     tail_left: usize,
     first: bool,
+    /// The stereo downmix and first-order bus held back by the renderer's
+    /// latency (a transcode with the parametric renderer).
+    lag: Option<Lag>,
+}
+
+/// The parametric renderer's output comes `latency` samples late and is
+/// taken out of the start; the other outputs of the same blocks (the
+/// stereo downmix, the first-order bus) pass through this queue, which
+/// hands out as many frames as the binaural output has each block, so
+/// every rendition of a lesson covers the same input time.
+struct Lag {
+    queue: [Vec<f32>; 6],
+    out: [Vec<f32>; 6],
+}
+
+impl Lag {
+    fn new(block: usize, latency: usize) -> Self {
+        Lag {
+            queue: std::array::from_fn(|_| Vec::with_capacity(2 * block + latency)),
+            out: std::array::from_fn(|_| vec![0.0; block]),
+        }
+    }
+
+    /// Queue a whole block of each channel; hand out the oldest `keep`.
+    fn run(&mut self, ins: [&[f32]; 6], keep: usize) {
+        for ((q, o), x) in self.queue.iter_mut().zip(&mut self.out).zip(ins) {
+            q.extend_from_slice(x);
+            let k = keep.min(q.len());
+            o[..k].copy_from_slice(&q[..k]);
+            q.drain(..k);
+        }
+    }
 }
 
 impl Spatializer {
@@ -282,9 +314,6 @@ impl Spatializer {
         let filters = make_filters(spatial, a, rate)?;
         let block = a.block.unwrap_or(spatial.block);
         if is_parametric(spatial, a) {
-            if stereo {
-                bail!("the parametric renderer is available in `render` only; jobs and live sessions use magls, ls or vls");
-            }
             // The linear renderer checks its block; this one takes any
             // length, but a file is still read in blocks.
             if !(16..=8192).contains(&block) {
@@ -304,6 +333,7 @@ impl Spatializer {
         }
         let renderer = make_engine(spatial, a, rate, &filters, block)?;
         let skip = renderer.latency();
+        let lag = (skip > 0 && stereo).then(|| Lag::new(block, skip));
         Ok(Spatializer {
             router,
             renderer,
@@ -327,6 +357,7 @@ impl Spatializer {
             // response (the padding of its 1024-point frames).
             tail_left: filters.taps + if skip > 0 { skip + 512 } else { 0 },
             first: true,
+            lag,
         })
     }
 
@@ -342,6 +373,9 @@ impl Spatializer {
 
     /// The last block's AmbiX bus, first order (W, Y, Z, X).
     pub fn first_order(&self) -> [&[f32]; 4] {
+        if let Some(l) = &self.lag {
+            return [&l.out[2], &l.out[3], &l.out[4], &l.out[5]];
+        }
         let b = self.block;
         [
             &self.bus[..b],
@@ -353,6 +387,9 @@ impl Spatializer {
 
     /// The last block's stereo downmix (zeros unless asked for).
     pub fn stereo(&self) -> (&[f32], &[f32]) {
+        if let Some(l) = &self.lag {
+            return (&l.out[0], &l.out[1]);
+        }
         (&self.out[2], &self.out[3])
     }
 
@@ -390,13 +427,25 @@ impl Spatializer {
             n
         };
         // The renderer's latency comes out of the start, so the output
-        // lines up with the input (only `render` has it: no downmix).
+        // lines up with the input; the other outputs wait for it.
         if self.skip > 0 {
             let d = self.skip.min(keep);
             l.copy_within(d..keep, 0);
             r.copy_within(d..keep, 0);
             self.skip -= d;
             keep -= d;
+        }
+        if let Some(lag) = &mut self.lag {
+            let b = &self.bus;
+            let ins = [
+                &sl[..],
+                &sr[..],
+                &b[..block],
+                &b[block..2 * block],
+                &b[2 * block..3 * block],
+                &b[3 * block..4 * block],
+            ];
+            lag.run(ins, keep);
         }
         self.total += n as u64;
         Ok(Some(keep))
