@@ -608,6 +608,49 @@ fn a_parametric_transcode_keeps_its_renditions_in_time() {
             l.2
         );
     }
+    // A preset with `renderer = "parametric"` and no --method: the same
+    // binaural as --method parametric, not the linear one.
+    let presets = dir.join("pipelines");
+    std::fs::create_dir_all(&presets).unwrap();
+    // The lesson preset (the transcodes above used it), first order and
+    // parametric.
+    let lesson = std::fs::read_to_string(format!("{}/lesson.toml", pipelines())).unwrap();
+    let foa = lesson
+        .replace("name = \"lesson\"", "name = \"foa\"")
+        .replace(
+            "source = { kind = \"synthetic-scene\", order = 3 }",
+            "renderer = \"parametric\"\nsource = { kind = \"synthetic-scene\", order = 1 }",
+        );
+    assert!(foa.contains("parametric") && foa.contains("name = \"foa\""));
+    std::fs::write(presets.join("foa.toml"), foa).unwrap();
+    let out = dir.join("by-preset");
+    let run = bin()
+        .arg("transcode")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .args(["--pipelines", presets.to_str().unwrap(), "--preset", "foa"])
+        .args(["--input-format", "ambix", "--order", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let by_preset = decode(&out.join("binaural/index.m3u8"));
+    let (explicit, linear) = (
+        decode(&dir.join("parametric/binaural/index.m3u8")),
+        decode(&dir.join("magls/binaural/index.m3u8")),
+    );
+    let diff = |a: &[f32], b: &[f32]| -> f64 {
+        let n = a.len().min(b.len());
+        let e: f64 = b[..n].iter().map(|v| f64::from(*v).powi(2)).sum();
+        (0..n).map(|i| f64::from(a[i] - b[i]).powi(2)).sum::<f64>() / e.max(1e-30)
+    };
+    let (same, other) = (diff(&by_preset, &explicit), diff(&by_preset, &linear));
+    eprintln!("preset vs --method parametric {same:.2e}, vs magls {other:.2e}");
+    assert!(same < 1e-6 && other > 1e-3, "{same} {other}");
     let first = at[1].2;
     // Near the middle of the file, where it was written.
     assert!((first - 144_000).abs() < 4_800, "{first}");

@@ -30,7 +30,7 @@ use clap::Args;
 pub use output::partial_prefix;
 use output::{partial_dir, publish};
 use serde::Serialize;
-use studiocast_media::spec::{Latency, Mix, PipelineSpec};
+use studiocast_media::spec::{Latency, Mix, PipelineSpec, Renderer};
 use studiocast_media::{
     lossless_event_queue, probe_video, EventSender, FileEncoder, GstAudioSource, VideoInfo,
 };
@@ -340,7 +340,7 @@ fn prepare(cfg: &Config, a: &TranscodeArgs, progress: &mut Progress) -> Result<(
     // The ladder's encode dwarfs the audio's measuring pass.
     progress.first_share = if spec.video.is_some() { 0.05 } else { 0.5 };
     progress.total = src.frames();
-    let (measured, peak) = measure(cfg, a, in_ch, rate, src.as_mut(), progress)?;
+    let (measured, peak) = measure(cfg, a, &spec, in_ch, rate, src.as_mut(), progress)?;
     Ok(((spec, measured, rate, in_ch, picture), peak))
 }
 
@@ -361,16 +361,34 @@ fn mix_name(m: Mix) -> &'static str {
     }
 }
 
+/// The spatial set-up with the preset's renderer: a preset with
+/// `renderer = "parametric"` renders a file job's first-order input as it
+/// renders a live session's (an explicit `--method` wins).
+fn preset_spatial(a: &SpatialArgs, spec: &PipelineSpec) -> SpatialArgs {
+    let mut s = a.clone();
+    if s.method.is_none() && spec.audio.renderer == Renderer::Parametric {
+        s.method = Some("parametric".into());
+    }
+    s
+}
+
 /// Pass 1: the integrated loudness of the binaural and stereo mixes.
 fn measure(
     cfg: &Config,
     a: &TranscodeArgs,
+    spec: &PipelineSpec,
     in_ch: usize,
     rate: u32,
     src: &mut dyn studiocast_audiofile::AudioSource,
     progress: &mut Progress,
 ) -> Result<([Option<Measured>; 2], f32)> {
-    let mut sp = Spatializer::new(&cfg.spatial, &a.spatial, in_ch, rate, true)?;
+    let mut sp = Spatializer::new(
+        &cfg.spatial,
+        &preset_spatial(&a.spatial, spec),
+        in_ch,
+        rate,
+        true,
+    )?;
     // The first-order bus's sample peak: the ambisonic rendition's gain
     // must keep it under full scale (Opus takes 16-bit samples).
     let mut peak = 0f32;
@@ -698,7 +716,13 @@ fn encode(
     let mut pass = Pass2 {
         spec,
         src: open_audio(&a.input, input.picture.is_some())?,
-        sp: Spatializer::new(&cfg.spatial, &a.spatial, input.in_ch, rate, true)?,
+        sp: Spatializer::new(
+            &cfg.spatial,
+            &preset_spatial(&a.spatial, spec),
+            input.in_ch,
+            rate,
+            true,
+        )?,
         chains,
         // (A preset without a ladder makes an audio lesson of a video file.)
         video: input
