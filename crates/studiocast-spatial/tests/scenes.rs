@@ -1,15 +1,16 @@
 //! The scene-based evaluation (issue 12) on MIT KEMAR at 48 kHz: every row
 //! is measured, and for one source the parametric renderer beats linear
 //! first order on every metric and closes at least half the gap to third
-//! order on ILD and spectral error (what the README's table shows; the
-//! multi-source and diffuse scenes, where it does not yet, are reported,
-//! not pinned).
+//! order on ILD and spectral error; with two sources it does too, but for
+//! the ideal-low-pass ITD at 30°, where the two tie (what the README's
+//! table shows; the diffuse scenes, where it does not, are reported, not
+//! pinned).
 
 use studiocast_spatial::scenes::{evaluate, Renderers, RENDERERS};
 use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet, DEFAULT_SOFA};
 
 #[test]
-fn one_source_parametric_beats_linear_first_order() {
+fn one_and_two_sources_parametric_beats_linear_first_order() {
     let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 48_000).unwrap();
     let foa = design(&h, &DesignOptions::new(DecoderMethod::MagLs, 1)).unwrap();
     let hoa = design(&h, &DesignOptions::new(DecoderMethod::MagLs, 3)).unwrap();
@@ -46,9 +47,23 @@ fn one_source_parametric_beats_linear_first_order() {
         }
         assert!(r.spectral.median > 0.0, "{r:?}");
     }
+    for scene in [
+        "1: one source",
+        "2: two sources 30° apart",
+        "2: two sources 90° apart",
+    ] {
+        check_scene(&rows, scene);
+    }
+}
+
+/// Parametric beats linear first order on every metric of `scene` (the
+/// 30° scene's ideal-low-pass ITD excepted: a tie, within 1 µs) and
+/// closes half the gap to third order on ILD and spectral error; its
+/// artifact measure is within 1 dB of linear's.
+fn check_scene(rows: &[studiocast_spatial::scenes::SceneRow], scene: &str) {
     let get = |k: &str| {
         rows.iter()
-            .find(|r| r.scene.starts_with("1:") && r.renderer == k)
+            .find(|r| r.scene == scene && r.renderer == k)
             .unwrap()
     };
     let (p, l, o3) = (
@@ -66,8 +81,10 @@ fn one_source_parametric_beats_linear_first_order() {
             r.coherence.median,
         ]
     };
-    for (a, b) in m(p).iter().zip(m(l)) {
-        assert!(*a < b, "parametric {:?} vs linear {:?}", m(p), m(l));
+    for (i, (a, b)) in m(p).iter().zip(m(l)).enumerate() {
+        let tie = scene.contains("30°") && i == 1;
+        let ok = if tie { *a <= b + 1.0 } else { *a < b };
+        assert!(ok, "{scene}: parametric {:?} vs linear {:?}", m(p), m(l));
     }
     let half = |a: f64, b: f64, c: f64| a <= b - 0.5 * (b - c);
     assert!(half(p.ild.median, l.ild.median, o3.ild.median));

@@ -39,10 +39,13 @@ pub const NFFT: usize = 2 * FRAME;
 const BINS: usize = NFFT / 2 + 1;
 /// Taps of the linear filters used for the diffuse part, and its
 /// decorrelation delays after the direct part's common delay: together
-/// within the padding (512 + 320 + 96 + 96 ≤ 1024; the delays shrink at
-/// higher rates, see [`decorrelator`]).
+/// within the padding with room to spare (512 + 320 + 96 + 72 = 1000 of
+/// 1024 at 48 kHz: the delay glides from band to band, and that glide
+/// spreads the response a little; at 2 ms, with no room left, the spread
+/// wrapped round the frame and a diffuse field lost 0.5 dB). The delays
+/// shrink at higher rates, see [`decorrelator`].
 const LIN_TAPS: usize = 320;
-const DECOR_MS: (f64, f64) = (0.2, 2.0);
+const DECOR_MS: (f64, f64) = (0.2, 1.5);
 /// Delay added to both ears of the direct part, beyond each ear's own
 /// (the zero-phase HRTF magnitudes spread a little either side of it).
 const COMMON_DELAY: usize = 96;
@@ -128,6 +131,9 @@ pub struct ParametricRenderer {
     /// This frame's diffuse-part spectra per ear (before the √ψ gain).
     amb_re: [Vec<f32>; 2],
     amb_im: [Vec<f32>; 2],
+    /// This frame's gains of the direct and the diffuse part per bin.
+    gain_d: Vec<f32>,
+    gain_a: Vec<f32>,
     bands: Vec<BandState>,
     table: DirectionTable,
     alpha: (f64, f64),
@@ -211,6 +217,8 @@ impl ParametricRenderer {
             spec_im: std::array::from_fn(|_| flat()),
             amb_re: std::array::from_fn(|_| flat()),
             amb_im: std::array::from_fn(|_| flat()),
+            gain_d: flat(),
+            gain_a: flat(),
             bands,
             table: DirectionTable::new(hrtf, NFFT)?,
             alpha: (alpha(opts.attack_ms), alpha(opts.release_ms)),
@@ -398,6 +406,7 @@ impl ParametricRenderer {
     /// decorrelated linear rendering of the diffuse part.
     fn synthesise(&mut self) {
         self.diffuse_part();
+        self.bin_gains();
         let t = &self.table;
         let tau0 = COMMON_DELAY as f64 / self.rate;
         let dw = std::f64::consts::TAU * self.rate / NFFT as f64;
@@ -406,8 +415,6 @@ impl ParametricRenderer {
         let ([al, ar], [bl, br]) = (&self.amb_re, &self.amb_im);
         for b in &self.bands {
             let (lo, hi) = b.params.bins;
-            let gd = (1.0 - b.params.diffuseness).sqrt() as f32;
-            let ga = b.params.diffuseness.sqrt() as f32;
             // Each ear's delay as a phasor stepped bin by bin.
             let (tl, tr) = (tau0 + b.delay.0, tau0 + b.delay.1);
             let phasor = |tau: f64, k: usize| {
@@ -436,6 +443,7 @@ impl ParametricRenderer {
                 let j = k - lo;
                 let ml = w0 * l0[j] + w1 * l1[j] + w2 * l2[j];
                 let mr = w0 * q0[j] + w1 * q1[j] + w2 * q2[j];
+                let (gd, ga) = (self.gain_d[k], self.gain_a[k]);
                 let wk = w[k] * gd;
                 ol[k] = wk * pl * ml + Complex::new(al[k], bl[k]) * ga;
                 or[k] = wk * pr * mr + Complex::new(ar[k], br[k]) * ga;
@@ -447,6 +455,41 @@ impl ParametricRenderer {
         for s in [ol, or] {
             s[0].im = 0.0;
             s[BINS - 1].im = 0.0;
+        }
+    }
+
+    /// Each bin's gains, √(1−ψ) and √ψ, with ψ moving linearly from one
+    /// band's centre to the next (interpolated as a share of energy, so
+    /// the two parts' energies still sum to the band's): gains that
+    /// stepped at band edges would make a response too long for the
+    /// frame's padding (it wraps round, and the level errs by frame
+    /// wherever the diffuseness differs from band to band).
+    fn bin_gains(&mut self) {
+        // ψ per bin into `gain_a`: flat below the first centre and above
+        // the last, a straight line between consecutive centres.
+        let psi = &mut self.gain_a;
+        let mut k = 0usize;
+        let mut prev: Option<(f32, f32)> = None;
+        for b in &self.bands {
+            let c = 0.5 * (b.params.bins.0 + b.params.bins.1 - 1) as f32;
+            let p = b.params.diffuseness as f32;
+            let (c0, p0, slope) = match prev {
+                Some((c0, p0)) => (c0, p0, (p - p0) / (c - c0)),
+                None => (c, p, 0.0),
+            };
+            while k < BINS && k as f32 <= c {
+                psi[k] = p0 + slope * (k as f32 - c0);
+                k += 1;
+            }
+            prev = Some((c, p));
+        }
+        let last = prev.map_or(1.0, |(_, p)| p);
+        psi[k..].iter_mut().for_each(|v| *v = last);
+        // Then the gains, in a loop the compiler vectorises.
+        for (d, a) in self.gain_d.iter_mut().zip(self.gain_a.iter_mut()) {
+            let p = a.clamp(0.0, 1.0);
+            *d = (1.0 - p).sqrt();
+            *a = p.sqrt();
         }
     }
 
@@ -534,27 +577,47 @@ fn band_edges(rate: f64) -> Vec<(usize, usize)> {
 /// same on every run), the same for both ears so the diffuse part keeps
 /// the linear rendering's interaural coherence.
 fn decorrelator(bands: &[BandState], rate: f64) -> Vec<Complex<f32>> {
-    let mut out = vec![Complex::default(); BINS];
     let golden = 0.618_033_988_749_895f64;
-    for (n, b) in bands.iter().enumerate() {
-        let frac = (n as f64 * golden).fract();
-        // After the direct part's common delay, so the diffuse part never
-        // arrives first (nor within 0.2 ms of it, where the two would comb).
-        // The range is in ms but the padding is in samples: above 48 kHz
-        // the longest delay is what still fits (1 ms at 96 kHz), so the
-        // diffuse part never wraps round the frame.
-        let room = (NFFT - FRAME - LIN_TAPS - COMMON_DELAY) as f64 / rate;
-        let (lo, hi) = (DECOR_MS.0 * 1e-3, (DECOR_MS.1 * 1e-3).min(room));
-        let d = COMMON_DELAY as f64 / rate + lo + frac * (hi - lo).max(0.0);
-        for (k, o) in out
-            .iter_mut()
-            .enumerate()
-            .take(b.params.bins.1)
-            .skip(b.params.bins.0)
-        {
-            let (s, c) = (-std::f64::consts::TAU * k as f64 * rate / NFFT as f64 * d).sin_cos();
-            *o = Complex::new(c as f32, s as f32);
+    // After the direct part's common delay, so the diffuse part never
+    // arrives first (nor within 0.2 ms of it, where the two would comb).
+    // The range is in ms but the padding is in samples: above 48 kHz the
+    // longest delay is what still fits (1 ms at 96 kHz), so the diffuse
+    // part never wraps round the frame.
+    let room = (NFFT - FRAME - LIN_TAPS - COMMON_DELAY) as f64 / rate;
+    let (lo, hi) = (DECOR_MS.0 * 1e-3, (DECOR_MS.1 * 1e-3).min(room));
+    // One delay (samples) per band, at its centre bin.
+    let knots: Vec<(f64, f64)> = bands
+        .iter()
+        .enumerate()
+        .map(|(n, b)| {
+            let frac = (n as f64 * golden).fract();
+            let d = COMMON_DELAY as f64 / rate + lo + frac * (hi - lo).max(0.0);
+            let (b0, b1) = b.params.bins;
+            (0.5 * (b0 + b1 - 1) as f64, d * rate)
+        })
+        .collect();
+    // The delay moves linearly from one band's centre to the next, and
+    // the phase is its running integral: a delay that jumped at band edges
+    // would be a response too long for the frame's padding (it wraps, and
+    // the diffuse part's level errs by frame).
+    let delay_at = |k: f64| -> f64 {
+        match knots.iter().position(|&(c, _)| c >= k) {
+            None => knots.last().map_or(0.0, |x| x.1),
+            Some(0) => knots[0].1,
+            Some(i) => {
+                let ((c0, d0), (c1, d1)) = (knots[i - 1], knots[i]);
+                d0 + (d1 - d0) * (k - c0) / (c1 - c0).max(1e-9)
+            }
         }
+    };
+    let mut out = vec![Complex::default(); BINS];
+    let mut phase = 0.0f64;
+    for (k, o) in out.iter_mut().enumerate() {
+        if k > 0 {
+            phase -= std::f64::consts::TAU / NFFT as f64 * delay_at(k as f64 - 0.5);
+        }
+        let (s, c) = phase.sin_cos();
+        *o = Complex::new(c as f32, s as f32);
     }
     out
 }
