@@ -45,6 +45,20 @@ hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
   window.report.switches.push({ level: d.level, at: document.getElementById('v').currentTime });
 });
 window.hls = hls;
+// The last fragment and part loads and playlist reloads, for a stall's
+// report: what the player asked for and got around a level switch.
+window.report.loads = [];
+const note = (what) => {
+  window.report.loads.push(Object.assign({ ms: Math.round(performance.now()) }, what));
+  if (window.report.loads.length > 60) window.report.loads.shift();
+};
+hls.on(Hls.Events.FRAG_LOADED, (_, d) => note({ ev: 'frag', type: d.frag.type, level: d.frag.level,
+  sn: d.frag.sn, part: d.part ? d.part.index : null }));
+hls.on(Hls.Events.LEVEL_LOADED, (_, d) => note({ ev: 'level', level: d.level,
+  lastSn: d.details.endSN, lastPart: d.details.partList ? d.details.partList.length : null }));
+hls.on(Hls.Events.AUDIO_TRACK_LOADED, (_, d) => note({ ev: 'audio-playlist', id: d.id,
+  lastSn: d.details.endSN }));
+hls.on(Hls.Events.ERROR, (_, d) => note({ ev: 'error', details: d.details, fatal: d.fatal }));
 hls.on(Hls.Events.ERROR, (_, d) => {
   window.report.errors.push(d.type + ':' + d.details + (d.fatal ? ':fatal' : ''));
   if (d.fatal) window.report.fatal = d.details;
@@ -166,6 +180,9 @@ try {
       videoWidth: v.videoWidth,
       videoHeight: v.videoHeight,
       maxStallS,
+      buffered: Array.from({ length: v.buffered.length },
+        (_, i) => [+v.buffered.start(i).toFixed(3), +v.buffered.end(i).toFixed(3)]),
+      readyState: v.readyState,
     };
   }, [t0, levels, maxStallS]);
   result.consoleErrors = consoleErrors;

@@ -19,6 +19,9 @@ pub enum ApiError {
     /// 401 `unauthorized`.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 403 `forbidden`: the token is known but lacks the route's scope.
+    #[error("this token lacks the scope '{0}'")]
+    Forbidden(crate::auth::Scope),
     /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
@@ -50,6 +53,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -159,7 +163,8 @@ pub async fn create(
         )));
     }
     let info = st.0.control.create(req).await?;
-    Ok((StatusCode::CREATED, Json(info)))
+    let target = crate::audit::Target(info.id.clone());
+    Ok((StatusCode::CREATED, axum::Extension(target), Json(info)))
 }
 
 pub async fn list(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {

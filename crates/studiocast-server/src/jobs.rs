@@ -129,7 +129,8 @@ pub async fn submit(
     if multipart {
         let (parts, body) = req.into_parts();
         let info = crate::upload::receive(control, &parts.headers, body).await?;
-        return Ok((StatusCode::CREATED, Json(info)));
+        let target = crate::audit::Target(info.id.clone());
+        return Ok((StatusCode::CREATED, axum::Extension(target), Json(info)));
     }
     let json = async {
         // The API's body limit reaches this extractor (the layer is above
@@ -148,7 +149,8 @@ pub async fn submit(
     let info = tokio::time::timeout(st.0.config.api_timeout, json)
         .await
         .map_err(|_| ApiError::Timeout)??;
-    Ok((StatusCode::CREATED, Json(info)))
+    let target = crate::audit::Target(info.id.clone());
+    Ok((StatusCode::CREATED, axum::Extension(target), Json(info)))
 }
 
 pub async fn list(

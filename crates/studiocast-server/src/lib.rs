@@ -133,7 +133,8 @@
 
 pub mod access;
 mod api;
-mod auth;
+pub mod audit;
+pub mod auth;
 mod connection;
 mod conns;
 mod directives;
@@ -165,6 +166,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use access::{PlaybackKey, Visibility};
 pub use api::ApiError;
+pub use auth::{Caller, Scope, TokenSpec, ROUTES};
 pub use jobs::{JobControl, JobInfo, JobOutputs, JobQuery, UploadTarget, Uploaded, MAX_PAGE};
 pub use serve::{
     connection_budget, raise_fd_limit, serve, ServeOptions, DEFAULT_HEADER_READ_TIMEOUT,
@@ -501,8 +503,10 @@ pub const API_BODY_LIMIT: usize = 64 * 1024;
 /// defaults; set the other fields to override them.
 #[derive(Clone)]
 pub struct ServerConfig {
-    /// The control token; empty admits nobody.
+    /// The control token, with every scope; empty: none (only `tokens`).
     pub api_token: String,
+    /// Named tokens with their scopes (`[[auth.token]]`).
+    pub tokens: Vec<auth::TokenSpec>,
     /// Folder holding `sessions/{id}/hls/…`.
     pub data_dir: PathBuf,
     /// Origins allowed to fetch playback routes; `*` allows any.
@@ -548,6 +552,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             api_token: String::new(),
+            tokens: Vec::new(),
             data_dir: PathBuf::new(),
             cors_origins: vec!["*".into()],
             api_timeout: API_TIMEOUT,
@@ -568,6 +573,7 @@ impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
             .field("api_token", &"<redacted>")
+            .field("tokens", &self.tokens)
             .field("data_dir", &self.data_dir)
             .field("cors_origins", &self.cors_origins)
             .field("api_timeout", &self.api_timeout)
@@ -586,7 +592,8 @@ impl std::fmt::Debug for ServerConfig {
 pub struct App {
     pub config: ServerConfig,
     pub control: Arc<dyn SessionControl>,
-    tokens: auth::TokenCheck,
+    tokens: auth::Tokens,
+    audit: audit::AuditLog,
     access: access::AccessCache,
     hrtf: hrtf::HrtfCache,
 }
@@ -603,11 +610,16 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
     let playback_timeout =
         TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.playback_timeout);
     let body_limit = DefaultBodyLimit::max(config.api_body_limit);
-    let tokens = auth::TokenCheck::new(&config.api_token);
+    let tokens = auth::Tokens::new(&config.api_token, &config.tokens);
+    // (No data folder: a router made for a test; the trail stays in memory.)
+    let audit = audit::AuditLog::open(
+        (!config.data_dir.as_os_str().is_empty()).then_some(config.data_dir.as_path()),
+    );
     let state = AppState(Arc::new(App {
         config,
         control,
         tokens,
+        audit,
         access: access::AccessCache::default(),
         hrtf: hrtf::HrtfCache::default(),
     }));
@@ -618,6 +630,7 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         .route("/api/v1/sessions/{id}", get(api::get_one))
         .route("/api/v1/sessions/{id}/stop", post(api::stop))
         .route("/api/v1/devices", get(api::devices))
+        .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/jobs/{id}", get(jobs::get_one).delete(jobs::cancel))
         .route(
             "/api/v1/sessions/{id}/playback-token",

@@ -42,17 +42,28 @@ pub async fn socket(
         .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
         .collect();
     let tokens = &st.0.tokens;
-    let by_protocol = offered.iter().any(|p| p == PROTOCOL)
-        && offered.iter().any(|p| p != PROTOCOL && tokens.matches(p));
+    let in_protocol = offered
+        .iter()
+        .any(|p| p == PROTOCOL)
+        .then(|| {
+            offered
+                .iter()
+                .filter(|p| *p != PROTOCOL)
+                .find_map(|p| tokens.identify(p))
+        })
+        .flatten();
+    let by_protocol = in_protocol.is_some();
     // A query that does not parse (`?token=a&token=b`) carries no token:
     // the answer is 401 like any other missing token, not a 400 that
     // would be given before authentication.
     let query_token = query.ok().and_then(|Query(q)| q.token);
-    let authorised = tokens.header_ok(&headers)
-        || by_protocol
-        || query_token.as_deref().is_some_and(|t| tokens.matches(t));
-    if !authorised {
-        return Err(ApiError::Unauthorized);
+    let caller = tokens
+        .caller_of(&headers)
+        .or(in_protocol)
+        .or_else(|| query_token.as_deref().and_then(|t| tokens.identify(t)))
+        .ok_or(ApiError::Unauthorized)?;
+    if !caller.may(crate::auth::Scope::Read) {
+        return Err(ApiError::Forbidden(crate::auth::Scope::Read));
     }
     if !valid_id(&id) {
         return Err(ApiError::NotFound(format!("session '{id}' not found")));

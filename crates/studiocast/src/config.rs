@@ -22,6 +22,9 @@ pub struct Config {
     pub recording: RecordingConfig,
     #[serde(default)]
     pub jobs: JobsSection,
+    /// Named tokens with scopes (`[[auth.token]]`).
+    #[serde(default)]
+    pub auth: crate::auth::AuthSection,
 }
 
 /// Transcoding jobs (`/api/v1/jobs`).
@@ -456,6 +459,7 @@ impl Config {
 
     /// Refuse settings that cannot work, naming the key.
     pub fn validate(&self) -> Result<()> {
+        self.auth.specs()?;
         let block = self.spatial.block;
         let range = studiocast_media::pipeline::BLOCK_RANGE;
         if !range.contains(&block) {

@@ -2,6 +2,7 @@
 //! configuration, so integration tests and other crates can reuse them.
 
 pub mod accuracy;
+pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod encode;

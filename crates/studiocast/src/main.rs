@@ -1,6 +1,6 @@
 //! studiocast: the conservatoire studio's media engine.
 
-use studiocast::{accuracy, config, daemon, encode, filters, jobs, render, transcode};
+use studiocast::{accuracy, auth, config, daemon, encode, filters, jobs, render, transcode};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +44,8 @@ enum Command {
     Encode(encode::EncodeArgs),
     /// Measure decoder accuracy against direct HRIR convolution on the HRTF grid.
     Accuracy(accuracy::AccuracyArgs),
+    /// Make a control token with scopes (for `[[auth.token]]`).
+    Token(auth::TokenArgs),
     /// Design filters into a cache folder (what the daemon runs in a child
     /// process, with limits, so a hostile SOFA file cannot take it down).
     #[command(hide = true)]
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Accuracy(a) => accuracy::run(&cfg, a),
         Command::Encode(a) => encode::run(a),
         Command::DesignFilters(a) => filters::design_command(a),
+        Command::Token(a) => auth::run(a),
         Command::Devices => {
             // Presets name the cameras and cards the studio expects.
             let presets = daemon::load_presets(&cfg.server.pipelines_dir).unwrap_or_default();

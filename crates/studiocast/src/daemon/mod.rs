@@ -96,13 +96,17 @@ async fn serve(cfg: Config) -> Result<()> {
     let max_sessions = s.session_limit();
     let supervisor = spawn_supervisor(&cfg, presets.clone(), store, media_root, past);
     let (supervisor, runner) = start_jobs(&cfg, supervisor)?;
-    let generated = s.api_token.is_empty();
+    let tokens = cfg.auth.specs()?;
+    // With named tokens configured and no api_token, there is no
+    // all-scope token; with neither, one is made and printed.
+    let generated = s.api_token.is_empty() && tokens.is_empty();
     let token = if generated {
         random_token()?
     } else {
         s.api_token.clone()
     };
     let mut server_cfg = ServerConfig::new(token.clone(), s.data_dir.clone());
+    server_cfg.tokens = tokens;
     server_cfg.cors_origins = s.cors_origins.clone();
     server_cfg.jobs_dir = cfg.jobs.shared_dir.as_ref().map(|d| d.join("sessions"));
     server_cfg.playback_key = Some(playback_key(&cfg)?);

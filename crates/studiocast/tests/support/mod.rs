@@ -46,7 +46,23 @@ impl Daemon {
         env: &[(&str, &str)],
         nofile: Option<u64>,
     ) -> Daemon {
+        Self::start_configured(data, pipelines, env, nofile, None)
+    }
+
+    /// The same, reading `config` (a TOML text) as its config file.
+    pub fn start_configured(
+        data: &Path,
+        pipelines: &Path,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+        config: Option<&str>,
+    ) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_studiocast"));
+        if let Some(text) = config {
+            let path = data.with_extension("toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("--config").arg(path);
+        }
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is a plain system call in the forked child.
