@@ -57,6 +57,24 @@ else
   echo "setup: system packages already present"
 fi
 
+# promtool, from Debian's prometheus package, for the metrics test:
+# unpacked into .tools/, not installed, so no Prometheus server is set up
+# or started on this machine.
+PROMTOOL=.tools/prometheus/usr/bin/promtool
+if [[ ! -x $PROMTOOL ]]; then
+  echo "setup: unpacking promtool (Debian's prometheus package)"
+  dl=$(mktemp -d)
+  if ! (cd "$dl" && apt-get download prometheus >/dev/null 2>&1); then
+    SUDO=""
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    (cd "$dl" && apt-get download prometheus >/dev/null)
+  fi
+  mkdir -p .tools/prometheus
+  dpkg-deb -x "$dl"/prometheus_*.deb .tools/prometheus
+  rm -rf "$dl"
+fi
+
 # hls.js and playwright-core for the browser test, from the lock file.
 if [[ ! -d tests/browser/node_modules/playwright-core || tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then
   echo "setup: npm ci (tests/browser)"

@@ -100,6 +100,7 @@ pub const ROUTES: &[(&str, &str, Scope, Option<&str>)] = &[
         Some("job.playback_token"),
     ),
     ("GET", "/api/v1/audit", Scope::Read, None),
+    ("GET", "/metrics", Scope::Metrics, None),
 ];
 
 /// The scope and audit name of `method` on the route `path` (as the

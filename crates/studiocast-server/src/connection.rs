@@ -53,10 +53,10 @@ pub(crate) struct Shared {
 }
 
 /// One connection, from accept to close.
-pub(crate) async fn connection(io: Tracked, shared: Arc<Shared>) {
+pub(crate) async fn connection(io: Tracked, shared: Arc<Shared>, peer: std::net::IpAddr) {
     let state = io.state().clone();
     let Some(tls) = &shared.tls else {
-        return serve_http1(io, &shared, state).await;
+        return serve_http1(io, &shared, state, peer).await;
     };
     // The handshake gets the header timeout: a client that opens TLS and
     // never finishes it is a slowloris one layer down.
@@ -77,19 +77,19 @@ pub(crate) async fn connection(io: Tracked, shared: Arc<Shared>) {
         }
     };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        serve_http2(stream, &shared, state).await;
+        serve_http2(stream, &shared, state, peer).await;
     } else {
-        serve_http1(stream, &shared, state).await;
+        serve_http1(stream, &shared, state, peer).await;
     }
 }
 
-async fn serve_http1<I>(io: I, shared: &Shared, state: Arc<ConnState>)
+async fn serve_http1<I>(io: I, shared: &Shared, state: Arc<ConnState>, peer: std::net::IpAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let app = shared.app.clone();
     let svc_state = state.clone();
-    let svc = service_fn(move |req| handle(app.clone(), svc_state.clone(), req));
+    let svc = service_fn(move |req| handle(app.clone(), svc_state.clone(), peer, req));
     // Upgrades on, or the meters WebSocket could never be answered.
     let conn = shared
         .http1
@@ -109,13 +109,13 @@ where
     }
 }
 
-async fn serve_http2<I>(io: I, shared: &Shared, state: Arc<ConnState>)
+async fn serve_http2<I>(io: I, shared: &Shared, state: Arc<ConnState>, peer: std::net::IpAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let app = shared.app.clone();
     let svc_state = state.clone();
-    let svc = service_fn(move |req| handle(app.clone(), svc_state.clone(), req));
+    let svc = service_fn(move |req| handle(app.clone(), svc_state.clone(), peer, req));
     let exec = StreamExec(shared.streams.clone());
     let limit = shared.header_timeout;
     let conn = http2::Builder::new(exec)
@@ -214,8 +214,11 @@ fn finished(done: Result<(), hyper::Error>) {
 async fn handle(
     app: Router,
     state: Arc<ConnState>,
-    req: Request<Incoming>,
+    peer: std::net::IpAddr,
+    mut req: Request<Incoming>,
 ) -> Result<Response, Infallible> {
+    // Who asked, for the viewer count of `/metrics`.
+    req.extensions_mut().insert(crate::metrics::Peer(peer));
     let Some(busy) = Busy::enter(&state) else {
         // Evicted an instant ago; the socket closes right after this.
         return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());

@@ -145,6 +145,7 @@ mod jobs;
 mod live;
 mod memfile;
 mod meters;
+pub mod metrics;
 mod origin;
 mod playback;
 mod serve;
@@ -437,6 +438,14 @@ pub trait MeterSource: Send + Sync {
     fn running(&self) -> bool;
 }
 
+/// One rendition's publication counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub rendition: String,
+    pub segments: u64,
+    pub parts: u64,
+}
+
 /// What `/healthz` and `/readyz` report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Health {
@@ -479,6 +488,11 @@ pub trait SessionControl: Send + Sync + 'static {
     /// The job queue, when this daemon runs one.
     fn jobs(&self) -> Option<&dyn JobControl> {
         None
+    }
+    /// Segments and parts published so far by each rendition of a running
+    /// session (for `/metrics`); empty when it publishes nothing live.
+    fn published(&self, _id: &str) -> Vec<Published> {
+        Vec::new()
     }
     /// The spatial engine's filters for the player, when this daemon has
     /// them.
@@ -594,6 +608,7 @@ pub struct App {
     pub control: Arc<dyn SessionControl>,
     tokens: auth::Tokens,
     audit: audit::AuditLog,
+    metrics: metrics::HttpMetrics,
     access: access::AccessCache,
     hrtf: hrtf::HrtfCache,
 }
@@ -604,6 +619,13 @@ pub struct AppState(pub Arc<App>);
 /// Every route: control API, meters WebSocket, origin, health. Serve it with
 /// [`serve`].
 pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router {
+    routers(config, control).0
+}
+
+/// The router, and a second one that serves `GET /metrics` alone and
+/// without a token: for `[server] metrics_listen`, a scrape address kept
+/// apart from the public one. Both share one state (the same counters).
+pub fn routers(config: ServerConfig, control: Arc<dyn SessionControl>) -> (Router, Router) {
     let cors = origin::cors_layer(&config.cors_origins);
     let api_timeout =
         TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.api_timeout);
@@ -620,6 +642,7 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         control,
         tokens,
         audit,
+        metrics: metrics::HttpMetrics::default(),
         access: access::AccessCache::default(),
         hrtf: hrtf::HrtfCache::default(),
     }));
@@ -631,6 +654,7 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         .route("/api/v1/sessions/{id}/stop", post(api::stop))
         .route("/api/v1/devices", get(api::devices))
         .route("/api/v1/audit", get(audit::list))
+        .route("/metrics", get(metrics::scrape))
         .route("/api/v1/jobs/{id}", get(jobs::get_one).delete(jobs::cancel))
         .route(
             "/api/v1/sessions/{id}/playback-token",
@@ -666,12 +690,20 @@ pub fn router(config: ServerConfig, control: Arc<dyn SessionControl>) -> Router 
         .route("/oembed", get(embed::oembed))
         .route("/api/v1/hrtf/{file}", get(hrtf::filters))
         .layer(playback_timeout);
-    Router::new()
+    let main = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(api)
         .merge(playback)
         .merge(viewer)
         .fallback(api::not_found)
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state.clone());
+    let scrape = Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .with_state(state);
+    (main, scrape)
 }

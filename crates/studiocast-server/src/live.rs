@@ -29,7 +29,9 @@ use tokio::sync::watch;
 use crate::api::valid_id;
 use crate::directives::Directives;
 use crate::memfile;
+use crate::metrics::Waiting;
 use crate::AppState;
+use prometheus_client::metrics::gauge::Gauge;
 
 type Views = watch::Receiver<Arc<LiveView>>;
 
@@ -52,11 +54,12 @@ pub(crate) async fn from_memory(
     let (rendition, name) = path.split_once('/')?;
     let views = st.0.control.live(id, rendition)?;
     let timeout = st.0.config.playback_timeout;
+    let waiting = &st.0.metrics.waiting;
     if name == "index.m3u8" {
         let query = req.uri().query().map(str::to_owned);
-        playlist(views, query.as_deref(), timeout).await
+        playlist(views, query.as_deref(), timeout, waiting).await
     } else {
-        file(views, name, req.headers_mut(), timeout).await
+        file(views, name, req.headers_mut(), timeout, waiting).await
     }
 }
 
@@ -67,7 +70,12 @@ fn wait_limit(view: &LiveView, playback_timeout: Duration) -> Duration {
     by_target.min(playback_timeout.saturating_sub(TIMEOUT_MARGIN))
 }
 
-async fn playlist(mut views: Views, query: Option<&str>, timeout: Duration) -> Option<Response> {
+async fn playlist(
+    mut views: Views,
+    query: Option<&str>,
+    timeout: Duration,
+    waiting: &Gauge,
+) -> Option<Response> {
     let view = views.borrow().clone();
     let Some(part_target) = view.part_target else {
         // A standard playlist advertises no CAN-BLOCK-RELOAD, and a server
@@ -93,6 +101,7 @@ async fn playlist(mut views: Views, query: Option<&str>, timeout: Duration) -> O
         return Some(refuse(StatusCode::BAD_REQUEST, why));
     }
     let limit = wait_limit(&view, timeout);
+    let _counted = Waiting::enter(waiting);
     let waited = tokio::time::timeout(limit, views.wait_for(|v| v.satisfies(msn, d.part))).await;
     match waited {
         Ok(Ok(v)) => {
@@ -167,6 +176,7 @@ async fn file(
     name: &str,
     headers: &mut HeaderMap,
     timeout: Duration,
+    waiting: &Gauge,
 ) -> Option<Response> {
     let view = views.borrow().clone();
     if let Some(bytes) = view.file(name) {
@@ -176,6 +186,7 @@ async fn file(
         return None;
     }
     let limit = wait_limit(&view, timeout);
+    let _counted = Waiting::enter(waiting);
     let arrived = views.wait_for(|v| v.files.contains_key(name) || !coming_next(v, name));
     // `Some(found)` once decided; `None` when the publisher went away.
     let decided = match tokio::time::timeout(limit, arrived).await {

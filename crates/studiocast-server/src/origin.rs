@@ -55,6 +55,11 @@ pub async fn live(State(st): State<AppState>, params: IdAndPath, mut req: Reques
             let Some(admitted) = playback::gate(&st, &id, &path, &mut req) else {
                 return playback::forbidden();
             };
+            if path.ends_with(".m3u8") {
+                let peer = req.extensions().get::<crate::metrics::Peer>();
+                let client = crate::metrics::client_key(peer, req.headers());
+                st.0.metrics.viewer(&id, client, std::time::Instant::now());
+            }
             let res = match crate::live::from_memory(&st, &id, &path, &mut req).await {
                 Some(res) => res,
                 None => serve(&st, Listing::Live, &id, &path, req).await,

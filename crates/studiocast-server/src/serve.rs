@@ -171,7 +171,7 @@ pub async fn serve(
                 // Small responses (playlists, JSON) should not wait for Nagle.
                 let _ = stream.set_nodelay(true);
                 let io = Tracked::new(stream, slot, opts.write_stall_timeout);
-                tasks.spawn(connection(io, shared.clone()));
+                tasks.spawn(connection(io, shared.clone(), peer.ip()));
             }
             Err(e) if is_fatal(&e) => return Err(e),
             Err(e) => {

@@ -25,6 +25,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/jobs/{id}", "jobs"),
     ("POST", "/api/v1/jobs/{id}/playback-token", "jobs"),
     ("GET", "/api/v1/audit", "read"),
+    ("GET", "/metrics", "metrics"),
 ];
 
 /// One token per scope, named after it, and one with no scope at all.

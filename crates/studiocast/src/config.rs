@@ -182,6 +182,11 @@ pub struct ServerSection {
     /// limit); at the cap the oldest idle connection makes room.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// A second listen address serving `GET /metrics` alone, without a
+    /// token (for a Prometheus on the studio network); unset: `/metrics`
+    /// only on the main address, with a token of scope `metrics`.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// PEM certificate chain: with `tls_key`, the listener speaks HTTPS, and
     /// HTTP/2 to clients that offer it (ALPN), as LL-HLS players want. Both
     /// unset: plain HTTP/1.1, for a TLS-terminating proxy or CDN in front.
@@ -235,6 +240,7 @@ impl Default for ServerSection {
             cors_origins: default_cors(),
             max_sessions: 0,
             max_connections: default_max_connections(),
+            metrics_listen: None,
             tls_cert: None,
             tls_key: None,
             playback_secret: String::new(),

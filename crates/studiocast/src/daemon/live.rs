@@ -8,6 +8,7 @@
 //! The HTTP layer only looks up, under a read lock held for one lookup.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,8 @@ use tokio::sync::watch;
 /// The live views of one session, by rendition.
 pub struct LiveSet {
     views: HashMap<String, watch::Sender<Arc<LiveView>>>,
+    /// Segments and parts published so far per rendition (for /metrics).
+    counts: HashMap<String, [AtomicU64; 2]>,
     /// Fault injection only: publications from then on are dropped.
     frozen_from: Option<Instant>,
 }
@@ -34,15 +37,20 @@ impl LiveSet {
     pub fn freezing(spec: &PipelineSpec, after: Option<Duration>) -> Arc<Self> {
         let part_target = spec.part_target();
         let target = spec.segment_seconds as u64;
-        let views = super::worker::renditions(spec)
+        let views: HashMap<String, watch::Sender<Arc<LiveView>>> = super::worker::renditions(spec)
             .into_iter()
             .map(|r| {
                 let empty = LiveView::empty(&r.id, target, part_target);
                 (r.id, watch::channel(Arc::new(empty)).0)
             })
             .collect();
+        let counts = views
+            .keys()
+            .map(|k| (k.clone(), Default::default()))
+            .collect();
         Arc::new(LiveSet {
             views,
+            counts,
             frozen_from: after.map(|d| Instant::now() + d),
         })
     }
@@ -53,8 +61,32 @@ impl LiveSet {
             return;
         }
         if let Some(tx) = self.views.get(rendition) {
+            let (seg, part) = {
+                let old = tx.borrow();
+                (
+                    old.last_segment != view.last_segment && view.last_segment.is_some(),
+                    old.last_part != view.last_part && view.last_part.is_some(),
+                )
+            };
+            if let Some(c) = self.counts.get(rendition) {
+                c[0].fetch_add(u64::from(seg), Ordering::Relaxed);
+                c[1].fetch_add(u64::from(part), Ordering::Relaxed);
+            }
             tx.send_replace(Arc::new(view));
         }
+    }
+
+    /// Segments and parts published so far, by rendition (a publication
+    /// that completed a segment, or added a part, counts one).
+    pub fn published(&self) -> Vec<studiocast_server::Published> {
+        self.counts
+            .iter()
+            .map(|(r, c)| studiocast_server::Published {
+                rendition: r.clone(),
+                segments: c[0].load(Ordering::Relaxed),
+                parts: c[1].load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     pub fn subscribe(&self, rendition: &str) -> Option<watch::Receiver<Arc<LiveView>>> {
@@ -82,5 +114,10 @@ impl LiveRegistry {
     pub fn subscribe(&self, id: &str, rendition: &str) -> Option<watch::Receiver<Arc<LiveView>>> {
         let set = self.0.read().ok()?.get(id)?.clone();
         set.subscribe(rendition)
+    }
+
+    pub fn published(&self, id: &str) -> Vec<studiocast_server::Published> {
+        let set = self.0.read().ok().and_then(|m| m.get(id).cloned());
+        set.map(|s| s.published()).unwrap_or_default()
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use studiocast_server::{router, ServeOptions, ServerConfig};
+use studiocast_server::{ServeOptions, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -113,7 +113,7 @@ async fn serve(cfg: Config) -> Result<()> {
     server_cfg.embed_origins = s.embed_origins.clone();
     server_cfg.public_url = s.public_url.clone();
     server_cfg.https = tls.is_some();
-    let app = router(server_cfg, Arc::new(supervisor.clone()));
+    let (app, scrape) = studiocast_server::routers(server_cfg, Arc::new(supervisor.clone()));
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .with_context(|| format!("cannot listen on {}", s.listen))?;
@@ -128,6 +128,25 @@ async fn serve(cfg: Config) -> Result<()> {
     announce(scheme, &addr, generated.then_some(token.as_str()), &presets);
     tracing::info!(%addr, scheme, data_dir = %s.data_dir.display(), max_sessions, max_connections = opts.max_connections, fd_limit = fds, "daemon ready");
     let stop = CancellationToken::new();
+    if let Some(m) = &s.metrics_listen {
+        let l = tokio::net::TcpListener::bind(m)
+            .await
+            .with_context(|| format!("cannot listen on {m} ([server] metrics_listen)"))?;
+        let at = l.local_addr()?;
+        println!("studiocast metrics on http://{at}/metrics");
+        tracing::info!(addr = %at, "metrics listener ready");
+        let o = ServeOptions {
+            max_connections: 64,
+            shutdown_grace: HTTP_GRACE,
+            ..ServeOptions::default()
+        };
+        tokio::spawn(studiocast_server::serve(
+            l,
+            scrape,
+            o,
+            stop.clone().cancelled_owned(),
+        ));
+    }
     let http = tokio::spawn(studiocast_server::serve(
         listener,
         app,

@@ -357,6 +357,10 @@ impl SessionControl for Supervisor {
         self.live.subscribe(id, rendition)
     }
 
+    fn published(&self, id: &str) -> Vec<studiocast_server::Published> {
+        self.live.published(id)
+    }
+
     fn health(&self, deep: bool) -> BoxFuture<'_, Health> {
         Box::pin(async move {
             let mut h = match tokio::time::timeout(HEALTH_TIMEOUT, self.ask(Cmd::Health)).await {
