@@ -121,6 +121,10 @@ type Shared = Arc<Mutex<Stats>>;
 /// server.
 struct Conn {
     authority: String,
+    /// Each simulated viewer names itself, as browsers differ: the origin
+    /// counts viewers by address and browser, and every one here shares
+    /// the loopback address.
+    agent: String,
     stream: Option<TcpStream>,
     /// Bytes read and not yet consumed.
     buf: Vec<u8>,
@@ -133,9 +137,10 @@ enum Body {
 }
 
 impl Conn {
-    fn new(authority: &str) -> Self {
+    fn new(authority: &str, viewer: usize) -> Self {
         Conn {
             authority: authority.to_string(),
+            agent: format!("studiocast-viewers/1 (viewer {viewer})"),
             stream: None,
             buf: Vec::with_capacity(16 << 10),
         }
@@ -159,7 +164,10 @@ impl Conn {
             self.buf.clear();
         }
         let stream = self.stream.as_mut().ok_or("no connection")?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.authority);
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n\r\n",
+            self.authority, self.agent
+        );
         stream
             .write_all(req.as_bytes())
             .await
@@ -397,7 +405,7 @@ async fn flood(mut conn: Conn, playlist: String, end: Instant, stats: Shared) {
 
 async fn viewer(args: Arc<Args>, index: usize, end: Instant, stats: Shared) {
     let (authority, master) = split_url(&args.url);
-    let mut conn = Conn::new(&authority);
+    let mut conn = Conn::new(&authority, index);
     let variants = match conn.get(&master).await {
         Ok((200, body)) => parse_master(&String::from_utf8_lossy(&body)),
         _ => Vec::new(),
@@ -419,7 +427,7 @@ async fn viewer(args: Arc<Args>, index: usize, end: Instant, stats: Shared) {
     let ll = args.mode == "ll";
     let video = tokio::spawn(follow(conn, join(&master, &v.uri), ll, end, stats.clone()));
     if let Some(a) = &v.audio {
-        follow(Conn::new(&authority), join(&master, a), ll, end, stats).await;
+        follow(Conn::new(&authority, index), join(&master, a), ll, end, stats).await;
     }
     let _ = video.await;
 }
