@@ -427,7 +427,14 @@ async fn viewer(args: Arc<Args>, index: usize, end: Instant, stats: Shared) {
     let ll = args.mode == "ll";
     let video = tokio::spawn(follow(conn, join(&master, &v.uri), ll, end, stats.clone()));
     if let Some(a) = &v.audio {
-        follow(Conn::new(&authority, index), join(&master, a), ll, end, stats).await;
+        follow(
+            Conn::new(&authority, index),
+            join(&master, a),
+            ll,
+            end,
+            stats,
+        )
+        .await;
     }
     let _ = video.await;
 }

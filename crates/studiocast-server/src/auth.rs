@@ -100,6 +100,7 @@ pub const ROUTES: &[(&str, &str, Scope, Option<&str>)] = &[
         Some("job.playback_token"),
     ),
     ("GET", "/api/v1/audit", Scope::Read, None),
+    ("GET", "/api/v1/events", Scope::Read, None),
     ("GET", "/metrics", Scope::Metrics, None),
 ];
 

@@ -139,6 +139,7 @@ mod connection;
 mod conns;
 mod directives;
 mod embed;
+pub mod events;
 mod health;
 pub mod hrtf;
 mod jobs;
@@ -494,6 +495,11 @@ pub trait SessionControl: Send + Sync + 'static {
     fn published(&self, _id: &str) -> Vec<Published> {
         Vec::new()
     }
+    /// Session, job and alarm changes (`GET /api/v1/events`), when this
+    /// daemon publishes them.
+    fn events(&self) -> Option<&events::EventBus> {
+        None
+    }
     /// The spatial engine's filters for the player, when this daemon has
     /// them.
     fn filters(&self) -> Option<&dyn hrtf::FilterSource> {
@@ -654,6 +660,7 @@ pub fn routers(config: ServerConfig, control: Arc<dyn SessionControl>) -> (Route
         .route("/api/v1/sessions/{id}/stop", post(api::stop))
         .route("/api/v1/devices", get(api::devices))
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/events", get(events::stream))
         .route("/metrics", get(metrics::scrape))
         .route("/api/v1/jobs/{id}", get(jobs::get_one).delete(jobs::cancel))
         .route(

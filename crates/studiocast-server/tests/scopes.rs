@@ -25,6 +25,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/jobs/{id}", "jobs"),
     ("POST", "/api/v1/jobs/{id}/playback-token", "jobs"),
     ("GET", "/api/v1/audit", "read"),
+    ("GET", "/api/v1/events", "read"),
     ("GET", "/metrics", "metrics"),
 ];
 

@@ -51,6 +51,8 @@ pub struct SessionCtx {
     pub live: super::live::LiveRegistry,
     /// Test hook (`STUDIOCAST_FAULT_FREEZE_LIVE`), see [`super::media::Faults`].
     pub freeze_live: Option<(String, std::time::Duration)>,
+    /// Session and alarm changes, for `GET /api/v1/events`.
+    pub events: studiocast_server::events::EventBus,
 }
 
 pub type Reply = oneshot::Sender<Result<SessionInfo, ControlError>>;
@@ -149,6 +151,13 @@ pub fn spawn(
 ) -> SessionHandle {
     let info = SessionInfo::starting(&id, &req, now());
     let (watch_tx, watch_rx) = watch::channel(info.clone());
+    ctx.events.send(
+        "session",
+        serde_json::json!({
+            "id": id, "state": info.state, "pipeline": info.pipeline,
+            "title": info.title, "error": info.error,
+        }),
+    );
     let (tx, rx) = mpsc::channel(32);
     let span = tracing::info_span!("session", %id, pipeline = %req.pipeline);
     let (store_errors_tx, store_errors) = mpsc::unbounded_channel();
@@ -355,7 +364,36 @@ impl Session {
 
     fn publish(&mut self) {
         self.info.alarms = self.monitor.alarms();
-        self.published.send_replace(self.info.clone());
+        let before = self.published.send_replace(self.info.clone());
+        self.announce(&before);
+    }
+
+    /// Events for what changed since `before`: the state, alarms raised
+    /// and alarms cleared.
+    fn announce(&self, before: &SessionInfo) {
+        let (id, now) = (&self.info.id, &self.info);
+        let bus = &self.ctx.events;
+        if before.state != now.state {
+            bus.send(
+                "session",
+                serde_json::json!({
+                    "id": id, "state": now.state, "pipeline": now.pipeline,
+                    "title": now.title, "error": now.error,
+                }),
+            );
+        }
+        for a in now.alarms.iter().filter(|a| !before.alarms.contains(a)) {
+            bus.send(
+                "alarm",
+                serde_json::json!({ "session": id, "alarm": a, "raised": true }),
+            );
+        }
+        for a in before.alarms.iter().filter(|a| !now.alarms.contains(a)) {
+            bus.send(
+                "alarm",
+                serde_json::json!({ "session": id, "alarm": a, "raised": false }),
+            );
+        }
     }
 
     /// Publish and queue the record (with the alarms it has now).

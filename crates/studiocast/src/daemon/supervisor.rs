@@ -63,6 +63,7 @@ pub struct Supervisor {
     filters: Option<Arc<dyn studiocast_server::hrtf::FilterSource>>,
     tx: mpsc::Sender<Cmd>,
     live: LiveRegistry,
+    events: studiocast_server::events::EventBus,
     presets: Arc<HashMap<String, PipelineSpec>>,
     media_root: PathBuf,
     recording: RecordingConfig,
@@ -108,6 +109,7 @@ impl Supervisor {
         let shared = Arc::new(cfg.presets.clone());
         let (media_root, recording) = (ctx.media_root.clone(), cfg.recording.clone());
         let live = ctx.live.clone();
+        let events = ctx.events.clone();
         let actor = Actor {
             sessions,
             presets: cfg.presets,
@@ -124,6 +126,7 @@ impl Supervisor {
             filters: None,
             tx,
             live,
+            events,
             presets: shared,
             media_root,
             recording,
@@ -359,6 +362,10 @@ impl SessionControl for Supervisor {
 
     fn published(&self, id: &str) -> Vec<studiocast_server::Published> {
         self.live.published(id)
+    }
+
+    fn events(&self) -> Option<&studiocast_server::events::EventBus> {
+        Some(&self.events)
     }
 
     fn health(&self, deep: bool) -> BoxFuture<'_, Health> {

@@ -62,6 +62,9 @@ pub struct Verdict {
     pub stop: bool,
 }
 
+/// Seconds (ticks) a source may be gone before it is an alarm.
+const LOST_TICKS: u32 = 2;
+
 /// Ticks without a dropped chunk before the queue alarm clears.
 const QUEUE_CLEAR_TICKS: u32 = 30;
 
@@ -73,6 +76,10 @@ pub struct Monitor {
     quiet_queue_ticks: u32,
     silences: u64,
     silent: bool,
+    /// Consecutive ticks with the video source gone, and with the audio
+    /// input delivering nothing.
+    lost_ticks: u32,
+    mute_ticks: u32,
     floor_hit: bool,
     /// The last free-space reading, for the status.
     pub free_mb: Option<u64>,
@@ -109,6 +116,7 @@ impl Monitor {
     ) {
         self.watch_audio(status);
         self.watch_encoder(status);
+        self.watch_inputs(status);
         if let Some(q) = queue {
             if q.overflowed.swap(false, Ordering::Relaxed) {
                 self.quiet_queue_ticks = 0;
@@ -142,6 +150,44 @@ impl Monitor {
         }
         self.silences = status.silences;
         self.silent = status.silent;
+    }
+
+    /// A source gone for [`LOST_TICKS`] seconds is an alarm (one lost
+    /// packet is not), cleared when it is back: the video source of an
+    /// ingest (the slate is on air meanwhile), and an audio input that
+    /// stopped delivering (silence is played meanwhile).
+    fn watch_inputs(&mut self, status: &AudioSnapshot) {
+        match &status.ingest {
+            Some(i) if !i.connected => {
+                self.lost_ticks += 1;
+                if self.lost_ticks >= LOST_TICKS {
+                    self.raise(
+                        "signal",
+                        format!(
+                            "video source lost: {} (no signal; the slate is on air)",
+                            i.source
+                        ),
+                    );
+                }
+            }
+            _ => {
+                self.lost_ticks = 0;
+                self.clear("signal");
+            }
+        }
+        if status.silent {
+            self.mute_ticks += 1;
+            if self.mute_ticks >= LOST_TICKS {
+                self.raise(
+                    "audio",
+                    "audio input lost: the interface delivers nothing (silence is played until it returns)"
+                        .into(),
+                );
+            }
+        } else {
+            self.mute_ticks = 0;
+            self.clear("audio");
+        }
     }
 
     fn watch_encoder(&mut self, status: &AudioSnapshot) {
@@ -285,6 +331,42 @@ mod tests {
         let a = m.alarms();
         assert!(a.len() == 1 && a[0].contains("1800 ms behind"), "{a:?}");
         m.tick(&lag(45), None, None);
+        assert!(m.alarms().is_empty());
+    }
+
+    #[test]
+    fn a_lost_source_is_an_alarm_after_two_seconds_until_it_returns() {
+        let mut m = Monitor::default();
+        let video = |connected: bool| AudioSnapshot {
+            ingest: Some(studiocast_media::ingest::IngestSnapshot {
+                source: "SRT listener :9000".into(),
+                connected,
+                ..Default::default()
+            }),
+            ..lag(40)
+        };
+        m.tick(&video(false), None, None);
+        assert!(m.alarms().is_empty(), "one second is a hiccup");
+        m.tick(&video(false), None, None);
+        assert!(
+            m.alarms()[0].contains("video source lost: SRT listener"),
+            "{:?}",
+            m.alarms()
+        );
+        m.tick(&video(true), None, None);
+        assert!(m.alarms().is_empty());
+        let mute = AudioSnapshot {
+            silent: true,
+            ..lag(40)
+        };
+        m.tick(&mute, None, None);
+        m.tick(&mute, None, None);
+        assert!(
+            m.alarms()[0].contains("audio input lost"),
+            "{:?}",
+            m.alarms()
+        );
+        m.tick(&lag(40), None, None);
         assert!(m.alarms().is_empty());
     }
 

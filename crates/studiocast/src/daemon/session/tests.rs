@@ -219,6 +219,7 @@ fn rig(name: &str, max_sessions: usize, hang: Duration) -> Rig {
             backend: Arc::new(Fake { hang }),
             live: Default::default(),
             freeze_live: None,
+            events: Default::default(),
         },
         Vec::new(),
     );
@@ -554,5 +555,41 @@ async fn the_saved_record_keeps_the_alarms() {
             .iter()
             .any(|x| x.contains("session record not saved")),
         "{rec:?}"
+    );
+}
+
+/// `GET /api/v1/events`' source: a session's start, live, an alarm and
+/// its end reach a subscriber in order, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_a_session_in_order() {
+    use studiocast_server::SessionControl;
+    let r = rig("events", 4, Duration::ZERO);
+    let mut rx = r.sup.events().unwrap().subscribe();
+    let a = r.sup.create(req("demo")).await.unwrap();
+    wait_state(&r.sup, &a.id, SessionState::Live).await;
+    r.store.fail_next.store(1, Ordering::SeqCst);
+    let ended = r.sup.stop(a.id.clone()).await.unwrap();
+    assert_eq!(ended.state, SessionState::Ended);
+    r.sup.shutdown().await;
+    let mut seen = Vec::new();
+    let mut last = 0;
+    while let Ok(e) = rx.try_recv() {
+        assert!(e.seq > last, "sequence numbers increase");
+        last = e.seq;
+        let what = match e.kind.as_str() {
+            "session" => e.data["state"].as_str().unwrap().to_string(),
+            "alarm" => format!("alarm {}", e.data["raised"]),
+            k => k.to_string(),
+        };
+        assert_eq!(
+            e.data.get("id").or(e.data.get("session")).unwrap(),
+            a.id.as_str()
+        );
+        seen.push(what);
+    }
+    assert_eq!(
+        seen,
+        ["starting", "live", "stopping", "alarm true", "ended"],
+        "{seen:?}"
     );
 }
