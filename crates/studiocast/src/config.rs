@@ -187,6 +187,10 @@ pub struct ServerSection {
     /// only on the main address, with a token of scope `metrics`.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// Receivers of alarm events (a session's alarm raised or cleared),
+    /// signed with `[jobs] webhook_secret` as job events are.
+    #[serde(default)]
+    pub alarm_webhooks: Vec<String>,
     /// PEM certificate chain: with `tls_key`, the listener speaks HTTPS, and
     /// HTTP/2 to clients that offer it (ALPN), as LL-HLS players want. Both
     /// unset: plain HTTP/1.1, for a TLS-terminating proxy or CDN in front.
@@ -241,6 +245,7 @@ impl Default for ServerSection {
             max_sessions: 0,
             max_connections: default_max_connections(),
             metrics_listen: None,
+            alarm_webhooks: Vec::new(),
             tls_cert: None,
             tls_key: None,
             playback_secret: String::new(),
@@ -466,6 +471,14 @@ impl Config {
     /// Refuse settings that cannot work, naming the key.
     pub fn validate(&self) -> Result<()> {
         self.auth.specs()?;
+        for url in &self.server.alarm_webhooks {
+            http_url("[server] alarm_webhooks", url)?;
+        }
+        if !self.server.alarm_webhooks.is_empty() && self.jobs.webhook_secret.len() < 16 {
+            bail!(
+                "[server] alarm_webhooks need [jobs] webhook_secret (or STUDIOCAST_WEBHOOK_SECRET) of at least 16 characters: receivers check events with it"
+            );
+        }
         let block = self.spatial.block;
         let range = studiocast_media::pipeline::BLOCK_RANGE;
         if !range.contains(&block) {
@@ -524,11 +537,9 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let cfg = Self::parse(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("invalid config file {}", path.display()))?;
-        Ok(cfg)
+        // Checked by `load` once the environment is applied (a secret may
+        // come from there), not here.
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
     pub fn parse(text: &str) -> Result<Self> {

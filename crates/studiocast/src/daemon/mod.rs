@@ -3,6 +3,7 @@
 //! session actors, the HTTP server with its limits, and a shutdown that
 //! finalises every session within 25 s whatever the clients do.
 
+mod alarm_hooks;
 mod devices;
 mod hrtf;
 pub(crate) mod live;
@@ -129,6 +130,14 @@ async fn serve(cfg: Config) -> Result<()> {
     announce(scheme, &addr, generated.then_some(token.as_str()), &presets);
     tracing::info!(%addr, scheme, data_dir = %s.data_dir.display(), max_sessions, max_connections = opts.max_connections, fd_limit = fds, "daemon ready");
     let stop = CancellationToken::new();
+    if let Some(bus) = studiocast_server::SessionControl::events(&supervisor) {
+        alarm_hooks::spawn(
+            bus,
+            s.alarm_webhooks.clone(),
+            cfg.jobs.webhook_secret.as_bytes().to_vec(),
+            stop.clone(),
+        );
+    }
     if let Some(m) = &s.metrics_listen {
         let l = tokio::net::TcpListener::bind(m)
             .await
