@@ -35,6 +35,8 @@ pub const VIEWER_WINDOW: Duration = Duration::from_secs(30);
 /// Viewers tracked per session at most (a flood of forged clients cannot
 /// grow the map without bound; past it, the oldest are forgotten).
 const MAX_VIEWERS: usize = 100_000;
+/// Sessions tracked at most (only sessions that served a playlist count).
+const MAX_SESSIONS: usize = 1_000;
 
 /// The peer's address, put in each request's extensions by the connection.
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +111,14 @@ impl HttpMetrics {
     /// A playlist request of session `id` from this client.
     pub(crate) fn viewer(&self, id: &str, client: u64, now: Instant) {
         let mut g = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        // Scrapes prune; without them the map is pruned here once it holds
+        // more sessions than a daemon runs.
+        if g.len() >= MAX_SESSIONS && !g.contains_key(id) {
+            g.retain(|_, m| m.values().any(|t| now.duration_since(*t) < VIEWER_WINDOW));
+            if g.len() >= MAX_SESSIONS {
+                return;
+            }
+        }
         let m = g.entry(id.to_string()).or_default();
         if m.len() >= MAX_VIEWERS && !m.contains_key(&client) {
             m.retain(|_, t| now.duration_since(*t) < VIEWER_WINDOW);
@@ -509,6 +519,19 @@ mod tests {
         let later = m.active_viewers(t0 + Duration::from_secs(36));
         assert_eq!(later, vec![("s1".to_string(), 1)]);
         assert!(m.active_viewers(t0 + Duration::from_secs(41)).is_empty());
+    }
+
+    #[test]
+    fn sessions_tracked_are_bounded_without_scrapes() {
+        let m = HttpMetrics::default();
+        let t0 = Instant::now();
+        for s in 0..(MAX_SESSIONS + 10) {
+            m.viewer(&format!("s{s}"), 1, t0);
+        }
+        assert_eq!(m.active_viewers(t0).len(), MAX_SESSIONS);
+        // Once they are stale, room is made without a scrape.
+        m.viewer("late", 1, t0 + VIEWER_WINDOW * 2);
+        assert_eq!(m.active_viewers(t0 + VIEWER_WINDOW * 2).len(), 1);
     }
 
     #[test]

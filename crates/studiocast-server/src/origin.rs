@@ -55,15 +55,19 @@ pub async fn live(State(st): State<AppState>, params: IdAndPath, mut req: Reques
             let Some(admitted) = playback::gate(&st, &id, &path, &mut req) else {
                 return playback::forbidden();
             };
-            if path.ends_with(".m3u8") {
+            // A viewer: whoever is served a playlist of a session that
+            // exists (a request for a made-up id must not add an entry).
+            let client = path.ends_with(".m3u8").then(|| {
                 let peer = req.extensions().get::<crate::metrics::Peer>();
-                let client = crate::metrics::client_key(peer, req.headers());
-                st.0.metrics.viewer(&id, client, std::time::Instant::now());
-            }
+                crate::metrics::client_key(peer, req.headers())
+            });
             let res = match crate::live::from_memory(&st, &id, &path, &mut req).await {
                 Some(res) => res,
                 None => serve(&st, Listing::Live, &id, &path, req).await,
             };
+            if let Some(c) = client.filter(|_| res.status() == StatusCode::OK) {
+                st.0.metrics.viewer(&id, c, std::time::Instant::now());
+            }
             playback::finish(res, admitted, path.ends_with(".m3u8")).await
         }
         // Undecodable percent-escapes: no file has such a name.

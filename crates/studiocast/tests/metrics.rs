@@ -121,8 +121,11 @@ fn promtool_accepts_the_scrape_and_the_counters_move() {
             assert_eq!(get(&d, &format!("/live/{id}/360p/{seg}")).status, 200);
         }
     }
+    // A playlist of a session that does not exist counts no viewer.
+    assert_eq!(get(&d, "/live/ffff0000ffff0000/master.m3u8").status, 404);
     let first = scrape(&metrics_addr);
     check_with_promtool(&first);
+    assert!(!first.contains("ffff0000ffff0000"), "{first}");
     let sid = format!("session=\"{id}\"");
     assert_eq!(
         value(&first, "studiocast_sessions", &["state=\"live\""]),
