@@ -4,8 +4,9 @@
 //   node play.mjs MASTER_URL [SECONDS]
 //
 // Environment:
-//   PLAY_SWITCH=1        half-way through, force hls.js onto another ladder
-//                        level (the viewer's quality menu) and keep playing;
+//   PLAY_SWITCH=1        half-way through, put hls.js onto another ladder
+//                        level as the viewer's quality menu does
+//                        (nextLevel) and keep playing;
 //   PLAY_INSECURE_TLS=1  accept a self-signed certificate (test-only flag);
 //   PLAY_STANDARD=1      hls.js without lowLatencyMode (plain HLS timing);
 //   PLAY_CATCHUP=R       let hls.js play up to R× to reach its latency
@@ -150,7 +151,12 @@ try {
         const same = ls.map((l, i) => i)
           .filter(i => ls[i].codecSet === ls[cur].codecSet && ls[i].height !== ls[cur].height);
         const to = same.length ? same[0] : (cur + 1) % ls.length;
-        window.hls.currentLevel = to;
+        // As studiocast's quality menu does: nextLevel, the switch at the
+        // next fragment. currentLevel flushes the buffer, and with the
+        // alternate audio of a live stream hls.js then sometimes stops
+        // loading altogether (seen here: no fragment loaded after the
+        // flush, nothing buffered, no error), which the player avoids.
+        window.hls.nextLevel = to;
         return [to, document.getElementById('v').currentTime];
       });
     }
