@@ -45,7 +45,9 @@ pub struct Entry {
     pub action: String,
     /// The session or job id (for a start or a submit, the new one's).
     pub target: String,
-    /// The HTTP status of the answer (a refused action is recorded too).
+    /// The HTTP status of the answer (an action the handler refused, a
+    /// 404 or 503, is recorded; one refused for its token, 401 or 403, is
+    /// not an action).
     pub status: u16,
 }
 

@@ -249,10 +249,15 @@ pub async fn require_token(
     let Some(caller) = st.0.tokens.caller_of(req.headers()) else {
         return Err(ApiError::Unauthorized);
     };
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|p| route_scope(req.method(), p.as_str()));
+    let route = req.extensions().get::<MatchedPath>().and_then(|p| {
+        // HEAD runs the GET handler: it needs GET's scope.
+        let m = if req.method() == Method::HEAD {
+            &Method::GET
+        } else {
+            req.method()
+        };
+        route_scope(m, p.as_str())
+    });
     if let Some((scope, _)) = route {
         if !caller.may(scope) {
             return Err(ApiError::Forbidden(scope));

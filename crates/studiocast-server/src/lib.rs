@@ -44,10 +44,11 @@
 //! the supervisor is never called before it is checked. It comes as
 //! `Authorization: Bearer <token>` (scheme in any case, one or more spaces);
 //! the WebSocket also takes it as the subprotocol pair
-//! `studiocast.bearer, <token>` or as `?token=`. Tokens are compared as
-//! HMAC-SHA256 digests (random per-process key) in constant time, so neither
-//! the content nor the length of the token leaks through timing. An empty
-//! configured token admits nobody. Errors are `{"code", "message"}` with the
+//! `studiocast.bearer, <token>` or as `?token=`. A token is hashed (SHA-256)
+//! and compared with every configured hash in constant time, so neither
+//! which token matched nor its length leaks through timing; each route
+//! needs one scope ([`auth::ROUTES`]). An empty configured token admits
+//! nobody. Errors are `{"code", "message"}` with the
 //! stable codes of [`ApiError`]; internal causes are logged, never returned.
 //!
 //! # Health

@@ -214,3 +214,24 @@ async fn control_actions_are_audited_with_the_tokens_name() {
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
 }
+
+/// HEAD runs the GET handler (axum answers it from GET's route): it needs
+/// GET's scope, not none.
+#[tokio::test]
+async fn head_needs_the_scope_of_get() {
+    let dir = TempDir::new("scopes-head");
+    let fake = Fake::new();
+    let mut cfg = common::config(dir.path());
+    cfg.tokens = tokens();
+    let app = router(cfg, fake.clone());
+    for (_, path, need) in EXPECTED.iter().filter(|(m, _, _)| *m == "GET") {
+        for s in Scope::ALL.iter().filter(|s| s.name() != *need) {
+            let secret = format!("{}-secret-0123456789", s.name());
+            let a = send(&app, request("HEAD", path, Some(&secret))).await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "HEAD {path} with '{s}'");
+        }
+        let secret = format!("{need}-secret-0123456789");
+        let a = send(&app, request("HEAD", path, Some(&secret))).await;
+        assert_ne!(a.status, StatusCode::FORBIDDEN, "HEAD {path} with '{need}'");
+    }
+}
