@@ -48,7 +48,7 @@ pub enum CacheError {
     UnsafeDir { path: PathBuf, reason: String },
 }
 
-pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
     move |source| CacheError::Io {
         path: path.to_path_buf(),
         source,
@@ -86,7 +86,7 @@ pub fn default_dir() -> Option<PathBuf> {
 }
 
 /// Keys become file names: anything but a plain name could escape the folder.
-pub(crate) fn check_key(key: &str) -> Result<(), CacheError> {
+fn check_key(key: &str) -> Result<(), CacheError> {
     let plain = !key.is_empty()
         && key.len() <= 128
         && key
@@ -104,16 +104,19 @@ pub(crate) fn check_key(key: &str) -> Result<(), CacheError> {
 /// method or filter length (a collision, or a file renamed by hand) is
 /// treated as a miss rather than trusted.
 pub fn load(dir: &Path, key: &str, rate: u32, opts: &DesignOptions) -> Option<ShFilters> {
-    check_key(key).ok()?;
-    let file = std::fs::File::open(dir.join(format!("{key}.shf"))).ok()?;
-    let mut bytes = Vec::new();
-    file.take(MAX_ENTRY_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    if bytes.len() as u64 > MAX_ENTRY_BYTES {
-        return None;
-    }
+    let bytes = read_entry(dir, key, "shf", MAX_ENTRY_BYTES)?;
     decode(&bytes).filter(|f| designed_for(f, rate, opts))
+}
+
+/// The bytes of `{key}.{ext}` in `dir`, if the key is a plain name and the
+/// file holds at most `max` bytes (the read stops there: a planted link to
+/// /dev/zero cannot run forever).
+pub(crate) fn read_entry(dir: &Path, key: &str, ext: &str, max: u64) -> Option<Vec<u8>> {
+    check_key(key).ok()?;
+    let file = std::fs::File::open(dir.join(format!("{key}.{ext}"))).ok()?;
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= max).then_some(bytes)
 }
 
 fn designed_for(f: &ShFilters, rate: u32, opts: &DesignOptions) -> bool {
@@ -128,12 +131,22 @@ fn designed_for(f: &ShFilters, rate: u32, opts: &DesignOptions) -> bool {
 /// folder, which is then renamed over `{key}.shf`; a rename replaces a
 /// symlink at the destination instead of following it.
 pub fn store(dir: &Path, key: &str, f: &ShFilters) -> Result<(), CacheError> {
+    write_entry(dir, key, "shf", &encode(f))
+}
+
+/// `bytes` as `{key}.{ext}` in `dir`, written as [`store`] says.
+pub(crate) fn write_entry(
+    dir: &Path,
+    key: &str,
+    ext: &str,
+    bytes: &[u8],
+) -> Result<(), CacheError> {
     check_key(key)?;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let staging = staging_dir(dir)?;
     let tmp = staging.path.join(unique_name(key));
-    let dest = dir.join(format!("{key}.shf"));
-    let result = write_new(&tmp, &encode(f), &staging)
+    let dest = dir.join(format!("{key}.{ext}"));
+    let result = write_new(&tmp, bytes, &staging)
         .and_then(|()| std::fs::rename(&tmp, &dest).map_err(io_err(&dest)));
     if result.is_err() {
         // Best effort: a leftover temp file in our own folder is harmless.
@@ -143,8 +156,8 @@ pub fn store(dir: &Path, key: &str, f: &ShFilters) -> Result<(), CacheError> {
 }
 
 /// The verified staging folder and the owner it must have.
-pub(crate) struct Staging {
-    pub(crate) path: PathBuf,
+struct Staging {
+    path: PathBuf,
     #[cfg(unix)]
     uid: u32,
 }
@@ -152,7 +165,7 @@ pub(crate) struct Staging {
 /// Create (mode 0700) or reuse `dir/.staging`, refusing anything but a real
 /// folder that only its owner can enter: in a shared cache folder another
 /// user could otherwise replace it with a symlink or write into it.
-pub(crate) fn staging_dir(dir: &Path) -> Result<Staging, CacheError> {
+fn staging_dir(dir: &Path) -> Result<Staging, CacheError> {
     let path = dir.join(STAGING_DIR);
     let mut builder = DirBuilder::new();
     #[cfg(unix)]
@@ -192,7 +205,7 @@ pub(crate) fn staging_dir(dir: &Path) -> Result<Staging, CacheError> {
 }
 
 /// A name no other writer uses: process id, time and a per-process counter.
-pub(crate) fn unique_name(key: &str) -> String {
+fn unique_name(key: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
@@ -203,7 +216,7 @@ pub(crate) fn unique_name(key: &str) -> String {
 
 /// Create `path` exclusively (fails if anything, a symlink included, is
 /// there), check it landed in a folder we own, and write `bytes` durably.
-pub(crate) fn write_new(path: &Path, bytes: &[u8], staging: &Staging) -> Result<(), CacheError> {
+fn write_new(path: &Path, bytes: &[u8], staging: &Staging) -> Result<(), CacheError> {
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

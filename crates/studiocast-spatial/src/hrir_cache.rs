@@ -5,10 +5,9 @@
 //! with every size checked. Written the way [`crate::cache`] writes
 //! filters (fresh names in the private staging folder, renamed in place).
 
-use std::io::Read;
 use std::path::Path;
 
-use crate::cache::{check_key, io_err, staging_dir, unique_name, write_new, CacheError};
+use crate::cache::{read_entry, write_entry, CacheError};
 use crate::hrtf::HrtfSet;
 
 const MAGIC: &[u8; 8] = b"SCHRI001";
@@ -20,37 +19,22 @@ const MAX_TAPS: usize = 1024;
 const MAX_DIRS: usize = 20_000;
 const MAX_ENTRY_BYTES: u64 = (HEADER_BYTES + MAX_DIRS * (24 + 2 * MAX_TAPS * 4)) as u64;
 
+const EXT: &str = "hri";
+
+#[cfg(test)]
 fn path_of(dir: &Path, key: &str) -> std::path::PathBuf {
-    dir.join(format!("{key}.hri"))
+    dir.join(format!("{key}.{EXT}"))
 }
 
 /// Store `h` under `key` (the filters' key is a good one: it hashes the
 /// SOFA bytes and the rate).
 pub fn store(dir: &Path, key: &str, h: &HrtfSet) -> Result<(), CacheError> {
-    check_key(key)?;
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let staging = staging_dir(dir)?;
-    let tmp = staging.path.join(unique_name(key));
-    let dest = path_of(dir, key);
-    let result = write_new(&tmp, &encode(h), &staging)
-        .and_then(|()| std::fs::rename(&tmp, &dest).map_err(io_err(&dest)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    write_entry(dir, key, EXT, &encode(h))
 }
 
 /// The set stored under `key` at `rate`, if present and intact.
 pub fn load(dir: &Path, key: &str, rate: u32) -> Option<HrtfSet> {
-    check_key(key).ok()?;
-    let file = std::fs::File::open(path_of(dir, key)).ok()?;
-    let mut bytes = Vec::new();
-    file.take(MAX_ENTRY_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    if bytes.len() as u64 > MAX_ENTRY_BYTES {
-        return None;
-    }
+    let bytes = read_entry(dir, key, EXT, MAX_ENTRY_BYTES)?;
     decode(&bytes, key).filter(|h| h.sample_rate == rate)
 }
 

@@ -151,13 +151,7 @@ pub fn spawn(
 ) -> SessionHandle {
     let info = SessionInfo::starting(&id, &req, now());
     let (watch_tx, watch_rx) = watch::channel(info.clone());
-    ctx.events.send(
-        "session",
-        serde_json::json!({
-            "id": id, "state": info.state, "pipeline": info.pipeline,
-            "title": info.title, "error": info.error,
-        }),
-    );
+    ctx.events.send("session", session_event(&info));
     let (tx, rx) = mpsc::channel(32);
     let span = tracing::info_span!("session", %id, pipeline = %req.pipeline);
     let (store_errors_tx, store_errors) = mpsc::unbounded_channel();
@@ -374,13 +368,7 @@ impl Session {
         let (id, now) = (&self.info.id, &self.info);
         let bus = &self.ctx.events;
         if before.state != now.state {
-            bus.send(
-                "session",
-                serde_json::json!({
-                    "id": id, "state": now.state, "pipeline": now.pipeline,
-                    "title": now.title, "error": now.error,
-                }),
-            );
+            bus.send("session", session_event(now));
         }
         for a in now.alarms.iter().filter(|a| !before.alarms.contains(a)) {
             bus.send(
@@ -401,6 +389,14 @@ impl Session {
         self.publish();
         self.record.save(&self.info);
     }
+}
+
+/// A `session` event's body.
+fn session_event(i: &SessionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": i.id, "state": i.state, "pipeline": i.pipeline,
+        "title": i.title, "error": i.error,
+    })
 }
 
 async fn sleep_until(d: Option<tokio::time::Instant>) {
