@@ -3,7 +3,10 @@
 //! `X-Studiocast-Signature` with `[jobs] webhook_secret`, see
 //! [`crate::jobs::webhooks`]), so a receiver checks both alike. The body:
 //! `{"id": "evt-…", "type": "alarm.raised" | "alarm.cleared", "created":
-//! "…", "session": "…", "alarm": "…"}`.
+//! "…", "session": "…", "kind": "signal", "alarm": "…"}` (`kind` is
+//! stable: signal, audio, encoder, queue, disk, recording, store,
+//! sidecar, hls, teardown;
+//! `alarm` is the text, which may carry a live figure).
 //!
 //! An alarm is about now: deliveries are kept in memory, not in the job
 //! outbox, and retried with backoff (1 s doubling to a minute) for up to
@@ -98,6 +101,7 @@ fn body(e: &Event) -> (String, String, Vec<u8>) {
         "type": kind,
         "created": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "session": e.data["session"],
+        "kind": e.data["kind"],
         "alarm": e.data["alarm"],
     });
     (

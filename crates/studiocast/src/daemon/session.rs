@@ -170,6 +170,7 @@ pub fn spawn(
         worker: None,
         queue: None,
         monitor: monitor::Monitor::default(),
+        announced_alarms: Vec::new(),
         stop_deadline: None,
         early_end: None,
         outcome: None,
@@ -260,6 +261,8 @@ struct Session {
     worker: Option<std::thread::JoinHandle<Option<String>>>,
     queue: Option<Arc<QueueStats>>,
     monitor: monitor::Monitor,
+    /// The alarms as last announced on the event bus.
+    announced_alarms: Vec<(&'static str, String)>,
     stop_deadline: Option<tokio::time::Instant>,
     /// The worker's last word when it came before the start job returned
     /// (a pipeline that failed at once): acted on once the job is back.
@@ -362,26 +365,24 @@ impl Session {
         self.announce(&before);
     }
 
-    /// Events for what changed since `before`: the state, alarms raised
-    /// and alarms cleared.
-    fn announce(&self, before: &SessionInfo) {
+    /// Events for what changed since the last publish: the state, alarms
+    /// raised and alarms cleared (by kind: a new figure in an alarm's text
+    /// is not a new alarm).
+    fn announce(&mut self, before: &SessionInfo) {
         let (id, now) = (&self.info.id, &self.info);
         let bus = &self.ctx.events;
         if before.state != now.state {
             bus.send("session", session_event(now));
         }
-        for a in now.alarms.iter().filter(|a| !before.alarms.contains(a)) {
+        for c in monitor::alarm_changes(&self.announced_alarms, self.monitor.active()) {
             bus.send(
                 "alarm",
-                serde_json::json!({ "session": id, "alarm": a, "raised": true }),
+                serde_json::json!({
+                    "session": id, "kind": c.kind, "alarm": c.text, "raised": c.raised,
+                }),
             );
         }
-        for a in before.alarms.iter().filter(|a| !now.alarms.contains(a)) {
-            bus.send(
-                "alarm",
-                serde_json::json!({ "session": id, "alarm": a, "raised": false }),
-            );
-        }
+        self.announced_alarms = self.monitor.active().to_vec();
     }
 
     /// Publish and queue the record (with the alarms it has now).

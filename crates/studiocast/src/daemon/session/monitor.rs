@@ -107,6 +107,11 @@ impl Monitor {
         self.alarms.iter().map(|(_, t)| t.clone()).collect()
     }
 
+    /// The active alarms by kind, with their current text.
+    pub fn active(&self) -> &[(&'static str, String)] {
+        &self.alarms
+    }
+
     /// The once-a-second look at the session's own state.
     pub fn tick(
         &mut self,
@@ -262,6 +267,42 @@ impl Monitor {
     }
 }
 
+/// An alarm raised (`true`) or cleared (`false`) between two looks at
+/// [`Monitor::active`].
+#[derive(Debug, PartialEq)]
+pub struct AlarmChange<'a> {
+    pub kind: &'static str,
+    pub text: &'a str,
+    pub raised: bool,
+}
+
+/// What was raised and cleared between `before` and `now`, by kind: an
+/// alarm whose text carries a live figure (the video lag, chunks dropped)
+/// is rewritten every tick, and is still one alarm raised once.
+pub fn alarm_changes<'a>(
+    before: &'a [(&'static str, String)],
+    now: &'a [(&'static str, String)],
+) -> Vec<AlarmChange<'a>> {
+    let has = |list: &[(&'static str, String)], k: &str| list.iter().any(|(x, _)| *x == k);
+    let raised = now
+        .iter()
+        .filter(|(k, _)| !has(before, k))
+        .map(|(kind, t)| AlarmChange {
+            kind,
+            text: t,
+            raised: true,
+        });
+    let cleared = before
+        .iter()
+        .filter(|(k, _)| !has(now, k))
+        .map(|(kind, t)| AlarmChange {
+            kind,
+            text: t,
+            raised: false,
+        });
+    raised.chain(cleared).collect()
+}
+
 /// What a technician sees of a running session's inputs.
 pub fn input_status(
     a: AudioSnapshot,
@@ -317,6 +358,23 @@ mod tests {
             video_lag_ms: ms,
             ..AudioSnapshot::default()
         }
+    }
+
+    /// The encoder alarm's text carries the lag, which changes every tick:
+    /// one raise, then one clear, not a raise and clear per tick.
+    #[test]
+    fn an_alarm_with_a_live_figure_is_raised_once() {
+        let mut m = Monitor::default();
+        let mut seen = Vec::new();
+        let mut last: Vec<(&'static str, String)> = Vec::new();
+        for ms in [1500, 1600, 1700, 1800, 1900, 2000, 40, 40] {
+            m.tick(&lag(ms), None, None);
+            for c in alarm_changes(&last, m.active()) {
+                seen.push((c.kind, c.raised));
+            }
+            last = m.active().to_vec();
+        }
+        assert_eq!(seen, [("encoder", true), ("encoder", false)]);
     }
 
     #[test]
