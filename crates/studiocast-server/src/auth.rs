@@ -239,8 +239,10 @@ pub(crate) fn bearer(value: &str) -> Option<&str> {
 
 /// Middleware on the control routes: 401 without a known token, 403 when
 /// it lacks the route's scope (named), both before the handler (and so the
-/// supervisor) is reached. A control action is written to the audit trail
-/// with the token's name, its target and the answer's status.
+/// supervisor) is reached. A method the table does not list is refused
+/// with 405 here, so a handler added to the router but not to [`ROUTES`]
+/// is never reachable by any token. A control action is written to the
+/// audit trail with the token's name, its target and the answer's status.
 pub async fn require_token(
     State(st): State<AppState>,
     mut req: Request,
@@ -258,25 +260,37 @@ pub async fn require_token(
         };
         route_scope(m, p.as_str())
     });
-    if let Some((scope, _)) = route {
-        if !caller.may(scope) {
-            return Err(ApiError::Forbidden(scope));
-        }
+    let Some((scope, action)) = route else {
+        return Err(ApiError::MethodNotAllowed);
+    };
+    if !caller.may(scope) {
+        return Err(ApiError::Forbidden(scope));
     }
-    let action = route.and_then(|(_, a)| a);
-    let path = req.uri().path().to_string();
     req.extensions_mut().insert(caller.clone());
-    let res = next.run(req).await;
-    if let Some(action) = action {
+    let Some(action) = action else {
+        return Ok(next.run(req).await);
+    };
+    // A control action runs to its end and is audited even when the
+    // client hangs up meanwhile (dropping the request's future would
+    // otherwise skip the record of a session that did start).
+    let path = req.uri().path().to_string();
+    let run = tokio::spawn(async move {
+        let res = next.run(req).await;
         let target = res
             .extensions()
             .get::<crate::audit::Target>()
             .map(|t| t.0.clone())
             .unwrap_or_else(|| crate::audit::target_of(&path));
-        st.0.audit
-            .record(&caller.name, action, &target, res.status().as_u16());
-    }
-    Ok(res)
+        let status = res.status().as_u16();
+        // The file append is blocking I/O (a slow disk must not hold an
+        // async worker).
+        let _ = tokio::task::spawn_blocking(move || {
+            st.0.audit.record(&caller.name, action, &target, status);
+        })
+        .await;
+        res
+    });
+    run.await.map_err(|_| ApiError::Internal)
 }
 
 #[cfg(test)]

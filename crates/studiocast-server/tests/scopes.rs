@@ -235,3 +235,32 @@ async fn head_needs_the_scope_of_get() {
         assert_ne!(a.status, StatusCode::FORBIDDEN, "HEAD {path} with '{need}'");
     }
 }
+
+/// A client that hangs up while its start is being handled: the session
+/// starts all the same, so the trail records it (the request's future,
+/// dropped with the connection, used to take the record with it).
+#[tokio::test]
+async fn an_action_whose_client_hung_up_is_still_audited() {
+    let dir = TempDir::new("audit-hangup");
+    let fake = Fake::new();
+    *fake.delay.lock().unwrap() = std::time::Duration::from_millis(300);
+    let mut cfg = common::config(dir.path());
+    cfg.tokens = tokens();
+    let app = router(cfg, fake.clone());
+    let start = request(
+        "POST",
+        "/api/v1/sessions",
+        Some("sessions-secret-0123456789"),
+    );
+    let gone = tokio::time::timeout(std::time::Duration::from_millis(50), send(&app, start)).await;
+    assert!(gone.is_err(), "the start should still be running");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let page = send(&app, request("GET", "/api/v1/audit", Some(TOKEN)))
+        .await
+        .json();
+    let e = page["entries"].as_array().unwrap();
+    assert_eq!(e.len(), 1, "{page}");
+    assert_eq!(e[0]["action"], "session.start");
+    assert_eq!(e[0]["token"], "sessions");
+    assert_eq!(e[0]["status"], 201);
+}
