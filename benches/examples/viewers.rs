@@ -121,10 +121,13 @@ type Shared = Arc<Mutex<Stats>>;
 /// server.
 struct Conn {
     authority: String,
-    /// Each simulated viewer names itself, as browsers differ: the origin
-    /// counts viewers by address and browser, and every one here shares
-    /// the loopback address.
+    /// Each simulated viewer names itself, as browsers differ.
     agent: String,
+    /// Against a loopback server, each viewer connects from its own
+    /// loopback address (all of 127/8 is local on Linux): the origin counts
+    /// at most 256 viewers per address, as real viewers mostly have their
+    /// own.
+    source: Option<std::net::SocketAddr>,
     stream: Option<TcpStream>,
     /// Bytes read and not yet consumed.
     buf: Vec<u8>,
@@ -141,6 +144,11 @@ impl Conn {
         Conn {
             authority: authority.to_string(),
             agent: format!("studiocast-viewers/1 (viewer {viewer})"),
+            source: authority.starts_with("127.").then(|| {
+                let v = viewer as u32 + 1;
+                let ip = std::net::Ipv4Addr::new(127, 1, (v >> 8) as u8, v as u8);
+                std::net::SocketAddr::from((ip, 0))
+            }),
             stream: None,
             buf: Vec::with_capacity(16 << 10),
         }
@@ -156,9 +164,19 @@ impl Conn {
 
     async fn try_exchange(&mut self, path: &str, keep: bool) -> Result<(u16, Body), String> {
         if self.stream.is_none() {
-            let tcp = TcpStream::connect(&self.authority)
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
+            let tcp = match self.source {
+                Some(src) => {
+                    let dst: std::net::SocketAddr = self
+                        .authority
+                        .parse()
+                        .map_err(|e| format!("address: {e}"))?;
+                    let s = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+                    s.bind(src).map_err(|e| format!("bind {src}: {e}"))?;
+                    s.connect(dst).await
+                }
+                None => TcpStream::connect(&self.authority).await,
+            }
+            .map_err(|e| format!("connect: {e}"))?;
             tcp.set_nodelay(true).ok();
             self.stream = Some(tcp);
             self.buf.clear();

@@ -153,6 +153,7 @@ mod playback;
 mod serve;
 mod tls;
 pub mod upload;
+mod viewers;
 
 use std::future::Future;
 use std::path::PathBuf;

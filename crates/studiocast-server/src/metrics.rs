@@ -10,11 +10,9 @@
 //! the supervisor at scrape time, through the same traits the API uses:
 //! this module knows nothing of media internals.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -30,13 +28,7 @@ use prometheus_client::registry::Registry;
 
 use crate::AppState;
 
-/// A viewer counts as active this long after its last playlist request.
-pub const VIEWER_WINDOW: Duration = Duration::from_secs(30);
-/// Viewers tracked per session at most (a flood of forged clients cannot
-/// grow the map without bound; past it, the oldest are forgotten).
-const MAX_VIEWERS: usize = 100_000;
-/// Sessions tracked at most (only sessions that served a playlist count).
-const MAX_SESSIONS: usize = 1_000;
+pub use crate::viewers::VIEWER_WINDOW;
 
 /// The peer's address, put in each request's extensions by the connection.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +74,7 @@ pub struct HttpMetrics {
     latency: Hist,
     bytes: Family<RouteLabel, Counter>,
     pub(crate) waiting: Gauge,
-    viewers: Mutex<HashMap<String, HashMap<u64, Instant>>>,
+    viewers: crate::viewers::Viewers,
     /// Run time (start to finish) of each job seen finished, once.
     job_seconds: Family<StateLabel, Histogram, fn() -> Histogram>,
     jobs_seen: Mutex<std::collections::HashSet<String>>,
@@ -100,7 +92,7 @@ impl Default for HttpMetrics {
             latency: Family::new_with_constructor(latency_histogram),
             bytes: Family::default(),
             waiting: Gauge::default(),
-            viewers: Mutex::new(HashMap::new()),
+            viewers: crate::viewers::Viewers::default(),
             job_seconds: Family::new_with_constructor(job_histogram),
             jobs_seen: Mutex::new(std::collections::HashSet::new()),
         }
@@ -108,36 +100,9 @@ impl Default for HttpMetrics {
 }
 
 impl HttpMetrics {
-    /// A playlist request of session `id` from this client.
-    pub(crate) fn viewer(&self, id: &str, client: u64, now: Instant) {
-        let mut g = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
-        // Scrapes prune; without them the map is pruned here once it holds
-        // more sessions than a daemon runs.
-        if g.len() >= MAX_SESSIONS && !g.contains_key(id) {
-            g.retain(|_, m| m.values().any(|t| now.duration_since(*t) < VIEWER_WINDOW));
-            if g.len() >= MAX_SESSIONS {
-                return;
-            }
-        }
-        let m = g.entry(id.to_string()).or_default();
-        if m.len() >= MAX_VIEWERS && !m.contains_key(&client) {
-            m.retain(|_, t| now.duration_since(*t) < VIEWER_WINDOW);
-            if m.len() >= MAX_VIEWERS {
-                return;
-            }
-        }
-        m.insert(client, now);
-    }
-
-    /// Distinct clients per session in the last [`VIEWER_WINDOW`]; the
-    /// rest forgotten.
-    fn active_viewers(&self, now: Instant) -> Vec<(String, usize)> {
-        let mut g = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
-        g.retain(|_, m| {
-            m.retain(|_, t| now.duration_since(*t) < VIEWER_WINDOW);
-            !m.is_empty()
-        });
-        g.iter().map(|(k, m)| (k.clone(), m.len())).collect()
+    /// A playlist served to `client` for session `id`.
+    pub(crate) fn viewer(&self, id: &str, client: crate::viewers::Client, now: Instant) {
+        self.viewers.seen(id, client, now);
     }
 }
 
@@ -169,20 +134,6 @@ impl HttpMetrics {
             seen.insert(j.id.clone());
         }
     }
-}
-
-/// A client: its address and browser, hashed (a school's NAT hides many
-/// viewers behind one address; their browsers differ often enough).
-pub(crate) fn client_key(peer: Option<&Peer>, headers: &axum::http::HeaderMap) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    peer.map(|p| p.0).hash(&mut h);
-    for name in [
-        header::USER_AGENT,
-        header::HeaderName::from_static("x-forwarded-for"),
-    ] {
-        headers.get(&name).map(|v| v.as_bytes()).hash(&mut h);
-    }
-    h.finish()
 }
 
 /// While a blocking request waits: counted in the gauge.
@@ -291,7 +242,7 @@ async fn render(st: &AppState) -> Result<String, std::fmt::Error> {
         m.waiting.clone(),
     );
     let viewers = Family::<SessionLabel, Gauge>::default();
-    for (session, n) in m.active_viewers(Instant::now()) {
+    for (session, n) in m.viewers.active(Instant::now()) {
         viewers
             .get_or_create(&SessionLabel { session })
             .set(n as i64);
@@ -502,45 +453,5 @@ mod tests {
             "# HELP x_requests_total Requests.\n# TYPE x_requests_total counter\n\
              x_requests_total{route=\"/a\"} 3\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"
         );
-    }
-
-    #[test]
-    fn viewers_count_distinct_clients_for_30_seconds() {
-        let m = HttpMetrics::default();
-        let t0 = Instant::now();
-        m.viewer("s1", 1, t0);
-        m.viewer("s1", 1, t0 + Duration::from_secs(5));
-        m.viewer("s1", 2, t0 + Duration::from_secs(10));
-        m.viewer("s2", 1, t0);
-        let mut now = m.active_viewers(t0 + Duration::from_secs(20));
-        now.sort();
-        assert_eq!(now, vec![("s1".to_string(), 2), ("s2".to_string(), 1)]);
-        // Client 1 of s1 last came at 5 s, client 2 at 10 s; s2's at 0.
-        let later = m.active_viewers(t0 + Duration::from_secs(36));
-        assert_eq!(later, vec![("s1".to_string(), 1)]);
-        assert!(m.active_viewers(t0 + Duration::from_secs(41)).is_empty());
-    }
-
-    #[test]
-    fn sessions_tracked_are_bounded_without_scrapes() {
-        let m = HttpMetrics::default();
-        let t0 = Instant::now();
-        for s in 0..(MAX_SESSIONS + 10) {
-            m.viewer(&format!("s{s}"), 1, t0);
-        }
-        assert_eq!(m.active_viewers(t0).len(), MAX_SESSIONS);
-        // Once they are stale, room is made without a scrape.
-        m.viewer("late", 1, t0 + VIEWER_WINDOW * 2);
-        assert_eq!(m.active_viewers(t0 + VIEWER_WINDOW * 2).len(), 1);
-    }
-
-    #[test]
-    fn a_flood_of_clients_is_bounded() {
-        let m = HttpMetrics::default();
-        let t0 = Instant::now();
-        for c in 0..(MAX_VIEWERS as u64 + 50) {
-            m.viewer("s", c, t0);
-        }
-        assert_eq!(m.active_viewers(t0), vec![("s".to_string(), MAX_VIEWERS)]);
     }
 }

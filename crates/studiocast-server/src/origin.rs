@@ -59,7 +59,7 @@ pub async fn live(State(st): State<AppState>, params: IdAndPath, mut req: Reques
             // exists (a request for a made-up id must not add an entry).
             let client = path.ends_with(".m3u8").then(|| {
                 let peer = req.extensions().get::<crate::metrics::Peer>();
-                crate::metrics::client_key(peer, req.headers())
+                crate::viewers::client_of(peer, req.headers())
             });
             let res = match crate::live::from_memory(&st, &id, &path, &mut req).await {
                 Some(res) => res,
