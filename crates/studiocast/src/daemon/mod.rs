@@ -6,6 +6,7 @@
 mod alarm_hooks;
 mod devices;
 mod hrtf;
+mod job_events;
 pub(crate) mod live;
 pub mod media;
 pub(crate) mod recording;
@@ -97,7 +98,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let max_sessions = s.session_limit();
     let supervisor = spawn_supervisor(&cfg, presets.clone(), store, media_root, past);
     let (supervisor, runner) = start_jobs(&cfg, supervisor)?;
-    tokio::spawn(job_events(supervisor.clone()));
+    tokio::spawn(job_events::run(supervisor.clone()));
     let tokens = cfg.auth.specs()?;
     // With named tokens configured and no api_token, there is no
     // all-scope token; with neither, one is made and printed.
@@ -191,49 +192,6 @@ async fn serve(cfg: Config) -> Result<()> {
     }
     tracing::info!("bye");
     Ok(())
-}
-
-/// `job` events for `GET /api/v1/events`: the queue's jobs read once a
-/// second, an event when one appears or changes state (a shared queue's
-/// jobs run by other daemons included; progress alone is not an event).
-async fn job_events(supervisor: supervisor::Supervisor) {
-    use studiocast_server::{JobQuery, SessionControl};
-    let mut known: std::collections::HashMap<String, String> = Default::default();
-    let mut first = true;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let (Some(jobs), Some(bus)) = (supervisor.jobs(), supervisor.events()) else {
-            return;
-        };
-        let q = JobQuery {
-            state: None,
-            limit: Some(200),
-            offset: None,
-        };
-        let Ok(list) = jobs.list(q).await else {
-            continue;
-        };
-        for j in list {
-            if known.get(&j.id) != Some(&j.state) {
-                // The jobs there at start are the baseline, not news.
-                if !first {
-                    bus.send(
-                        "job",
-                        serde_json::json!({
-                            "id": j.id, "state": j.state, "progress": j.progress,
-                            "error": j.error, "outputs": j.outputs,
-                        }),
-                    );
-                }
-                if known.len() > 10_000 {
-                    known.clear();
-                }
-                known.insert(j.id, j.state);
-            }
-        }
-        first = false;
-    }
 }
 
 /// The job queue (SQLite in the data folder), its workers and the webhook
