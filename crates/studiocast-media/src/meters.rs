@@ -21,6 +21,8 @@ struct Cell {
 #[derive(Debug)]
 pub struct MeterBank {
     labels: Vec<String>,
+    /// What each channel carries (`W`, `bed L`, `violin`), where known.
+    roles: Vec<Option<String>>,
     cells: Vec<Cell>,
     /// Windows published so far (0: nothing yet).
     windows: AtomicU64,
@@ -30,6 +32,7 @@ pub struct MeterBank {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelLevel {
     pub label: String,
+    pub role: Option<String>,
     pub peak_dbfs: f32,
     pub rms_dbfs: f32,
     pub clip: bool,
@@ -55,10 +58,19 @@ impl MeterBank {
             })
             .collect();
         MeterBank {
+            roles: vec![None; labels.len()],
             labels,
             cells,
             windows: AtomicU64::new(0),
         }
+    }
+
+    /// Each channel's role, in order (missing ones have none).
+    pub fn with_roles(mut self, roles: Vec<Option<String>>) -> Self {
+        for (slot, r) in self.roles.iter_mut().zip(roles) {
+            *slot = r;
+        }
+        self
     }
 
     /// The latest window, or `None` before the first one.
@@ -71,9 +83,11 @@ impl MeterBank {
             w,
             self.labels
                 .iter()
+                .zip(&self.roles)
                 .zip(&self.cells)
-                .map(|(l, c)| ChannelLevel {
+                .map(|((l, r), c)| ChannelLevel {
                     label: l.clone(),
+                    role: r.clone(),
                     peak_dbfs: f32::from_bits(c.peak_dbfs.load(Ordering::Relaxed)),
                     rms_dbfs: f32::from_bits(c.rms_dbfs.load(Ordering::Relaxed)),
                     clip: c.clip.load(Ordering::Relaxed),

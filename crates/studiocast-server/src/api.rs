@@ -195,6 +195,10 @@ pub async fn devices(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
     Ok(Json(st.0.control.devices().await?))
 }
 
+pub async fn presets(State(st): State<AppState>) -> Json<Vec<crate::PresetInfo>> {
+    Json(st.0.control.presets())
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }

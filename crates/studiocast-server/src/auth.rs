@@ -84,6 +84,7 @@ pub const ROUTES: &[(&str, &str, Scope, Option<&str>)] = &[
     ),
     ("GET", "/api/v1/sessions/{id}/meters", Scope::Read, None),
     ("GET", "/api/v1/devices", Scope::Read, None),
+    ("GET", "/api/v1/presets", Scope::Read, None),
     ("GET", "/api/v1/jobs", Scope::Read, None),
     ("POST", "/api/v1/jobs", Scope::Jobs, Some("job.submit")),
     ("GET", "/api/v1/jobs/{id}", Scope::Read, None),

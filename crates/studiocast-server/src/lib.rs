@@ -375,6 +375,42 @@ pub struct CreateSession {
     pub visibility: Option<Visibility>,
 }
 
+/// A preset as the console shows it: what it captures and makes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PresetInfo {
+    pub name: String,
+    pub description: String,
+    /// `low` or `standard`.
+    pub latency: String,
+    /// `public` or `private`.
+    pub visibility: String,
+    /// The audio input, in words ("JACK, 16 channels", "synthetic scene,
+    /// order 3", "embedded in the video input, 2 channels").
+    pub audio: String,
+    /// The audio interface it needs (`host`, `name`; `name` empty for the
+    /// host's default input), to match against `/api/v1/devices`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_device: Option<PresetDevice>,
+    /// The video input, in words; absent for audio-only presets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<String>,
+    /// The camera or SDI card it needs, to match against the devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_device: Option<PresetDevice>,
+    /// Each input channel's role (`W`, `bed L`, an object's name; `null`
+    /// for one the map leaves out).
+    pub channels: Vec<Option<String>>,
+    /// Rendition ids, video then audio.
+    pub renditions: Vec<String>,
+}
+
+/// A device a preset expects.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PresetDevice {
+    pub host: String,
+    pub name: String,
+}
+
 /// An input device as the API lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceEntry {
@@ -420,6 +456,10 @@ pub enum ControlError {
 pub struct ChannelMeter {
     /// "in 3", "bus ACN 0", "binaural L", …
     pub name: String,
+    /// What the channel carries, from the preset's channel map: `W`, `Y`,
+    /// `bed L`, `stereo R`, an object's name; absent for an unmapped one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     pub peak_dbfs: f32,
     pub rms_dbfs: f32,
     pub clip: bool,
@@ -478,6 +518,10 @@ pub trait SessionControl: Send + Sync + 'static {
     fn get(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
     fn stop(&self, id: String) -> BoxFuture<'_, Result<SessionInfo, ControlError>>;
     fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceEntry>, ControlError>>;
+    /// The presets a session can start with, sorted by name.
+    fn presets(&self) -> Vec<PresetInfo> {
+        Vec::new()
+    }
     /// The live view of one rendition of a running session, from the
     /// daemon's registry: synchronous and immediate (no supervisor round
     /// trip), since every playlist and part request asks. `None` when the
@@ -661,6 +705,7 @@ pub fn routers(config: ServerConfig, control: Arc<dyn SessionControl>) -> (Route
         .route("/api/v1/sessions/{id}", get(api::get_one))
         .route("/api/v1/sessions/{id}/stop", post(api::stop))
         .route("/api/v1/devices", get(api::devices))
+        .route("/api/v1/presets", get(api::presets))
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/events", get(events::stream))
         .route("/metrics", get(metrics::scrape))

@@ -19,6 +19,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/sessions/{id}/playback-token", "sessions"),
     ("GET", "/api/v1/sessions/{id}/meters", "read"),
     ("GET", "/api/v1/devices", "read"),
+    ("GET", "/api/v1/presets", "read"),
     ("GET", "/api/v1/jobs", "read"),
     ("POST", "/api/v1/jobs", "jobs"),
     ("GET", "/api/v1/jobs/{id}", "read"),

@@ -206,6 +206,18 @@ fn jack_16ch_session_gives_binaural_hls_and_missing_jack_is_a_clear_error() {
     eprintln!("meters: {frame}");
     assert!((level(&frame, "in 1") + 18.7).abs() < 1.0, "{frame}");
     assert!((level(&frame, "in 3") + 43.0).abs() < 1.0, "{frame}");
+    // Labelled by role from the preset's channel map (third-order AmbiX).
+    let role = |name: &str| {
+        frame["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["role"].clone())
+    };
+    assert_eq!(role("in 1"), Some(serde_json::json!("W")), "{frame}");
+    assert_eq!(role("in 4"), Some(serde_json::json!("X")), "{frame}");
+    assert_eq!(role("in 16"), Some(serde_json::json!("P")), "{frame}");
     assert!(
         level(&frame, "binaural L") > level(&frame, "binaural R"),
         "{frame}"

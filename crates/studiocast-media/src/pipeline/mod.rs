@@ -174,7 +174,7 @@ impl SessionPipeline {
         if ingest.is_some() {
             video_origin.store(0, std::sync::atomic::Ordering::SeqCst);
         }
-        let meters = Arc::new(MeterBank::new(meter_labels(spec)));
+        let meters = Arc::new(MeterBank::new(meter_labels(spec)).with_roles(meter_roles(spec)));
         let seg = spec.segment_seconds as u64;
         let (outputs, audio_muxers) = audio_branches(spec, &taps, opts.block)?;
         let audio = AudioFeed {
@@ -223,6 +223,13 @@ impl BuiltPipeline {
     pub fn meters(&self) -> Arc<MeterBank> {
         self.shared.meters.clone()
     }
+}
+
+/// The inputs' roles by the channel map, then the binaural pair's.
+fn meter_roles(spec: &PipelineSpec) -> Vec<Option<String>> {
+    let mut roles = spec.audio.source.channel_roles();
+    roles.extend([Some("binaural L".into()), Some("binaural R".into())]);
+    roles
 }
 
 fn meter_labels(spec: &PipelineSpec) -> Vec<String> {

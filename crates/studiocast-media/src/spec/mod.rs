@@ -403,6 +403,10 @@ static DEFAULT_STEREO: StereoInput = StereoInput { left: 1, right: 2 };
 pub struct ObjectInput {
     /// 1-based interface channel.
     pub channel: u16,
+    /// What the meters and the console call it ("violin", "piano L");
+    /// `object N` when absent.
+    #[serde(default)]
+    pub name: Option<String>,
     pub azimuth: f64,
     #[serde(default)]
     pub elevation: f64,
@@ -702,6 +706,7 @@ impl PipelineSpec {
     }
 }
 
+mod roles;
 #[cfg(test)]
 mod tests;
 mod validate;

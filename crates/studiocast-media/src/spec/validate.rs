@@ -164,6 +164,13 @@ impl ChannelMap<'_> {
         }
         for o in self.objects {
             in_range(o.channel as u32, "object")?;
+            if let Some(n) = &o.name {
+                if n.is_empty() || n.chars().count() > 40 || n.chars().any(char::is_control) {
+                    return Err(format!(
+                        "object name {n:?}: 1 to 40 characters, no control characters"
+                    ));
+                }
+            }
             let pos = studiocast_spatial::encoder::Position {
                 azimuth_deg: o.azimuth,
                 elevation_deg: o.elevation,

@@ -255,6 +255,7 @@ impl MeterSource for FakeMeters {
             seq,
             channels: vec![ChannelMeter {
                 name: "in 1".into(),
+                role: Some("W".into()),
                 peak_dbfs: -12.0,
                 rms_dbfs: -18.0,
                 clip: false,

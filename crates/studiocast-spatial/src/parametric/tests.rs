@@ -375,7 +375,9 @@ fn a_lone_partial_stays_direct() {
         .1
         - 1;
     let w = std::f64::consts::TAU * k as f64 / NFFT as f64;
-    let tone: Vec<f32> = (0..n).map(|i| (0.5 * (w * i as f64).sin()) as f32).collect();
+    let tone: Vec<f32> = (0..n)
+        .map(|i| (0.5 * (w * i as f64).sin()) as f32)
+        .collect();
     let u = crate::sh::unit_vector(60f64.to_radians(), 0.0);
     let mut sources = diffuse_sources(h, n);
     let floor = 10f32.powf(-70.0 / 20.0) / (sources.len() as f32).sqrt();

@@ -455,6 +455,10 @@ impl SessionControl for Supervisor {
                 .map_err(|e| ControlError::Internal(e.to_string()))
         })
     }
+
+    fn presets(&self) -> Vec<studiocast_server::PresetInfo> {
+        super::devices::preset_infos(&self.presets)
+    }
 }
 
 /// Why no session could start for lack of disk: too little free space, or
@@ -485,6 +489,7 @@ impl studiocast_server::MeterSource for BankSource {
                 .into_iter()
                 .map(|l| studiocast_server::ChannelMeter {
                     name: l.label,
+                    role: l.role,
                     peak_dbfs: l.peak_dbfs,
                     rms_dbfs: l.rms_dbfs,
                     clip: l.clip,
