@@ -131,6 +131,20 @@ impl JackServer {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Every port of the server.
+    pub fn ports(&self) -> Result<Vec<String>, String> {
+        Ok(self
+            .tool("jack_lsp", &[])?
+            .lines()
+            .map(String::from)
+            .collect())
+    }
+
+    /// Connect one output port to one input port.
+    pub fn connect(&self, out: &str, inp: &str) -> Result<(), String> {
+        self.tool("jack_connect", &[out, inp]).map(|_| ())
+    }
+
     /// Wait until `count` ports start with `from` and `count` ports contain
     /// `to`, then connect them pairwise in channel order (by the number at
     /// the end of each port name).

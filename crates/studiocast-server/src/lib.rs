@@ -138,6 +138,7 @@ pub mod audit;
 pub mod auth;
 mod connection;
 mod conns;
+mod console;
 mod directives;
 mod embed;
 pub mod events;
@@ -742,6 +743,8 @@ pub fn routers(config: ServerConfig, control: Arc<dyn SessionControl>) -> (Route
         .route("/embed/{id}", get(embed::page))
         .route("/player/{file}", get(embed::asset))
         .route("/oembed", get(embed::oembed))
+        .route("/console", get(console::page))
+        .route("/console/{file}", get(console::asset))
         .route("/api/v1/hrtf/{file}", get(hrtf::filters))
         .layer(playback_timeout);
     let main = Router::new()

@@ -176,7 +176,10 @@ mod tests {
         assert_eq!(jack.latency, "low");
         assert!(jack.renditions.contains(&"binaural".to_string()));
         let srt = infos.iter().find(|p| p.name == "srt-listener").unwrap();
-        assert!(srt.video.as_deref().unwrap().starts_with("srt://"), "{srt:?}");
+        assert!(
+            srt.video.as_deref().unwrap().starts_with("srt://"),
+            "{srt:?}"
+        );
         assert!(srt.audio.starts_with("embedded"), "{srt:?}");
         let demo = infos.iter().find(|p| p.name == "demo").unwrap();
         assert!(demo.audio.starts_with("synthetic scene"), "{demo:?}");
