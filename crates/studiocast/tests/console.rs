@@ -77,7 +77,7 @@ fn desk_feeder(server: &str) -> Kill {
             "audiotestsrc wave=ticks volume=1.0 tick-interval=3000000000 sine-periods-per-tick=20 freq=1000"
                 .to_string()
         } else {
-            format!("audiotestsrc wave=pink-noise volume=0.05")
+            "audiotestsrc wave=pink-noise volume=0.05".to_string()
         };
         args.extend(src.split(' ').map(String::from));
         args.extend(["!".into(), caps.into(), "!".into(), format!("i.sink_{c}")]);
