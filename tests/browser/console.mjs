@@ -149,8 +149,14 @@ try {
     document.querySelector(`#past tr[data-id="${id}"] a.vod`)?.getAttribute('href'), demoId));
   out.vod = vod;
   step('demo in the past list');
+  // Its disk use, and a pin that keeps it from retention.
+  out.disk = await until('the disk use', 15000, () => page.evaluate(id =>
+    document.querySelector(`#past tr[data-id="${id}"] td.disk`)?.innerText, demoId));
+  await page.click(`#past tr[data-id="${demoId}"] td.disk button`);
+  out.pinned = await until('the pin', 15000, () => page.evaluate(id =>
+    document.querySelector(`#past tr[data-id="${id}"] td.disk button`)?.getAttribute('aria-pressed') === 'true', demoId));
   // A private link for it.
-  await page.click(`#past tr[data-id="${demoId}"] button`);
+  await page.click(`#past tr[data-id="${demoId}"] td:last-child button`);
   out.privateLink = await until('the private link', 10000, () => page.evaluate(id =>
     document.querySelector(`#past tr[data-id="${id}"] input.link-out`)?.value, demoId));
 

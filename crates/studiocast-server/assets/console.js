@@ -152,6 +152,19 @@
   // ---- sessions ------------------------------------------------------------
   const cards = new Map();
   let refreshing = null;
+  // Disk use per session (GET /api/v1/retention walks the folders: read
+  // at most every 30 s, and after a pin).
+  let disk = new Map();
+  let diskAt = 0;
+  async function readDisk(force) {
+    if (!force && performance.now() - diskAt < 30000) return;
+    diskAt = performance.now();
+    try {
+      const r = await api('GET', 'api/v1/retention');
+      disk = new Map(r.sessions.map(u => [u.id, u]));
+    } catch { /* the column stays as it was */ }
+  }
+  const fmtBytes = b => b >= 1e9 ? `${(b / 1e9).toFixed(1)} GB` : b >= 1e6 ? `${(b / 1e6).toFixed(1)} MB` : `${Math.round(b / 1e3)} kB`;
 
   function refreshSessions() {
     // One refresh at a time; a request meanwhile runs once after it.
@@ -162,6 +175,8 @@
         do {
           r.again = false;
           const list = await api('GET', 'api/v1/sessions');
+          // A session newly ended is read at once.
+          await readDisk(list.some(x => !RUNNING.has(x.state) && !disk.has(x.id)));
           render(list);
         } while (r.again);
       } catch (e) {
@@ -205,13 +220,32 @@
     links.append(el('a', { href: `embed/${encodeURIComponent(s.id)}`, target: '_blank', rel: 'noopener' }, 'Embed'), ' · ');
     const out = el('input', { class: 'link-out', readonly: true, 'aria-label': 'Private playback link', hidden: true });
     links.append(el('button', { type: 'button', onclick: () => mint(s.id, out) }, 'Private link'), ' ', out);
+    const u = disk.get(s.id);
+    const diskCell = el('td', { class: 'disk' });
+    if (u) {
+      diskCell.append(`HLS ${fmtBytes(u.hls_bytes)} · masters ${fmtBytes(u.masters_bytes)}`);
+      if (u.due.length) diskCell.append(el('div', { class: 'hint' }, `retention would remove: ${u.due.join(', ')}`));
+      diskCell.append(el('div', {}, el('button', { type: 'button', 'aria-pressed': String(u.pinned), onclick: () => setPin(s.id, !u.pinned) },
+        u.pinned ? '📌 Pinned (unpin)' : 'Pin (keep)')));
+    }
     return el('tr', { 'data-id': s.id },
       el('td', {}, s.title || s.id, s.course ? el('div', { class: 'hint' }, s.course) : null),
       el('td', {}, el('span', { class: `badge ${s.state}` }, s.state), s.error ? el('div', { class: 'bad' }, s.error) : null,
         (s.alarms || []).map(a => el('div', { class: 'bad' }, '⚠ ', a))),
       el('td', {}, fmtTime(s.started_at)),
       el('td', {}, fmtTime(s.ended_at)),
+      diskCell,
       links);
+  }
+
+  async function setPin(id, pinned) {
+    try {
+      await api(pinned ? 'PUT' : 'DELETE', `api/v1/sessions/${encodeURIComponent(id)}/pin`);
+    } catch (e) {
+      window.alert(`Not ${pinned ? 'pinned' : 'unpinned'}: ${e.message}`);
+    }
+    await readDisk(true);
+    refreshSessions();
   }
 
   async function mint(id, out) {

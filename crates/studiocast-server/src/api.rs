@@ -199,6 +199,30 @@ pub async fn presets(State(st): State<AppState>) -> Json<Vec<crate::PresetInfo>>
     Json(st.0.control.presets())
 }
 
+pub async fn disk_use(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let sessions = st.0.control.disk_use().await?;
+    Ok(Json(serde_json::json!({ "sessions": sessions })))
+}
+
+async fn set_pin(st: AppState, id: String, pinned: bool) -> Result<Response, ApiError> {
+    if !valid_id(&id) {
+        return Err(ApiError::NotFound(format!("session '{id}' not found")));
+    }
+    st.0.control.pin(id.clone(), pinned).await?;
+    Ok(Json(serde_json::json!({ "id": id, "pinned": pinned })).into_response())
+}
+
+pub async fn pin(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    set_pin(st, id, true).await
+}
+
+pub async fn unpin(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_pin(st, id, false).await
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }

@@ -405,6 +405,24 @@ pub struct PresetInfo {
     pub renditions: Vec<String>,
 }
 
+/// One session's disk use and what the retention rules would remove now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiskUse {
+    pub id: String,
+    pub title: String,
+    pub state: SessionState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// Kept whole whatever the rules say.
+    pub pinned: bool,
+    /// The `hls/` folder: segments and playlists (live and VOD).
+    pub hls_bytes: u64,
+    /// `master.wav` and `program.mp4`.
+    pub masters_bytes: u64,
+    /// What the rules would remove now: `live`, `vod`, `masters`.
+    pub due: Vec<String>,
+}
+
 /// A device a preset expects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PresetDevice {
@@ -522,6 +540,16 @@ pub trait SessionControl: Send + Sync + 'static {
     /// The presets a session can start with, sorted by name.
     fn presets(&self) -> Vec<PresetInfo> {
         Vec::new()
+    }
+    /// Every session's disk use, and what retention would remove now.
+    fn disk_use(&self) -> BoxFuture<'_, Result<Vec<DiskUse>, ControlError>> {
+        Box::pin(async { Err(ControlError::Unavailable("no retention here".into())) })
+    }
+    /// Keep a session whole (`true`) whatever the retention rules say, or
+    /// let them apply again.
+    fn pin(&self, id: String, pinned: bool) -> BoxFuture<'_, Result<(), ControlError>> {
+        let _ = (id, pinned);
+        Box::pin(async { Err(ControlError::Unavailable("no retention here".into())) })
     }
     /// The live view of one rendition of a running session, from the
     /// daemon's registry: synchronous and immediate (no supervisor round
@@ -707,6 +735,11 @@ pub fn routers(config: ServerConfig, control: Arc<dyn SessionControl>) -> (Route
         .route("/api/v1/sessions/{id}/stop", post(api::stop))
         .route("/api/v1/devices", get(api::devices))
         .route("/api/v1/presets", get(api::presets))
+        .route("/api/v1/retention", get(api::disk_use))
+        .route(
+            "/api/v1/sessions/{id}/pin",
+            axum::routing::put(api::pin).delete(api::unpin),
+        )
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/events", get(events::stream))
         .route("/metrics", get(metrics::scrape))

@@ -25,6 +25,9 @@ pub struct Config {
     /// Named tokens with scopes (`[[auth.token]]`).
     #[serde(default)]
     pub auth: crate::auth::AuthSection,
+    /// Ended sessions' files removed by age (`[retention]`).
+    #[serde(default)]
+    pub retention: crate::daemon::retention::RetentionConfig,
 }
 
 /// Transcoding jobs (`/api/v1/jobs`).

@@ -46,6 +46,9 @@ enum Command {
     Accuracy(accuracy::AccuracyArgs),
     /// Make a control token with scopes (for `[[auth.token]]`).
     Token(auth::TokenArgs),
+    /// Apply the `[retention]` rules to the data folder now (`--dry-run`:
+    /// only list what would go).
+    Retention(studiocast::daemon::retention::RetentionArgs),
     /// Design filters into a cache folder (what the daemon runs in a child
     /// process, with limits, so a hostile SOFA file cannot take it down).
     #[command(hide = true)]
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Encode(a) => encode::run(a),
         Command::DesignFilters(a) => filters::design_command(a),
         Command::Token(a) => auth::run(a),
+        Command::Retention(a) => studiocast::daemon::retention::run_cli(&cfg, a),
         Command::Devices => {
             // Presets name the cameras and cards the studio expects.
             let presets = daemon::load_presets(&cfg.server.pipelines_dir).unwrap_or_default();

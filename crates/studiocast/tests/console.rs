@@ -258,5 +258,9 @@ fn the_console_signs_in_starts_meters_alarms_stops_and_plays_back() {
             .contains(&format!("/embed/{demo}?token=")),
         "{report}"
     );
+    // Disk use per session, and the pin that keeps it from retention.
+    assert!(report["disk"].as_str().unwrap().contains("HLS"), "{report}");
+    assert_eq!(report["pinned"], true, "{report}");
+    assert!(d.data.join("sessions").join(demo).join("pinned").exists());
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 }

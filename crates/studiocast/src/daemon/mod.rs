@@ -11,6 +11,7 @@ pub(crate) mod live;
 pub mod media;
 pub(crate) mod recording;
 mod recovery;
+pub mod retention;
 mod session;
 pub mod store;
 mod supervisor;
@@ -131,6 +132,12 @@ async fn serve(cfg: Config) -> Result<()> {
     announce(scheme, &addr, generated.then_some(token.as_str()), &presets);
     tracing::info!(%addr, scheme, data_dir = %s.data_dir.display(), max_sessions, max_connections = opts.max_connections, fd_limit = fds, "daemon ready");
     let stop = CancellationToken::new();
+    retention::spawn_sweeps(
+        supervisor.clone(),
+        s.data_dir.join("sessions"),
+        cfg.retention.clone(),
+        stop.clone(),
+    );
     if let Some(bus) = studiocast_server::SessionControl::events(&supervisor) {
         alarm_hooks::spawn(
             bus,
@@ -302,6 +309,7 @@ fn spawn_supervisor(
             presets,
             recording: cfg.recording.clone(),
             max_sessions: cfg.server.session_limit(),
+            retention: cfg.retention.clone(),
         },
         session::SessionCtx {
             store,

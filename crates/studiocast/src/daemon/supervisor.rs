@@ -67,12 +67,14 @@ pub struct Supervisor {
     presets: Arc<HashMap<String, PipelineSpec>>,
     media_root: PathBuf,
     recording: RecordingConfig,
+    retention: Arc<super::retention::RetentionConfig>,
 }
 
 pub struct SupervisorConfig {
     pub presets: HashMap<String, PipelineSpec>,
     pub recording: RecordingConfig,
     pub max_sessions: usize,
+    pub retention: super::retention::RetentionConfig,
 }
 
 struct Actor {
@@ -108,6 +110,7 @@ impl Supervisor {
             .collect();
         let shared = Arc::new(cfg.presets.clone());
         let (media_root, recording) = (ctx.media_root.clone(), cfg.recording.clone());
+        let retention = Arc::new(cfg.retention.clone());
         let live = ctx.live.clone();
         let events = ctx.events.clone();
         let actor = Actor {
@@ -130,6 +133,7 @@ impl Supervisor {
             presets: shared,
             media_root,
             recording,
+            retention,
         }
     }
 
@@ -458,6 +462,37 @@ impl SessionControl for Supervisor {
 
     fn presets(&self) -> Vec<studiocast_server::PresetInfo> {
         super::devices::preset_infos(&self.presets)
+    }
+
+    fn disk_use(&self) -> BoxFuture<'_, Result<Vec<studiocast_server::DiskUse>, ControlError>> {
+        Box::pin(async move {
+            let list = self.list().await?;
+            let (root, rules) = (self.media_root.clone(), self.retention.clone());
+            tokio::task::spawn_blocking(move || super::retention::disk_use(&root, &rules, &list))
+                .await
+                .map_err(|e| ControlError::Internal(e.to_string()))
+        })
+    }
+
+    fn pin(&self, id: String, pinned: bool) -> BoxFuture<'_, Result<(), ControlError>> {
+        Box::pin(async move {
+            // The session must exist (and its id is then a folder name).
+            self.get(id.clone()).await?;
+            let marker = super::retention::pin_file(&self.media_root.join(&id));
+            tokio::task::spawn_blocking(move || {
+                if pinned {
+                    std::fs::write(&marker, b"kept by PUT /api/v1/sessions/{id}/pin\n")
+                } else {
+                    match std::fs::remove_file(&marker) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                        r => r,
+                    }
+                }
+            })
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))?
+            .map_err(|e| ControlError::Internal(format!("pin not saved: {e}")))
+        })
     }
 }
 

@@ -211,6 +211,7 @@ fn rig(name: &str, max_sessions: usize, hang: Duration) -> Rig {
             presets: presets(),
             recording: recording.clone(),
             max_sessions,
+            retention: Default::default(),
         },
         SessionCtx {
             store: store.clone(),
