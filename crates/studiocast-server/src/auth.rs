@@ -265,17 +265,19 @@ pub async fn require_token(
     let Some(caller) = st.0.tokens.caller_of(req.headers()) else {
         return Err(ApiError::Unauthorized);
     };
-    let route = req.extensions().get::<MatchedPath>().and_then(|p| {
-        // HEAD runs the GET handler: it needs GET's scope.
-        let m = if req.method() == Method::HEAD {
-            &Method::GET
-        } else {
-            req.method()
-        };
-        route_scope(m, p.as_str())
-    });
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    // HEAD runs the GET handler: it needs GET's scope.
+    let method = if req.method() == Method::HEAD {
+        &Method::GET
+    } else {
+        req.method()
+    };
+    let route = matched.as_deref().and_then(|p| route_scope(method, p));
     let Some((scope, action)) = route else {
-        return Err(ApiError::MethodNotAllowed);
+        return Ok(method_not_allowed(matched.as_deref()));
     };
     if !caller.may(scope) {
         return Err(ApiError::Forbidden(scope));
@@ -284,27 +286,66 @@ pub async fn require_token(
     let Some(action) = action else {
         return Ok(next.run(req).await);
     };
-    // A control action runs to its end and is audited even when the
-    // client hangs up meanwhile (dropping the request's future would
-    // otherwise skip the record of a session that did start).
+    // A streamed upload stays in the connection's task: run in a task of
+    // its own, its form's metering (see `upload.rs`) saw the body read
+    // far ahead of the parser and refused it. A client that hangs up
+    // mid-upload leaves no job, so nothing is left out of the trail.
+    let streamed = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/"));
+    if streamed {
+        return Ok(run_audited(st, caller, action, req, next).await);
+    }
+    // Any other control action runs to its end and is audited even when
+    // the client hangs up meanwhile (dropping the request's future would
+    // skip the record of a session that did start).
+    tokio::spawn(run_audited(st, caller, action, req, next))
+        .await
+        .map_err(|_| ApiError::Internal)
+}
+
+/// Run the handler, then write the action to the audit trail (off the
+/// async workers: the file append is blocking I/O).
+async fn run_audited(
+    st: AppState,
+    caller: Caller,
+    action: &'static str,
+    req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path().to_string();
-    let run = tokio::spawn(async move {
-        let res = next.run(req).await;
-        let target = res
-            .extensions()
-            .get::<crate::audit::Target>()
-            .map(|t| t.0.clone())
-            .unwrap_or_else(|| crate::audit::target_of(&path));
-        let status = res.status().as_u16();
-        // The file append is blocking I/O (a slow disk must not hold an
-        // async worker).
-        let _ = tokio::task::spawn_blocking(move || {
-            st.0.audit.record(&caller.name, action, &target, status);
-        })
-        .await;
-        res
-    });
-    run.await.map_err(|_| ApiError::Internal)
+    let res = next.run(req).await;
+    let target = res
+        .extensions()
+        .get::<crate::audit::Target>()
+        .map(|t| t.0.clone())
+        .unwrap_or_else(|| crate::audit::target_of(&path));
+    let status = res.status().as_u16();
+    let _ = tokio::task::spawn_blocking(move || {
+        st.0.audit.record(&caller.name, action, &target, status);
+    })
+    .await;
+    res
+}
+
+/// 405 with `Allow`: the methods the table lists for the route.
+fn method_not_allowed(path: Option<&str>) -> Response {
+    use axum::response::IntoResponse;
+    let mut allow: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p, _, _)| Some(*p) == path)
+        .map(|(m, _, _, _)| *m)
+        .collect();
+    if allow.contains(&"GET") {
+        allow.push("HEAD");
+    }
+    let mut res = ApiError::MethodNotAllowed.into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&allow.join(",")) {
+        res.headers_mut().insert(header::ALLOW, v);
+    }
+    res
 }
 
 #[cfg(test)]
