@@ -51,6 +51,23 @@ impl AuthSection {
         }
         Ok(out)
     }
+
+    /// [`Self::specs`], and none may share the single `api_token`'s secret
+    /// (it would be two names, and two scope sets, for one secret: the
+    /// audit trail could not say which was meant).
+    pub fn specs_beside(&self, api_token: &str) -> Result<Vec<TokenSpec>> {
+        let out = self.specs()?;
+        if !api_token.is_empty() {
+            let api = TokenSpec::from_secret("api_token", api_token, &[]);
+            if let Some(t) = out.iter().find(|t| t.sha256 == api.sha256) {
+                bail!(
+                    "[[auth.token]] {:?}: the same secret as server.api_token",
+                    t.name
+                );
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -162,6 +179,22 @@ mod tests {
             new_token("a", &["read".into()]).unwrap().0,
             new_token("a", &["read".into()]).unwrap().0
         );
+    }
+
+    #[test]
+    fn a_named_token_may_not_reuse_the_api_token() {
+        let a: AuthSection = toml::from_str(&format!(
+            "[[token]]\nname=\"desk\"\nhash=\"{}\"\nscopes=[\"read\"]\n",
+            TokenSpec::hash_text("the-shared-secret-0123456789")
+        ))
+        .unwrap();
+        let e = a.specs_beside("the-shared-secret-0123456789").unwrap_err();
+        assert!(e.to_string().contains("server.api_token"), "{e}");
+        assert_eq!(
+            a.specs_beside("another-secret-0123456789").unwrap().len(),
+            1
+        );
+        assert_eq!(a.specs_beside("").unwrap().len(), 1);
     }
 
     #[test]

@@ -100,7 +100,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let supervisor = spawn_supervisor(&cfg, presets.clone(), store, media_root, past);
     let (supervisor, runner) = start_jobs(&cfg, supervisor)?;
     tokio::spawn(job_events::run(supervisor.clone()));
-    let tokens = cfg.auth.specs()?;
+    let tokens = cfg.auth.specs_beside(&s.api_token)?;
     // With named tokens configured and no api_token, there is no
     // all-scope token; with neither, one is made and printed.
     let generated = s.api_token.is_empty() && tokens.is_empty();
