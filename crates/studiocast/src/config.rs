@@ -473,7 +473,7 @@ impl Config {
 
     /// Refuse settings that cannot work, naming the key.
     pub fn validate(&self) -> Result<()> {
-        self.auth.specs()?;
+        self.auth.specs_beside(&self.server.api_token)?;
         for url in &self.server.alarm_webhooks {
             http_url("[server] alarm_webhooks", url)?;
         }

@@ -4,7 +4,7 @@
 //! [`crate::jobs::webhooks`]), so a receiver checks both alike. The body:
 //! `{"id": "evt-…", "type": "alarm.raised" | "alarm.cleared", "created":
 //! "…", "session": "…", "kind": "signal", "alarm": "…"}` (`kind` is
-//! stable: signal, audio, encoder, queue, disk, recording, store,
+//! stable: signal, audio, drift, encoder, queue, disk, recording, store,
 //! sidecar, hls, teardown;
 //! `alarm` is the text, which may carry a live figure).
 //!

@@ -68,6 +68,17 @@ const LOST_TICKS: u32 = 2;
 /// Ticks without a dropped chunk before the queue alarm clears.
 const QUEUE_CLEAR_TICKS: u32 = 30;
 
+/// Past this the interface's clock is not a clock error a studio has (real
+/// interfaces are within ±100 ppm; the correction stops at 1000): a word
+/// clock or sample-rate mismatch.
+pub const DRIFT_ALARM_PPM: f64 = 300.0;
+/// Past this the audio is off the picture's timeline by a visible amount
+/// (lip sync is noticed from about 45 ms early or 125 ms late).
+pub const OFFSET_ALARM_MS: f64 = 200.0;
+/// Seconds out of range before the alarm, and back in range before it
+/// clears.
+const DRIFT_TICKS: u32 = 5;
+
 #[derive(Debug, Default)]
 pub struct Monitor {
     /// Active alarms by kind, in the order they were raised.
@@ -80,6 +91,9 @@ pub struct Monitor {
     /// input delivering nothing.
     lost_ticks: u32,
     mute_ticks: u32,
+    /// Consecutive ticks with the clock out of range, and back in range.
+    drift_out: u32,
+    drift_in: u32,
     floor_hit: bool,
     /// The last free-space reading, for the status.
     pub free_mb: Option<u64>,
@@ -122,6 +136,7 @@ impl Monitor {
         self.watch_audio(status);
         self.watch_encoder(status);
         self.watch_inputs(status);
+        self.watch_clock(status);
         if let Some(q) = queue {
             if q.overflowed.swap(false, Ordering::Relaxed) {
                 self.quiet_queue_ticks = 0;
@@ -192,6 +207,32 @@ impl Monitor {
         } else {
             self.mute_ticks = 0;
             self.clear("audio");
+        }
+    }
+
+    /// The drift loop's estimate and the A/V offset it corrects: out of
+    /// range for [`DRIFT_TICKS`] seconds is an alarm, cleared after as
+    /// long back in range.
+    fn watch_clock(&mut self, status: &AudioSnapshot) {
+        let (ppm, off) = (status.drift_ppm, status.av_offset_ms);
+        let out = ppm.abs() >= DRIFT_ALARM_PPM || off.abs() >= OFFSET_ALARM_MS;
+        if out {
+            self.drift_in = 0;
+            self.drift_out += 1;
+            if self.drift_out >= DRIFT_TICKS {
+                self.raise(
+                    "drift",
+                    format!(
+                        "audio clock out of range: drift {ppm:.0} ppm (limit ±{DRIFT_ALARM_PPM:.0}), A/V offset {off:.0} ms (limit ±{OFFSET_ALARM_MS:.0}); check the interface's word clock and sample rate"
+                    ),
+                );
+            }
+        } else {
+            self.drift_out = 0;
+            self.drift_in += 1;
+            if self.drift_in >= DRIFT_TICKS {
+                self.clear("drift");
+            }
         }
     }
 
@@ -358,6 +399,42 @@ mod tests {
             video_lag_ms: ms,
             ..AudioSnapshot::default()
         }
+    }
+
+    fn clock(ppm: f64, off: f64) -> AudioSnapshot {
+        AudioSnapshot {
+            drift_ppm: ppm,
+            av_offset_ms: off,
+            ..AudioSnapshot::default()
+        }
+    }
+
+    /// A clock out of range for 5 s is an alarm; a brief excursion is
+    /// not; it clears after 5 s back in range.
+    #[test]
+    fn a_clock_out_of_range_raises_the_drift_alarm() {
+        let mut m = Monitor::default();
+        for s in [clock(40.0, 3.0), clock(900.0, 0.0), clock(40.0, 0.0)] {
+            m.tick(&s, None, None);
+        }
+        for _ in 0..4 {
+            m.tick(&clock(450.0, 10.0), None, None);
+        }
+        assert!(m.alarms().is_empty(), "{:?}", m.alarms());
+        m.tick(&clock(450.0, 10.0), None, None);
+        assert!(m.alarms()[0].contains("450 ppm"), "{:?}", m.alarms());
+        // The offset alone, either sign.
+        let mut o = Monitor::default();
+        for _ in 0..5 {
+            o.tick(&clock(0.0, -250.0), None, None);
+        }
+        assert_eq!(o.active()[0].0, "drift");
+        for _ in 0..4 {
+            m.tick(&clock(20.0, 1.0), None, None);
+        }
+        assert_eq!(m.active().len(), 1);
+        m.tick(&clock(20.0, 1.0), None, None);
+        assert!(m.alarms().is_empty());
     }
 
     /// The encoder alarm's text carries the lag, which changes every tick:
