@@ -576,9 +576,13 @@
   // ---- live updates ------------------------------------------------------------
   async function follow() {
     let wait = 1000;
+    let lastId = null;
     while (token) {
       try {
-        const r = await fetch('api/v1/events', { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+        // After a reconnect, the events missed meanwhile come first.
+        const headers = { authorization: `Bearer ${token}` };
+        if (lastId) headers['last-event-id'] = lastId;
+        const r = await fetch('api/v1/events', { headers, cache: 'no-store' });
         if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
         setStatus('Live updates: connected');
         wait = 1000;
@@ -593,6 +597,8 @@
             const block = buf.slice(0, cut);
             buf = buf.slice(cut + 2);
             const kind = (block.match(/^event: ?(.*)$/m) || [])[1];
+            const id = (block.match(/^id: ?(.*)$/m) || [])[1];
+            if (id) lastId = id;
             if (!kind) continue;
             exposed.events += 1;
             if (kind === 'job') refreshJobs();

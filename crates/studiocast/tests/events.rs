@@ -67,6 +67,27 @@ fn a_session_start_live_and_end_arrive_as_events() {
         ["starting", "live", "stopping", "ended"],
         "{states:?}"
     );
+    // A client that reconnects after the first event gets the rest again,
+    // from the next id, in order.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nLast-Event-ID: 1\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut ids = Vec::new();
+    while ids.len() < 3 {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(i) = l.trim().strip_prefix("id: ") {
+            ids.push(i.parse::<u64>().unwrap());
+        }
+    }
+    assert_eq!(ids, [2, 3, 4], "resumed after id 1");
     d.terminate();
     let _ = std::fs::remove_dir_all(&dir);
 }
