@@ -126,13 +126,13 @@ impl HttpMetrics {
                     })
                     .observe(secs);
             }
-            // Bounded: past 100,000 ids, start over (a job finished that
-            // long ago no longer shows in a page of the newest anyway).
-            if seen.len() >= 100_000 {
-                seen.clear();
-            }
             seen.insert(j.id.clone());
         }
+        // Only ids still on the page are remembered: a job that left it
+        // (newer ones pushed it off) never comes back, so it cannot be
+        // counted twice, and the set stays as small as the page.
+        let on_page: std::collections::HashSet<&str> = list.iter().map(|j| j.id.as_str()).collect();
+        seen.retain(|id| on_page.contains(id.as_str()));
     }
 }
 

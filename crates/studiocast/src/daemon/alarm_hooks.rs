@@ -3,7 +3,9 @@
 //! `X-Studiocast-Signature` with `[jobs] webhook_secret`, see
 //! [`crate::jobs::webhooks`]), so a receiver checks both alike. The body:
 //! `{"id": "evt-…", "type": "alarm.raised" | "alarm.cleared", "created":
-//! "…", "session": "…", "kind": "signal", "alarm": "…"}` (`kind` is
+//! "…", "session": "…", "seq": 41, "kind": "signal", "alarm": "…"}` (`seq`
+//! is the event stream's id, increasing: deliveries may arrive out of
+//! order, it orders them; `kind` is
 //! stable: signal, audio, drift, encoder, queue, disk, recording, store,
 //! sidecar, hls, teardown;
 //! `alarm` is the text, which may carry a live figure).
@@ -101,6 +103,9 @@ fn body(e: &Event) -> (String, String, Vec<u8>) {
         "type": kind,
         "created": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "session": e.data["session"],
+        // The event stream's id: webhooks are sent one task each and may
+        // arrive out of order; this orders them.
+        "seq": e.seq,
         "kind": e.data["kind"],
         "alarm": e.data["alarm"],
     });
