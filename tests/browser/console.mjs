@@ -81,7 +81,14 @@ try {
   }, jackId));
   out.clip = latched;
   step('clip latched');
-  // Cleared by clicking its bar.
+  // Cleared by clicking its bar. Ticks come every 3 s: act between two,
+  // so the next one cannot latch it again before the check.
+  const betweenTicks = () => until('a moment between ticks', 15000, () => page.evaluate(id => {
+    const m = window.studiocastConsole.meters.get(id);
+    const age = performance.now() - (m.clipSeen[0] || 0);
+    return m.clips[0] && age > 300 && age < 1500;
+  }, jackId));
+  await betweenTicks();
   const bar = await page.evaluate(id => {
     const m = window.studiocastConsole.meters.get(id);
     const r = m.canvas.getBoundingClientRect();
@@ -90,7 +97,7 @@ try {
   await page.mouse.click(bar.x, bar.y);
   out.clipAfterClick = await page.evaluate(id => window.studiocastConsole.meters.get(id).clips[0] === true, jackId);
   // And all of them by keyboard: Tab to the button, Enter.
-  await until('a new clip', 15000, () => page.evaluate(id => window.studiocastConsole.meters.get(id).clips[0], jackId));
+  await betweenTicks();
   await page.focus(`article.card[data-id="${jackId}"] .meter-tools button`);
   await page.keyboard.press('Enter');
   out.clipAfterKeyboard = await page.evaluate(id => window.studiocastConsole.meters.get(id).latched.length, jackId);

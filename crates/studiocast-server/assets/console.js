@@ -328,7 +328,13 @@
       const ws = new WebSocket(url, ['studiocast.bearer', token]);
       this.ws = ws;
       ws.onmessage = ev => { try { this.meters.push(JSON.parse(ev.data)); } catch { /* ignored */ } };
-      ws.onclose = () => { if (!this.closed) setTimeout(() => this.connectMeters(), 2000); };
+      // The server closes the socket when the session stops: reconnect
+      // only while it is still live (a stopping one would answer 409).
+      ws.onclose = () => {
+        setTimeout(() => {
+          if (!this.closed && this.info && this.info.state === 'live') this.connectMeters();
+        }, 2000);
+      };
     }
 
     async pollHealth() {
@@ -395,6 +401,8 @@
       this.frames = 0;
       this.hold = [];
       this.clips = [];
+      // When each channel last clipped (performance.now()).
+      this.clipSeen = [];
       this.layout = [];
       this.drawMs = [];
       this.pending = false;
@@ -408,6 +416,7 @@
       frame.channels.forEach((c, i) => {
         const h = this.hold[i];
         if (!h || c.peak_dbfs >= h.db) this.hold[i] = { db: c.peak_dbfs, at: now };
+        if (c.clip) this.clipSeen[i] = now;
         if (c.clip && !this.clips[i]) { this.clips[i] = true; this.describeClips(); }
       });
       if (!this.pending) { this.pending = true; requestAnimationFrame(() => { this.pending = false; this.draw(); }); }
