@@ -32,7 +32,7 @@ pub const MAX_TOKEN_TTL_S: u64 = 7 * 24 * 3600;
 pub const DEFAULT_TOKEN_TTL_S: u64 = 4 * 3600;
 
 /// Who may play a lesson.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {
     /// Anyone with the URL, as a public video.

@@ -5,9 +5,35 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::{AppState, ControlError, CreateSession};
+use crate::{AppState, ControlError, CreateSession, DiskUse, SessionInfo};
+
+/// The body of every API error.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable and machine-readable: `bad_request`, `unauthorized`,
+    /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`,
+    /// `payload_too_large`, `unsupported_media_type`, `unavailable`,
+    /// `timeout`, `internal`.
+    pub code: String,
+    /// For people; its wording may change.
+    pub message: String,
+}
+
+/// `GET /api/v1/retention`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RetentionReport {
+    pub sessions: Vec<DiskUse>,
+}
+
+/// `PUT` and `DELETE /api/v1/sessions/{id}/pin`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PinState {
+    pub id: String,
+    pub pinned: bool,
+}
 
 /// Every API error, with a stable machine-readable code.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +113,10 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         let mut r = (
             status,
-            Json(json!({ "code": code, "message": self.to_string() })),
+            Json(ErrorBody {
+                code: code.into(),
+                message: self.to_string(),
+            }),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -132,6 +161,18 @@ pub(crate) fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Start a session from a preset.
+#[utoipa::path(post, path = "/api/v1/sessions", operation_id = "start_session", tag = "sessions",
+    request_body = CreateSession,
+    responses(
+        (status = 201, description = "Started: the session, `starting` or `live`", body = SessionInfo),
+        (status = 400, description = "Bad JSON, an unknown field, an empty or long title, control characters", body = ErrorBody),
+        (status = 404, description = "No preset of that name", body = ErrorBody),
+        (status = 409, description = "The session did not start: its pipeline failed as it started", body = ErrorBody),
+        (status = 413, description = "The body is over the API's limit", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "The session limit is reached, or the pipeline could not be prepared (a device missing, filters that cannot be designed)", body = ErrorBody),
+    ))]
 pub async fn create(
     State(st): State<AppState>,
     body: Result<Json<CreateSession>, JsonRejection>,
@@ -167,10 +208,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Extension(target), Json(info)))
 }
 
+/// Every session, oldest first, including past ones.
+#[utoipa::path(get, path = "/api/v1/sessions", operation_id = "list_sessions", tag = "sessions",
+    responses((status = 200, description = "The sessions", body = Vec<SessionInfo>)))]
 pub async fn list(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(st.0.control.list().await?))
 }
 
+/// One session; while it runs, with its inputs' health.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", operation_id = "get_session", tag = "sessions", params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The session", body = SessionInfo),
+        (status = 404, description = "No such session", body = ErrorBody),
+    ))]
 pub async fn get_one(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -181,6 +231,14 @@ pub async fn get_one(
     Ok(Json(st.0.control.get(id).await?))
 }
 
+/// Stop a session: the pipeline drains, the VOD is finalised, and the
+/// ended session is the answer.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/stop", operation_id = "stop_session", tag = "sessions", params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The session, `ended` (or `failed`)", body = SessionInfo),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The session is already over", body = ErrorBody),
+    ))]
 pub async fn stop(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -191,17 +249,29 @@ pub async fn stop(
     Ok(Json(st.0.control.stop(id).await?))
 }
 
+/// Audio and video input devices, and those presets expect.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "sessions",
+    responses((status = 200, description = "The devices", body = Vec<crate::DeviceEntry>)))]
 pub async fn devices(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(st.0.control.devices().await?))
 }
 
+/// The presets a session can start with, by name.
+#[utoipa::path(get, path = "/api/v1/presets", tag = "sessions",
+    responses((status = 200, description = "The presets", body = Vec<crate::PresetInfo>)))]
 pub async fn presets(State(st): State<AppState>) -> Json<Vec<crate::PresetInfo>> {
     Json(st.0.control.presets())
 }
 
+/// Each session's disk use, and what the retention rules would remove now.
+#[utoipa::path(get, path = "/api/v1/retention", operation_id = "retention", tag = "sessions",
+    responses(
+        (status = 200, description = "Disk use by session", body = RetentionReport),
+        (status = 503, description = "This daemon keeps no sessions on disk", body = ErrorBody),
+    ))]
 pub async fn disk_use(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let sessions = st.0.control.disk_use().await?;
-    Ok(Json(serde_json::json!({ "sessions": sessions })))
+    Ok(Json(RetentionReport { sessions }))
 }
 
 async fn set_pin(st: AppState, id: String, pinned: bool) -> Result<Response, ApiError> {
@@ -209,13 +279,25 @@ async fn set_pin(st: AppState, id: String, pinned: bool) -> Result<Response, Api
         return Err(ApiError::NotFound(format!("session '{id}' not found")));
     }
     st.0.control.pin(id.clone(), pinned).await?;
-    Ok(Json(serde_json::json!({ "id": id, "pinned": pinned })).into_response())
+    Ok(Json(PinState { id, pinned }).into_response())
 }
 
+/// Keep a session whole whatever the retention rules say.
+#[utoipa::path(put, path = "/api/v1/sessions/{id}/pin", operation_id = "pin_session", tag = "sessions", params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "Pinned", body = PinState),
+        (status = 404, description = "No such session", body = ErrorBody),
+    ))]
 pub async fn pin(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     set_pin(st, id, true).await
 }
 
+/// Let the retention rules apply to a session again.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}/pin", operation_id = "unpin_session", tag = "sessions", params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "Unpinned", body = PinState),
+        (status = 404, description = "No such session", body = ErrorBody),
+    ))]
 pub async fn unpin(
     State(st): State<AppState>,
     Path(id): Path<String>,

@@ -32,7 +32,7 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 const MAX_PAGE: usize = 500;
 
 /// One control action.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Entry {
     /// Increasing from 1 over the trail's life (the page cursor).
     pub seq: u64,
@@ -187,25 +187,38 @@ fn read_tail(path: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Entries older than this `seq` (the previous page's `next`).
     before: Option<u64>,
-    /// Page size, 1–500 (default 50).
+    /// Page size, 1–500 (default 50; larger is taken as 500).
     limit: Option<usize>,
 }
 
-/// `GET /api/v1/audit?limit=50&before=SEQ`.
+/// A page of the trail.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub entries: Vec<Entry>,
+    /// `before` for the next page; `null` at the trail's start.
+    pub next: Option<u64>,
+}
+
+/// The audit trail, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "audit_trail", tag = "operations", params(PageQuery),
+    responses(
+        (status = 200, description = "A page of the trail", body = AuditPage),
+        (status = 400, description = "An unknown or malformed parameter", body = crate::api::ErrorBody),
+    ))]
 pub async fn list(
     State(st): State<AppState>,
     q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (entries, next) = st.0.audit.page(q.before, q.limit.unwrap_or(50));
-    Ok(Json(
-        serde_json::json!({ "entries": entries, "next": next }),
-    ))
+    Ok(Json(AuditPage { entries, next }))
 }
 
 #[cfg(test)]

@@ -45,11 +45,22 @@ fn respond(ctype: &'static str, body: &'static str, cache: &'static str) -> Resp
 }
 
 /// `GET /console`.
+#[utoipa::path(get, path = "/console", operation_id = "console_page", tag = "console", security(()),
+    responses((status = 200, description = "The technician's console (it asks for a token)", content_type = "text/html", body = String)))]
 pub async fn page() -> Response {
     respond("text/html; charset=utf-8", PAGE, "no-cache")
 }
 
 /// `GET /console/{file}`: the script and the style.
+#[utoipa::path(get, path = "/console/{file}", operation_id = "console_asset", tag = "console", security(()),
+    params(("file" = String, Path, description = "`console.js` or `console.css`")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
+        (status = 404, description = "No such file", content_type = "text/plain", body = String),
+    ))]
 pub async fn asset(Path(file): Path<String>) -> Response {
     match file.as_str() {
         "console.js" => respond("text/javascript; charset=utf-8", SCRIPT, "no-cache"),

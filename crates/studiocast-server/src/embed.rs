@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::access::Visibility;
@@ -206,6 +206,16 @@ async fn lesson(st: &AppState, id: &str) -> Lesson {
 }
 
 /// `GET /embed/{id}`: the player page, or the page with a message.
+#[utoipa::path(get, path = "/embed/{id}", operation_id = "embed_page", tag = "player", security(()),
+    params(
+        ("id" = String, Path, description = "A session or job id"),
+        ("token" = Option<String>, Query, description = "A private lesson's playback token"),
+    ),
+    responses(
+        (status = 200, description = "The player page", content_type = "text/html", body = String),
+        (status = 403, description = "A private lesson without a valid token: a page that says so", content_type = "text/html", body = String),
+        (status = 404, description = "No such lesson: a page that says so", content_type = "text/html", body = String),
+    ))]
 pub async fn page(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
     let mut l = lesson(&st, &id).await;
     let token = crate::access::token_of(req.uri().query()).map(str::to_string);
@@ -329,6 +339,15 @@ fn csp(st: &AppState, visibility: Visibility) -> String {
 }
 
 /// `GET /player/{file}`: the page's script, style and hls.js.
+#[utoipa::path(get, path = "/player/{file}", operation_id = "player_asset", tag = "player", security(()),
+    params(("file" = String, Path, description = "`player.js`, `player.css`, `spatial.js`, `rotator.js` or hls.js")),
+    responses(
+        (status = 200, description = "The file (`deflate` when accepted)", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
+        (status = 404, description = "No such file", content_type = "text/plain", body = String),
+    ))]
 pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let (ctype, body, cache): (&str, &'static [u8], &str) = match file.as_str() {
         "player.js" => (
@@ -438,15 +457,53 @@ fn absolute_base(st: &AppState, uri: &axum::http::Uri, headers: &HeaderMap) -> O
     safe.then(|| format!("{scheme}://{host}"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OembedQuery {
+    /// An embed page's absolute URL (`…/embed/{id}`, with `?token=` for a
+    /// private lesson).
     url: Option<String>,
     maxwidth: Option<u32>,
     maxheight: Option<u32>,
+    /// `json` (the only one offered).
     format: Option<String>,
 }
 
+/// The oEmbed 1.0 `video` answer.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Oembed {
+    /// `1.0`.
+    pub version: String,
+    /// `video`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub provider_name: String,
+    pub provider_url: String,
+    pub title: String,
+    /// The course.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_name: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    /// The `<iframe>` of the embed page.
+    pub html: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_width: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_height: Option<u16>,
+}
+
 /// `GET /oembed?url=…`: the oEmbed 1.0 `video` answer for an embed page.
+#[utoipa::path(get, path = "/oembed", tag = "player", security(()), params(OembedQuery),
+    responses(
+        (status = 200, description = "The embed", body = Oembed),
+        (status = 400, description = "A query that does not parse", content_type = "text/plain", body = String),
+        (status = 401, description = "A private lesson's page without a valid token", content_type = "text/plain", body = String),
+        (status = 404, description = "Not an embed page of this daemon, or no such lesson", content_type = "text/plain", body = String),
+        (status = 501, description = "A format other than `json`", content_type = "text/plain", body = String),
+    ))]
 pub async fn oembed(
     State(st): State<AppState>,
     uri: axum::http::Uri,
@@ -488,23 +545,24 @@ pub async fn oembed(
         _ => format!("{base}/embed/{id}"),
     };
     let title = html_escape(&l.title);
-    let mut body = json!({
-        "version": "1.0",
-        "type": "video",
-        "provider_name": "studiocast",
-        "provider_url": format!("{base}/"),
-        "title": l.title,
-        "width": w,
-        "height": h,
-        "html": format!(
+    let mut body = Oembed {
+        version: "1.0".into(),
+        kind: "video".into(),
+        provider_name: "studiocast".into(),
+        provider_url: format!("{base}/"),
+        html: format!(
             "<iframe src=\"{}\" width=\"{w}\" height=\"{h}\" title=\"{title}\" frameborder=\"0\" \
              allow=\"autoplay; fullscreen; picture-in-picture; gyroscope; accelerometer\" allowfullscreen></iframe>",
             html_escape(&src)
         ),
-    });
-    if !l.course.is_empty() {
-        body["author_name"] = json!(l.course);
-    }
+        title: l.title,
+        width: w,
+        height: h,
+        author_name: (!l.course.is_empty()).then_some(l.course),
+        thumbnail_url: None,
+        thumbnail_width: None,
+        thumbnail_height: None,
+    };
     if let Some(p) = l.poster {
         let file = playback::lesson_dir(&st, id).join("hls/poster.jpg");
         let head = tokio::task::spawn_blocking(move || jpeg_head(&file))
@@ -518,9 +576,9 @@ pub async fn oembed(
             } else {
                 String::new()
             };
-            body["thumbnail_url"] = json!(format!("{base}{p}{t}"));
-            body["thumbnail_width"] = json!(pw);
-            body["thumbnail_height"] = json!(ph);
+            body.thumbnail_url = Some(format!("{base}{p}{t}"));
+            body.thumbnail_width = Some(pw);
+            body.thumbnail_height = Some(ph);
         }
     }
     let mut res = axum::Json(body).into_response();

@@ -95,6 +95,18 @@ impl EventBus {
 }
 
 /// `GET /api/v1/events`, resuming after `Last-Event-ID` when sent.
+///
+/// Server-Sent Events: `session` (started, live, ended, failed), `alarm`
+/// (raised or cleared, by `kind`), `job` (queued, running, progress,
+/// ended), and `lagged` (`{"missed": n}`) when events went by unseen.
+/// Each event's `id` is its sequence number; the last 256 are kept for a
+/// client that reconnects with `Last-Event-ID`.
+#[utoipa::path(get, path = "/api/v1/events", operation_id = "events", tag = "operations",
+    params(("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
+    responses(
+        (status = 200, description = "The stream; a comment every 15 s keeps it open", content_type = "text/event-stream", body = String),
+        (status = 503, description = "This daemon publishes no events", body = crate::api::ErrorBody),
+    ))]
 pub async fn stream(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,

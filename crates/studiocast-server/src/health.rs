@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::{AppState, Health};
 
@@ -27,7 +27,24 @@ async fn ask(st: &AppState, deep: bool) -> Option<Health> {
     }
 }
 
-fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+/// What `/healthz` and `/readyz` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Probe {
+    /// `ok` or `unavailable` (liveness); `ready` or `not_ready`.
+    pub status: String,
+    /// Why the daemon is not ready (readiness only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+fn probe(status: &str, reasons: Vec<String>) -> Probe {
+    Probe {
+        status: status.into(),
+        reasons,
+    }
+}
+
+fn answer(status: StatusCode, body: Probe) -> Response {
     let mut res = (status, Json(body)).into_response();
     // A cached "ok" would hide an outage from the next probe.
     res.headers_mut()
@@ -35,16 +52,28 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
     res
 }
 
+/// Liveness, without a token: the session supervisor answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "`ok`", body = Probe),
+        (status = 503, description = "`unavailable`: the supervisor did not answer in time", body = Probe),
+    ))]
 pub async fn healthz(State(st): State<AppState>) -> Response {
     match ask(&st, false).await {
-        Some(h) if h.live => answer(StatusCode::OK, json!({ "status": "ok" })),
+        Some(h) if h.live => answer(StatusCode::OK, probe("ok", Vec::new())),
         _ => answer(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": "unavailable" }),
+            probe("unavailable", Vec::new()),
         ),
     }
 }
 
+/// Readiness, without a token: a session could start now.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "`ready`", body = Probe),
+        (status = 503, description = "`not_ready`, with the reasons", body = Probe),
+    ))]
 pub async fn readyz(State(st): State<AppState>) -> Response {
     let reasons = match ask(&st, true).await {
         None => vec!["the supervisor did not answer in time".to_string()],
@@ -53,13 +82,10 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
             r.extend(h.reasons);
             r
         }
-        Some(h) if h.ready => return answer(StatusCode::OK, json!({ "status": "ready" })),
+        Some(h) if h.ready => return answer(StatusCode::OK, probe("ready", Vec::new())),
         // Not ready without a reason would leave the operator guessing.
         Some(h) if h.reasons.is_empty() => vec!["not ready".to_string()],
         Some(h) => h.reasons,
     };
-    answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        json!({ "status": "not_ready", "reasons": reasons }),
-    )
+    answer(StatusCode::SERVICE_UNAVAILABLE, probe("not_ready", reasons))
 }

@@ -17,8 +17,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
+use crate::api::ApiError;
 use crate::{AppState, BoxFuture, ControlError};
 
 /// Rates the filters are designed at (the presets' rates).
@@ -83,21 +83,49 @@ impl HrtfCache {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HrtfQuery {
+    /// Sample rate, Hz: 44100, 48000 (the default), 88200 or 96000.
     rate: Option<u32>,
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({ "error": message }))).into_response()
+    let m = message.to_string();
+    match status {
+        StatusCode::BAD_REQUEST => ApiError::BadRequest(m),
+        StatusCode::NOT_FOUND => ApiError::NotFound(m),
+        _ => ApiError::Unavailable(m),
+    }
+    .into_response()
 }
 
+/// The spatial engine's first-order binaural filters, for the player's
+/// head-tracked 360° mode: JSON (`order1.json`) or a 32-bit float WAV
+/// (`order1.wav`, the left ear's filters for ACN 0…3, then the right's).
+#[utoipa::path(get, path = "/api/v1/hrtf/{file}", operation_id = "hrtf_filters", tag = "player", security(()),
+    params(
+        ("file" = String, Path, description = "`order1.json` or `order1.wav`"),
+        HrtfQuery,
+    ),
+    responses(
+        (status = 200, description = "The filters", content(
+            (HrtfDoc = "application/json"),
+            (String = "audio/wav"),
+        )),
+        (status = 400, description = "A rate not offered, or an unknown parameter", body = crate::api::ErrorBody),
+        (status = 404, description = "No such filter set, or this daemon serves none", body = crate::api::ErrorBody),
+        (status = 503, description = "The filters cannot be designed now (tried again after a minute)", body = crate::api::ErrorBody),
+    ))]
 pub async fn filters(
     State(st): State<AppState>,
     Path(file): Path<String>,
-    Query(q): Query<HrtfQuery>,
+    q: Result<Query<HrtfQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let Ok(Query(q)) = q else {
+        return refuse(StatusCode::BAD_REQUEST, "the query takes `rate` alone");
+    };
     let Some((order, wav)) = parse_name(&file) else {
         return refuse(StatusCode::NOT_FOUND, "no such filter set");
     };
@@ -198,7 +226,32 @@ struct Doc<'a> {
     right: &'a [Vec<f32>],
 }
 
-fn to_json(f: &HrtfFilters) -> Vec<u8> {
+/// The JSON filters as the document describes them ([`Doc`] borrows; this
+/// owns, for the schema alone, and a test holds the two together).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct HrtfDoc {
+    order: u32,
+    /// Hz.
+    rate: u32,
+    /// Samples per filter.
+    taps: usize,
+    /// `acn`.
+    channel_order: String,
+    /// `sn3d`.
+    normalization: String,
+    /// The SOFA file's name.
+    sofa: String,
+    /// The decoder design (`magls`, …).
+    method: String,
+    max_re: bool,
+    headphone_eq: bool,
+    /// The left ear's filter for each ACN channel.
+    left: Vec<Vec<f32>>,
+    right: Vec<Vec<f32>>,
+}
+
+pub(crate) fn to_json(f: &HrtfFilters) -> Vec<u8> {
     let doc = Doc {
         order: f.order,
         rate: f.rate,

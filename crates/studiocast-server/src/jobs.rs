@@ -16,13 +16,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{valid_id, ApiError};
+use crate::api::{valid_id, ApiError, ErrorBody};
 pub use crate::upload::{UploadTarget, Uploaded};
 use crate::{AppState, BoxFuture, ControlError};
 
 /// One job, as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct JobInfo {
     pub id: String,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
@@ -41,17 +42,22 @@ pub struct JobInfo {
     pub error: Option<String>,
     /// Runs started (a retry or a takeover adds one).
     pub attempts: u32,
+    /// The spec as queued (the request's fields but the source).
+    #[schema(value_type = Object)]
     pub spec: serde_json::Value,
+    /// `{"path": …}`, `{"session": …}` or `{"upload": …}`.
+    #[schema(value_type = Object)]
     pub source: serde_json::Value,
     /// The measured loudness per rendition, once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub loudness: Option<serde_json::Value>,
     /// Where the lesson is served, once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<JobOutputs>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct JobOutputs {
     /// `/vod/{id}/master.m3u8`.
     pub master: String,
@@ -67,12 +73,98 @@ pub struct JobOutputs {
 }
 
 /// `GET /api/v1/jobs` filters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct JobQuery {
+    /// Only jobs in this state.
+    #[param(value_type = Option<JobState>)]
     pub state: Option<String>,
+    /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
+    /// Jobs to skip, newest first.
     pub offset: Option<usize>,
+}
+
+/// A job's state (for the list's filter).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// A JSON job: the recording's source (`path` or `session`, one of the
+/// two) and the spec. The daemon checks the spec's fields against its own
+/// (`studiocast`'s `JobSpec`, whose test holds this description to it).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// A file inside the import folder (`[jobs] import_dir`), relative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A finished session whose master recording becomes the lesson.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The preset whose renditions the lesson gets (default `lesson`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// What the recording's channels are.
+    pub input_format: InputFormat,
+    /// Ambisonic order (`ambix`, `n3d`, `fuma`): 3 by default, 1 for
+    /// `fuma`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<usize>,
+    /// A bed's layout (`5.1`, `7.1.4`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// An object scene file inside the import folder (`objects`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<String>,
+    /// Integrated loudness target, LUFS (default −16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -70.0, maximum = 0.0)]
+    pub loudness: Option<f64>,
+    /// At most 200 characters, none of them control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
+    pub title: Option<String>,
+    /// At most 200 characters, none of them control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
+    pub course: Option<String>,
+    /// Who may play the lesson; the preset's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<crate::Visibility>,
+}
+
+/// What a recording's channels are.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    Ambix,
+    N3d,
+    Fuma,
+    Bed,
+    Objects,
+    Stereo,
+}
+
+/// A multipart job: the spec (a JSON job without `path` or `session`)
+/// and the recording. For the document alone: the upload is streamed
+/// field by field ([`crate::upload`]), never read into this.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct JobUpload {
+    /// The spec, as JSON text.
+    pub spec: String,
+    /// The recording.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
 }
 
 /// Most jobs one list answer holds.
@@ -116,6 +208,20 @@ fn jobs(st: &AppState) -> Result<&dyn JobControl, ApiError> {
 /// the API's timeout layer, since an upload may take minutes: the JSON
 /// branch applies the timeout itself, and the upload its own size limit
 /// and idle timeout ([`crate::upload`]).
+/// Queue a job: JSON naming the recording, or a multipart upload of it.
+#[utoipa::path(post, path = "/api/v1/jobs", operation_id = "submit_job", tag = "jobs",
+    request_body(content(
+        (JobRequest = "application/json"),
+        (JobUpload = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, description = "Queued", body = JobInfo),
+        (status = 400, description = "Bad JSON, an unknown or invalid field, a path outside the import folder, a file the daemon cannot read", body = ErrorBody),
+        (status = 404, description = "No such session, file or preset", body = ErrorBody),
+        (status = 413, description = "The body or the upload is over its limit", body = ErrorBody),
+        (status = 415, description = "Neither JSON nor a multipart form", body = ErrorBody),
+        (status = 503, description = "No room on disk, or this daemon runs no jobs", body = ErrorBody),
+    ))]
 pub async fn submit(
     State(st): State<AppState>,
     req: axum::extract::Request,
@@ -153,6 +259,13 @@ pub async fn submit(
     Ok((StatusCode::CREATED, axum::Extension(target), Json(info)))
 }
 
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(JobQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = Vec<JobInfo>),
+        (status = 400, description = "An unknown parameter, or a limit out of range", body = ErrorBody),
+        (status = 503, description = "This daemon runs no jobs", body = ErrorBody),
+    ))]
 pub async fn list(
     State(st): State<AppState>,
     query: Result<Query<JobQuery>, QueryRejection>,
@@ -167,6 +280,13 @@ pub async fn list(
     Ok(Json(listed))
 }
 
+/// One job: state, progress, ETA, error, loudness, the lesson's URLs.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The job", body = JobInfo),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "This daemon runs no jobs", body = ErrorBody),
+    ))]
 pub async fn get_one(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -177,6 +297,14 @@ pub async fn get_one(
     Ok(Json(jobs(&st)?.get(id).await?))
 }
 
+/// Cancel a job: a queued one at once, a running one within about a
+/// second (its partial output removed). An ended job is left as it is.
+#[utoipa::path(delete, path = "/api/v1/jobs/{id}", operation_id = "cancel_job", tag = "jobs", params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The job, `cancelled` (or as it ended)", body = JobInfo),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "This daemon runs no jobs", body = ErrorBody),
+    ))]
 pub async fn cancel(
     State(st): State<AppState>,
     Path(id): Path<String>,

@@ -28,6 +28,21 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
+/// Live levels of a running session over a WebSocket: about ten
+/// [`crate::MeterFrame`] text messages a second. Browsers cannot set
+/// headers on a WebSocket: the token may also come as the subprotocol
+/// pair `studiocast.bearer, <token>` or as `?token=`.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/meters", operation_id = "session_meters", tag = "sessions",
+    params(
+        ("id" = String, Path, description = "The session id"),
+        ("token" = Option<String>, Query, description = "The token, for a browser's WebSocket"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; each text message is a `MeterFrame`"),
+        (status = 400, description = "Not a WebSocket upgrade", body = crate::api::ErrorBody),
+        (status = 404, description = "No such session", body = crate::api::ErrorBody),
+        (status = 409, description = "The session is not running", body = crate::api::ErrorBody),
+    ))]
 pub async fn socket(
     State(st): State<AppState>,
     Path(id): Path<String>,

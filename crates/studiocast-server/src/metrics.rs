@@ -189,6 +189,13 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
 /// `GET /metrics`: the Prometheus text format (0.0.4), or OpenMetrics for
 /// a scraper whose `Accept` asks for it (Prometheus does; `promtool check
 /// metrics` reads the former).
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text (OpenMetrics when `Accept` asks for it)", content(
+            (String = "text/plain; version=0.0.4"),
+            (String = "application/openmetrics-text; version=1.0.0"),
+        )),
+    ))]
 pub async fn scrape(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let open = headers
         .get(header::ACCEPT)

@@ -49,6 +49,31 @@ type IdAndPath = Result<Path<(String, String)>, PathRejection>;
 
 /// From the rendition's live view when the session publishes one and it
 /// holds the answer (see [`crate::live`]); from disk otherwise.
+#[utoipa::path(get, path = "/live/{id}/{path}", operation_id = "live_file", tag = "playback", security(()),
+    params(
+        ("id" = String, Path, description = "A session or job id"),
+        ("path" = String, Path, description = "`master.m3u8`, `{rendition}/index.m3u8`, a segment, part or init file, `poster.jpg`, `download/{rendition}.m4a`"),
+        ("token" = Option<String>, Query, description = "A private lesson's playback token"),
+        ("_HLS_msn" = Option<u64>, Query, description = "LL-HLS blocking reload: answer once this segment is out"),
+        ("_HLS_part" = Option<u64>, Query, description = "LL-HLS blocking reload: and this part of it"),
+        ("_HLS_skip" = Option<String>, Query, description = "`YES` or `v2`: a delta playlist"),
+    ),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "application/vnd.apple.mpegurl"),
+            (String = "video/mp4"),
+            (String = "audio/mp4"),
+            (String = "image/jpeg"),
+        )),
+        (status = 206, description = "A range of a segment or file"),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 400, description = "A malformed LL-HLS directive (`_HLS_msn`, `_HLS_part`, `_HLS_skip`)", content_type = "text/plain", body = String),
+        (status = 403, description = "A private lesson without a valid token", content_type = "text/plain", body = String),
+        (status = 404, description = "No such lesson or file", content_type = "text/plain", body = String),
+        (status = 416, description = "A range past the end"),
+        (status = 503, description = "Too many blocking playlist requests waiting", content_type = "text/plain", body = String),
+        (status = 504, description = "No response head within the playback timeout"),
+    ))]
 pub async fn live(State(st): State<AppState>, params: IdAndPath, mut req: Request) -> Response {
     match params {
         Ok(Path((id, path))) => {
@@ -75,6 +100,29 @@ pub async fn live(State(st): State<AppState>, params: IdAndPath, mut req: Reques
     }
 }
 
+/// A finished lesson (a session's recording or a job's), from disk.
+#[utoipa::path(get, path = "/vod/{id}/{path}", operation_id = "vod_file", tag = "playback", security(()),
+    params(
+        ("id" = String, Path, description = "A session or job id"),
+        ("path" = String, Path, description = "`master.m3u8`, `{rendition}/index.m3u8`, a segment, part or init file, `poster.jpg`, `download/{rendition}.m4a`"),
+        ("token" = Option<String>, Query, description = "A private lesson's playback token"),
+    ),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "application/vnd.apple.mpegurl"),
+            (String = "video/mp4"),
+            (String = "audio/mp4"),
+            (String = "image/jpeg"),
+        )),
+        (status = 206, description = "A range of a segment or file"),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 400, description = "A malformed LL-HLS directive (`_HLS_msn`, `_HLS_part`, `_HLS_skip`)", content_type = "text/plain", body = String),
+        (status = 403, description = "A private lesson without a valid token", content_type = "text/plain", body = String),
+        (status = 404, description = "No such lesson or file", content_type = "text/plain", body = String),
+        (status = 416, description = "A range past the end"),
+        (status = 503, description = "Too many blocking playlist requests waiting", content_type = "text/plain", body = String),
+        (status = 504, description = "No response head within the playback timeout"),
+    ))]
 pub async fn vod(State(st): State<AppState>, params: IdAndPath, mut req: Request) -> Response {
     match params {
         Ok(Path((id, path))) => {

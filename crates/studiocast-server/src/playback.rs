@@ -10,11 +10,11 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::access::{self, Visibility, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S};
-use crate::api::{valid_id, ApiError};
+use crate::api::{valid_id, ApiError, ErrorBody};
 use crate::AppState;
 
 /// Largest playlist rewritten with a token (a 2-hour DVR window of parts
@@ -125,12 +125,27 @@ pub(crate) async fn finish(res: Response, admitted: Admitted, playlist: bool) ->
     Response::from_parts(parts, Body::from(out))
 }
 
-/// `POST …/playback-token` body.
-#[derive(Debug, Default, Deserialize)]
+/// `POST …/playback-token` body (optional: none is the defaults).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintRequest {
     /// Lifetime in seconds, 1 to 7 days' worth; 4 hours by default.
+    #[schema(minimum = 1, maximum = 604800)]
     pub ttl_s: Option<u64>,
+}
+
+/// A playback token and the lesson's URLs carrying it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlaybackToken {
+    pub token: String,
+    /// Unix time, seconds.
+    pub expires_at: u64,
+    pub ttl_s: u64,
+    /// The live playlist (sessions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hls: Option<String>,
+    /// The VOD playlist.
+    pub vod: String,
 }
 
 /// A body is optional: none (or `{}`) is the defaults.
@@ -150,7 +165,13 @@ fn ttl_of(body: &[u8]) -> Result<u64, ApiError> {
     Ok(ttl)
 }
 
-fn mint(st: &AppState, id: &str, ttl: u64, urls: &[(&str, String)]) -> Result<Response, ApiError> {
+fn mint(
+    st: &AppState,
+    id: &str,
+    ttl: u64,
+    hls: Option<&str>,
+    vod: &str,
+) -> Result<Response, ApiError> {
     let Some(key) = &st.0.config.playback_key else {
         return Err(ApiError::Unavailable(
             "no playback key is configured".into(),
@@ -158,10 +179,13 @@ fn mint(st: &AppState, id: &str, ttl: u64, urls: &[(&str, String)]) -> Result<Re
     };
     let expires = access::unix_now().saturating_add(ttl);
     let token = key.mint(id, expires);
-    let mut body = json!({ "token": token, "expires_at": expires, "ttl_s": ttl });
-    for (name, url) in urls {
-        body[*name] = json!(format!("{url}?token={token}"));
-    }
+    let body = PlaybackToken {
+        hls: hls.map(|u| format!("{u}?token={token}")),
+        vod: format!("{vod}?token={token}"),
+        token,
+        expires_at: expires,
+        ttl_s: ttl,
+    };
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
@@ -170,6 +194,18 @@ fn mint(st: &AppState, id: &str, ttl: u64, urls: &[(&str, String)]) -> Result<Re
         .into_response())
 }
 
+/// Mint a playback token for a session (private lessons need one on
+/// every URL).
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/playback-token", tag = "sessions",
+    params(("id" = String, Path, description = "The session id")),
+    request_body(content = Option<MintRequest>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The token, and the session's URLs with it", body = PlaybackToken),
+        (status = 400, description = "Bad JSON, an unknown field, a lifetime out of range", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 413, description = "The body is over the API's limit", body = ErrorBody),
+        (status = 503, description = "No playback key is configured", body = ErrorBody),
+    ))]
 pub async fn mint_for_session(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -180,14 +216,20 @@ pub async fn mint_for_session(
     }
     let ttl = ttl_of(&body)?;
     let info = st.0.control.get(id.clone()).await?;
-    mint(
-        &st,
-        &id,
-        ttl,
-        &[("hls", info.urls.hls), ("vod", info.urls.vod)],
-    )
+    mint(&st, &id, ttl, Some(&info.urls.hls), &info.urls.vod)
 }
 
+/// Mint a playback token for a job's lesson.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/playback-token", tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    request_body(content = Option<MintRequest>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The token, and the lesson's URL with it", body = PlaybackToken),
+        (status = 400, description = "Bad JSON, an unknown field, a lifetime out of range", body = ErrorBody),
+        (status = 404, description = "No such job, or this daemon runs no jobs", body = ErrorBody),
+        (status = 413, description = "The body is over the API's limit", body = ErrorBody),
+        (status = 503, description = "No playback key is configured", body = ErrorBody),
+    ))]
 pub async fn mint_for_job(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -202,5 +244,5 @@ pub async fn mint_for_job(
             .jobs()
             .ok_or_else(|| ApiError::NotFound("this daemon runs no jobs".into()))?;
     jobs.get(id.clone()).await?;
-    mint(&st, &id, ttl, &[("vod", format!("/vod/{id}/master.m3u8"))])
+    mint(&st, &id, ttl, None, &format!("/vod/{id}/master.m3u8"))
 }

@@ -46,6 +46,9 @@ enum Command {
     Accuracy(accuracy::AccuracyArgs),
     /// Make a control token with scopes (for `[[auth.token]]`).
     Token(auth::TokenArgs),
+    /// Print the API's OpenAPI 3.1 document (what the daemon serves at
+    /// `/api/v1/openapi.json`).
+    Openapi,
     /// Apply the `[retention]` rules to the data folder now (`--dry-run`:
     /// only list what would go).
     Retention(studiocast::daemon::retention::RetentionArgs),
@@ -76,6 +79,11 @@ fn main() -> ExitCode {
         Command::DesignFilters(a) => filters::design_command(a),
         Command::Token(a) => auth::run(a),
         Command::Retention(a) => studiocast::daemon::retention::run_cli(&cfg, a),
+        Command::Openapi => {
+            let doc = studiocast_server::openapi::document();
+            println!("{}", doc.to_pretty_json()?);
+            Ok(())
+        }
         Command::Devices => {
             // Presets name the cameras and cards the studio expects.
             let presets = daemon::load_presets(&cfg.server.pipelines_dir).unwrap_or_default();
