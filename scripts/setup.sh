@@ -28,6 +28,8 @@ PACKAGES=(
   # the shared job queue's tests and bench start their own throwaway server
   # (initdb and pg_ctl in a temporary folder); no system cluster is made
   postgresql
+  # the OpenAPI fuzzer (schemathesis) runs from a virtualenv in .tools/
+  python3-venv
 )
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 
@@ -79,6 +81,17 @@ fi
 if [[ ! -d tests/browser/node_modules/playwright-core || tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then
   echo "setup: npm ci (tests/browser)"
   npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
+
+# schemathesis, pinned, for the API fuzz test; a virtualenv in .tools/ so
+# nothing is installed into the system Python.
+ST=.tools/schemathesis
+if [[ ! -x $ST/bin/st || tests/schemathesis/requirements.txt -nt $ST/.installed ]]; then
+  echo "setup: schemathesis (pip, into $ST)"
+  rm -rf "$ST"
+  python3 -m venv "$ST"
+  "$ST/bin/pip" install --quiet --disable-pip-version-check -r tests/schemathesis/requirements.txt
+  touch "$ST/.installed"
 fi
 
 if ! command -v cargo >/dev/null; then

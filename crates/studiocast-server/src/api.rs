@@ -63,6 +63,10 @@ pub enum ApiError {
     /// 415 `unsupported_media_type`.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 426 `upgrade_required`: a WebSocket route asked over plain HTTP
+    /// (answered with `Upgrade: websocket`).
+    #[error("{0}")]
+    UpgradeRequired(String),
     /// 503 `unavailable`.
     #[error("{0}")]
     Unavailable(String),
@@ -87,6 +91,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::UpgradeRequired(_) => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -123,6 +128,12 @@ impl IntoResponse for ApiError {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if status == StatusCode::UPGRADE_REQUIRED {
+            r.headers_mut().insert(
+                header::UPGRADE,
+                header::HeaderValue::from_static("websocket"),
             );
         }
         r

@@ -192,9 +192,13 @@ fn read_tail(path: &Path) -> Option<String> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Entries older than this `seq` (the previous page's `next`).
-    before: Option<u64>,
-    /// Page size, 1–500 (default 50; larger is taken as 500).
-    limit: Option<usize>,
+    // i64: the document says int64, and a `before` past it is a 400, not
+    // a page read with a number the schema forbids.
+    #[param(minimum = 0)]
+    before: Option<i64>,
+    /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
 }
 
 /// A page of the trail.
@@ -217,7 +221,16 @@ pub async fn list(
     q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let (entries, next) = st.0.audit.page(q.before, q.limit.unwrap_or(50));
+    let before = match q.before.map(u64::try_from) {
+        Some(Err(_)) => return Err(ApiError::BadRequest("before: at least 0".into())),
+        Some(Ok(b)) => Some(b),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit = {limit}: 1 to 500")));
+    }
+    let (entries, next) = st.0.audit.page(before, limit as usize);
     Ok(Json(AuditPage { entries, next }))
 }
 

@@ -465,7 +465,9 @@ pub struct OembedQuery {
     url: Option<String>,
     maxwidth: Option<u32>,
     maxheight: Option<u32>,
-    /// `json` (the only one offered).
+    /// `json`, the only one offered (empty means `json` too; `xml` is 501
+    /// as oEmbed says, anything else 400).
+    #[param(pattern = "^(json)?$")]
     format: Option<String>,
 }
 
@@ -499,10 +501,10 @@ pub struct Oembed {
 #[utoipa::path(get, path = "/oembed", tag = "player", security(()), params(OembedQuery),
     responses(
         (status = 200, description = "The embed", body = Oembed),
-        (status = 400, description = "A query that does not parse", content_type = "text/plain", body = String),
+        (status = 400, description = "A query that does not parse, or a `format` that is not one", content_type = "text/plain", body = String),
         (status = 401, description = "A private lesson's page without a valid token", content_type = "text/plain", body = String),
         (status = 404, description = "Not an embed page of this daemon, or no such lesson", content_type = "text/plain", body = String),
-        (status = 501, description = "A format other than `json`", content_type = "text/plain", body = String),
+        (status = 501, description = "`format=xml`: oEmbed's other format, not offered", content_type = "text/plain", body = String),
     ))]
 pub async fn oembed(
     State(st): State<AppState>,
@@ -514,8 +516,13 @@ pub async fn oembed(
     let Ok(Query(q)) = q else {
         return (StatusCode::BAD_REQUEST, "bad query\n").into_response();
     };
-    if q.format.as_deref().is_some_and(|f| f != "json") {
-        return (StatusCode::NOT_IMPLEMENTED, "only format=json\n").into_response();
+    // oEmbed: a format the provider does not offer is 501. Only `xml` is
+    // one; any other word is not a format at all, and an empty one asks
+    // for nothing in particular.
+    match q.format.as_deref() {
+        None | Some("" | "json") => {}
+        Some("xml") => return (StatusCode::NOT_IMPLEMENTED, "only format=json\n").into_response(),
+        Some(_) => return (StatusCode::BAD_REQUEST, "format: json\n").into_response(),
     }
     let (Some(url), Some(base)) = (q.url, absolute_base(&st, &uri, &headers)) else {
         return not_found();

@@ -50,7 +50,7 @@ pub struct JobInfo {
     pub source: serde_json::Value,
     /// The measured loudness per rendition, once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub loudness: Option<serde_json::Value>,
     /// Where the lesson is served, once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +84,7 @@ pub struct JobQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// Jobs to skip, newest first.
+    #[param(minimum = 0, maximum = 4294967295_u32)]
     pub offset: Option<usize>,
 }
 
@@ -105,10 +106,14 @@ pub enum JobState {
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// A file inside the import folder (`[jobs] import_dir`), relative.
+    /// This or `session`, not both. No leading `/`, no `.` or `..` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, min_length = 1,
+        pattern = r"^(?!/)(?!\.(/|$))(?!.*(^|/)\.\.(/|$)).+$")]
     pub path: Option<String>,
     /// A finished session whose master recording becomes the lesson.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub session: Option<String>,
     /// The preset whose renditions the lesson gets (default `lesson`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +123,8 @@ pub struct JobRequest {
     /// Ambisonic order (`ambix`, `n3d`, `fuma`): 3 by default, 1 for
     /// `fuma`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 7)]
+    #[serde(deserialize_with = "crate::types::integral")]
     pub order: Option<usize>,
     /// A bed's layout (`5.1`, `7.1.4`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,11 +138,11 @@ pub struct JobRequest {
     pub loudness: Option<f64>,
     /// At most 200 characters, none of them control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub title: Option<String>,
     /// At most 200 characters, none of them control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub course: Option<String>,
     /// Who may play the lesson; the preset's when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,8 +166,11 @@ pub enum InputFormat {
 /// field by field ([`crate::upload`]), never read into this.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
+#[serde(deny_unknown_fields)]
 pub struct JobUpload {
-    /// The spec, as JSON text.
+    /// The spec, as JSON text: a JSON job's object without `path` or
+    /// `session`.
+    #[schema(content_media_type = "application/json")]
     pub spec: String,
     /// The recording.
     #[schema(value_type = String, format = Binary)]
@@ -217,7 +227,8 @@ fn jobs(st: &AppState) -> Result<&dyn JobControl, ApiError> {
     responses(
         (status = 201, description = "Queued", body = JobInfo),
         (status = 400, description = "Bad JSON, an unknown or invalid field, a path outside the import folder, a file the daemon cannot read", body = ErrorBody),
-        (status = 404, description = "No such session, file or preset", body = ErrorBody),
+        (status = 404, description = "No such file in the import folder, or no such session recording", body = ErrorBody),
+        (status = 409, description = "The session has not ended", body = ErrorBody),
         (status = 413, description = "The body or the upload is over its limit", body = ErrorBody),
         (status = 415, description = "Neither JSON nor a multipart form", body = ErrorBody),
         (status = 503, description = "No room on disk, or this daemon runs no jobs", body = ErrorBody),
@@ -273,6 +284,9 @@ pub async fn list(
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     if q.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
         return Err(ApiError::BadRequest(format!("limit must be 1–{MAX_PAGE}")));
+    }
+    if q.offset.is_some_and(|o| o > u32::MAX as usize) {
+        return Err(ApiError::BadRequest(format!("offset must be at most {}", u32::MAX)));
     }
     let listed = tokio::time::timeout(st.0.config.api_timeout, jobs(&st)?.list(q))
         .await

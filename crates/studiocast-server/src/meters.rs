@@ -39,7 +39,7 @@ pub struct TokenQuery {
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; each text message is a `MeterFrame`"),
-        (status = 400, description = "Not a WebSocket upgrade", body = crate::api::ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade (answered with `Upgrade: websocket`)", body = crate::api::ErrorBody),
         (status = 404, description = "No such session", body = crate::api::ErrorBody),
         (status = 409, description = "The session is not running", body = crate::api::ErrorBody),
     ))]
@@ -83,7 +83,9 @@ pub async fn socket(
     if !valid_id(&id) {
         return Err(ApiError::NotFound(format!("session '{id}' not found")));
     }
-    let ws = ws.map_err(|e| ApiError::BadRequest(format!("a WebSocket upgrade is needed: {e}")))?;
+    // 426, not 400: the request is fine except for the protocol, and
+    // RFC 9110 has a status (with `Upgrade:`) that says which to use.
+    let ws = ws.map_err(|e| ApiError::UpgradeRequired(format!("a WebSocket upgrade is needed: {e}")))?;
     let source = st.0.control.meters(id).await?;
     // A browser that offered the subprotocol needs it confirmed.
     let ws = if by_protocol {

@@ -92,7 +92,7 @@ const NO_TIMEOUT: &[&str] = &["/api/v1/sessions/{id}/meters", "/api/v1/events"];
         crate::hrtf::filters,
     ),
     components(schemas(crate::MeterFrame, crate::ChannelMeter, crate::jobs::JobState)),
-    modifiers(&Scopes),
+    modifiers(&Scopes, &OneSource),
     tags(
         (name = "sessions", description = "Capture sessions: start, watch, stop"),
         (name = "jobs", description = "Transcoding jobs: recordings become lessons"),
@@ -103,6 +103,27 @@ const NO_TIMEOUT: &[&str] = &["/api/v1/sessions/{id}/meters", "/api/v1/events"];
     )
 )]
 struct Doc;
+
+/// A job names its recording by `path` or by `session`, exactly one: a
+/// rule across two fields, which a struct's derived schema cannot say.
+struct OneSource;
+
+impl Modify for OneSource {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder};
+        let Some(schemas) = doc.components.as_mut().map(|c| &mut c.schemas) else {
+            return;
+        };
+        let Some(fields) = schemas.remove("JobRequest") else {
+            return;
+        };
+        let one = OneOfBuilder::new()
+            .item(ObjectBuilder::new().required("path"))
+            .item(ObjectBuilder::new().required("session"));
+        let all = AllOfBuilder::new().item(fields).item(one);
+        schemas.insert("JobRequest".into(), all.into());
+    }
+}
 
 /// Writes what [`ROUTES`] says of each token route into its operation.
 struct Scopes;

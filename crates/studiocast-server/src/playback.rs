@@ -131,6 +131,7 @@ pub(crate) async fn finish(res: Response, admitted: Admitted, playlist: bool) ->
 pub struct MintRequest {
     /// Lifetime in seconds, 1 to 7 days' worth; 4 hours by default.
     #[schema(minimum = 1, maximum = 604800)]
+    #[serde(default, deserialize_with = "crate::types::integral")]
     pub ttl_s: Option<u64>,
 }
 
@@ -148,13 +149,22 @@ pub struct PlaybackToken {
     pub vod: String,
 }
 
-/// A body is optional: none (or `{}`) is the defaults.
+/// A body is optional: none (empty), `{}` or `null` is the defaults.
 fn ttl_of(body: &[u8]) -> Result<u64, ApiError> {
-    let req = if body.iter().all(u8::is_ascii_whitespace) {
+    // Only an empty body is no body: white space alone is not JSON.
+    let req = if body.is_empty() {
         MintRequest::default()
     } else {
-        serde_json::from_slice::<MintRequest>(body)
-            .map_err(|e| ApiError::BadRequest(format!("bad body: {e}")))?
+        // Through a Value: serde reads a struct from an array too
+        // (`[null]` would pass as the defaults).
+        let v: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("bad body: {e}")))?;
+        match v {
+            serde_json::Value::Null => MintRequest::default(),
+            serde_json::Value::Object(_) => serde_json::from_value(v)
+                .map_err(|e| ApiError::BadRequest(format!("bad body: {e}")))?,
+            _ => return Err(ApiError::BadRequest("the body is a JSON object".into())),
+        }
     };
     let ttl = req.ttl_s.unwrap_or(DEFAULT_TOKEN_TTL_S);
     if !(1..=MAX_TOKEN_TTL_S).contains(&ttl) {

@@ -124,6 +124,43 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
 }
 
+/// The listen backlog [`bind`] asks for (the kernel caps it at
+/// `net.core.somaxconn`, 4096 on current Linux).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener like `TcpListener::bind`, with a deeper accept queue.
+///
+/// Why: tokio's `bind` listens with a backlog of 1024. When a thousand
+/// clients reconnect at once (a slowloris wave cut by the header timeout,
+/// or viewers after a network blip) the queue overflows, the kernel drops
+/// SYNs, and every client behind them, health checks included, waits out
+/// the one-second SYN retransmit before it is even accepted.
+pub async fn bind(addr: &str) -> io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        match listen_on(a) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the address resolved to nothing")
+    }))
+}
+
+fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As tokio's own bind does: a restarted daemon can listen again at once
+    // while the old one's connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets connections finish their current request for at most
 /// `opts.shutdown_grace`, closes the rest and returns. WebSockets are

@@ -8,6 +8,30 @@ use utoipa::ToSchema;
 
 use crate::Visibility;
 
+/// Deserialises an optional whole number that may come written as a float
+/// (`412.0`): JSON Schema's `integer` is the mathematical kind, so a
+/// client (or a fuzzer) that writes `412.0` sent a valid integer. A
+/// fraction, or a number out of the type's range, is still refused.
+pub fn integral<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|w| T::try_from(w).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+}
+
 /// Where a session is in its life. Serialised in lower case
 /// (`"starting"`, `"live"`, …), as the API has always shown it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -195,12 +219,14 @@ pub struct CreateSession {
     /// The preset's name (`GET /api/v1/presets`).
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub pipeline: String,
-    /// 1–200 characters, none of them control characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// 1–200 characters, not all of them white space, none of them
+    /// control characters.
+    #[schema(min_length = 1, max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     pub title: String,
     /// At most 200 characters, none of them control characters.
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub course: String,
     /// Who may play it; the preset's `visibility` when absent.
     #[serde(default)]

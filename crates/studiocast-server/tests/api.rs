@@ -87,10 +87,13 @@ async fn every_control_route_admits_the_right_token() {
             "/api/v1/sessions" if method == "POST" => StatusCode::CREATED,
             // In process there is no connection to upgrade: past the token
             // check, the route says a WebSocket is needed.
-            u if u.ends_with("/meters") => StatusCode::BAD_REQUEST,
+            u if u.ends_with("/meters") => StatusCode::UPGRADE_REQUIRED,
             _ => StatusCode::OK,
         };
         assert_eq!(a.status, expected, "{method} {uri}: {}", a.text());
+        if expected == StatusCode::UPGRADE_REQUIRED {
+            assert_eq!(a.header("upgrade"), Some("websocket"));
+        }
         assert!(a
             .header("content-type")
             .unwrap()

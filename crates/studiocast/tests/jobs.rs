@@ -318,10 +318,6 @@ fn bad_jobs_are_refused_and_a_bad_file_fails_alone() {
             "leads out",
         ),
         (
-            r#"{"path": "nope.wav", "input_format": "ambix"}"#,
-            "not in the import folder",
-        ),
-        (
             r#"{"path": "ok.wav", "input_format": "ambix", "colour": "red"}"#,
             "unknown field",
         ),
@@ -331,16 +327,27 @@ fn bad_jobs_are_refused_and_a_bad_file_fails_alone() {
         ),
         (r#"{"input_format": "ambix"}"#, "needs a source"),
         (
-            r#"{"session": "nope", "input_format": "ambix"}"#,
-            "no master recording",
-        ),
-        (
             r#"{"path": "ok.wav", "input_format": "ambix", "loudness": 12}"#,
             "loudness",
         ),
     ] {
         let r = submit(&d, body);
         assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(r.text().contains(why), "{body}: {}", r.text());
+    }
+    // Well-formed names of things that are not there: 404.
+    for (body, why) in [
+        (
+            r#"{"path": "nope.wav", "input_format": "ambix"}"#,
+            "not in the import folder",
+        ),
+        (
+            r#"{"session": "nope", "input_format": "ambix"}"#,
+            "no master recording",
+        ),
+    ] {
+        let r = submit(&d, body);
+        assert_eq!(r.status, 404, "{body}: {}", r.text());
         assert!(r.text().contains(why), "{body}: {}", r.text());
     }
     // Accepted, then failed by the worker with a clear message; the next

@@ -118,7 +118,7 @@ async fn serve(cfg: Config) -> Result<()> {
     server_cfg.public_url = s.public_url.clone();
     server_cfg.https = tls.is_some();
     let (app, scrape) = studiocast_server::routers(server_cfg, Arc::new(supervisor.clone()));
-    let listener = tokio::net::TcpListener::bind(&s.listen)
+    let listener = studiocast_server::bind(&s.listen)
         .await
         .with_context(|| format!("cannot listen on {}", s.listen))?;
     let addr = listener.local_addr()?;
@@ -147,7 +147,7 @@ async fn serve(cfg: Config) -> Result<()> {
         );
     }
     if let Some(m) = &s.metrics_listen {
-        let l = tokio::net::TcpListener::bind(m)
+        let l = studiocast_server::bind(m)
             .await
             .with_context(|| format!("cannot listen on {m} ([server] metrics_listen)"))?;
         let at = l.local_addr()?;

@@ -38,7 +38,11 @@ pub struct JobSpec {
     #[serde(default = "default_preset")]
     pub preset: String,
     pub input_format: SpecFormat,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "studiocast_server::integral"
+    )]
     pub order: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<String>,
@@ -205,6 +209,10 @@ impl Jobs {
                 )));
             }
         }
+        let max = studiocast_spatial::sh::MAX_ORDER;
+        if spec.order.is_some_and(|o| !(1..=max).contains(&o)) {
+            return Err(bad(format!("order must be between 1 and {max}")));
+        }
         if spec.loudness.is_some_and(|l| !(-70.0..=0.0).contains(&l)) {
             return Err(bad("loudness must be between -70 and 0 LUFS"));
         }
@@ -246,7 +254,8 @@ impl Jobs {
         let full = root
             .join(p)
             .canonicalize()
-            .map_err(|_| bad(format!("\"{rel}\" is not in the import folder")))?;
+            // 404: a well-formed name for a file that is not there.
+            .map_err(|_| ControlError::NotFound(format!("\"{rel}\" is not in the import folder")))?;
         if !full.starts_with(&root) {
             return Err(bad(format!("\"{rel}\" leads out of the import folder")));
         }
@@ -269,7 +278,9 @@ impl Jobs {
                 let dir = self.config.data_dir.join("sessions").join(id);
                 let master = dir.join("master.wav");
                 if !safe || !master.is_file() {
-                    return Err(bad(format!("session '{id}' has no master recording")));
+                    return Err(ControlError::NotFound(format!(
+                        "session '{id}' has no master recording"
+                    )));
                 }
                 // A running session's master is still growing: the two
                 // passes would read different lengths.
@@ -278,7 +289,7 @@ impl Jobs {
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                     .and_then(|v| v["state"].as_str().map(str::to_owned));
                 if !matches!(state.as_deref(), Some("ended" | "failed" | "interrupted")) {
-                    return Err(bad(format!("session '{id}' has not ended")));
+                    return Err(ControlError::Conflict(format!("session '{id}' has not ended")));
                 }
                 Ok(master)
             }
