@@ -108,8 +108,11 @@ pub struct JobRequest {
     /// A file inside the import folder (`[jobs] import_dir`), relative.
     /// This or `session`, not both. No leading `/`, no `.` or `..` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false, min_length = 1,
-        pattern = r"^(?!/)(?!\.(/|$))(?!.*(^|/)\.\.(/|$)).+$")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        pattern = r"^(?!/)(?!\.(/|$))(?!.*(^|/)\.\.(/|$)).+$"
+    )]
     pub path: Option<String>,
     /// A finished session whose master recording becomes the lesson.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,7 +289,10 @@ pub async fn list(
         return Err(ApiError::BadRequest(format!("limit must be 1–{MAX_PAGE}")));
     }
     if q.offset.is_some_and(|o| o > u32::MAX as usize) {
-        return Err(ApiError::BadRequest(format!("offset must be at most {}", u32::MAX)));
+        return Err(ApiError::BadRequest(format!(
+            "offset must be at most {}",
+            u32::MAX
+        )));
     }
     let listed = tokio::time::timeout(st.0.config.api_timeout, jobs(&st)?.list(q))
         .await

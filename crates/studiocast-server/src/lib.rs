@@ -175,16 +175,14 @@ pub use api::ApiError;
 pub use auth::{Caller, Scope, TokenSpec, ROUTES};
 pub use jobs::{JobControl, JobInfo, JobOutputs, JobQuery, UploadTarget, Uploaded, MAX_PAGE};
 pub use serve::{
-    bind, LISTEN_BACKLOG,
-    connection_budget, raise_fd_limit, serve, ServeOptions, DEFAULT_HEADER_READ_TIMEOUT,
+    bind, connection_budget, raise_fd_limit, serve, ServeOptions, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT, FD_RESERVE,
-    MIN_CONNECTIONS,
+    LISTEN_BACKLOG, MIN_CONNECTIONS,
 };
 pub use studiocast_hls::{LiveView, PartRef};
 pub use tls::{load_tls, TlsConfig, TlsError, MAX_PEM_BYTES};
 pub use types::{
-    integral,
-    ChannelMeter, CreateSession, DeviceEntry, DiskUse, Health, InputStatus, MeterFrame,
+    integral, ChannelMeter, CreateSession, DeviceEntry, DiskUse, Health, InputStatus, MeterFrame,
     PresetDevice, PresetInfo, RecordingStatus, SessionInfo, SessionState, SessionUrls,
     VideoInputStatus,
 };

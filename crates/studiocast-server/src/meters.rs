@@ -85,7 +85,8 @@ pub async fn socket(
     }
     // 426, not 400: the request is fine except for the protocol, and
     // RFC 9110 has a status (with `Upgrade:`) that says which to use.
-    let ws = ws.map_err(|e| ApiError::UpgradeRequired(format!("a WebSocket upgrade is needed: {e}")))?;
+    let ws =
+        ws.map_err(|e| ApiError::UpgradeRequired(format!("a WebSocket upgrade is needed: {e}")))?;
     let source = st.0.control.meters(id).await?;
     // A browser that offered the subprotocol needs it confirmed.
     let ws = if by_protocol {

@@ -144,7 +144,10 @@ pub async fn bind(addr: &str) -> io::Result<TcpListener> {
         }
     }
     Err(last.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "the address resolved to nothing")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
     }))
 }
 

@@ -221,8 +221,11 @@ pub struct CreateSession {
     pub pipeline: String,
     /// 1–200 characters, not all of them white space, none of them
     /// control characters.
-    #[schema(min_length = 1, max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub title: String,
     /// At most 200 characters, none of them control characters.
     #[serde(default)]

@@ -144,14 +144,14 @@ async fn meters_take_the_token_from_a_subprotocol_or_the_query() {
             .body(Body::empty())
             .unwrap()
     };
-    // Accepted channels get past the token check (400: no upgrade in process).
+    // Accepted channels get past the token check (426: no upgrade in process).
     let ok = [
         with_protocols(&format!("studiocast.bearer, {TOKEN}")),
         get(&format!("{uri}?token={TOKEN}")),
     ];
     for req in ok {
         let a = send(&app, req).await;
-        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+        assert_eq!(a.status, StatusCode::UPGRADE_REQUIRED, "{}", a.text());
     }
     let refused = [
         with_protocols("studiocast.bearer, wrong"),

@@ -276,11 +276,23 @@ async fn tokens_are_minted_by_the_control_api_only() {
     let a = rig.mint("sessions", "s1", "").await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
     assert!(a.json()["expires_at"].as_u64().unwrap() >= now() + 4 * 3600 - 2);
+    // `null` is the defaults too; a whole number may be written `60.0`.
+    for (body, ttl) in [("null", 4 * 3600), (r#"{"ttl_s": 60.0}"#, 60)] {
+        let a = rig.mint("sessions", "s1", body).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{body}: {}", a.text());
+        assert_eq!(a.json()["ttl_s"], ttl, "{body}");
+    }
     for bad in [
         r#"{"ttl_s": 0}"#,
         r#"{"ttl_s": 604801}"#,
+        r#"{"ttl_s": 60.5}"#,
         r#"{"ttl": 5}"#,
         "nope",
+        // serde reads a struct from an array: `[null]` is not the defaults.
+        "[null]",
+        // White space alone is not JSON (and a form feed is not JSON's).
+        " ",
+        "\u{c}",
     ] {
         let a = rig.mint("sessions", "s1", bad).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}: {}", a.text());

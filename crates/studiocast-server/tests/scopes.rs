@@ -212,8 +212,21 @@ async fn control_actions_are_audited_with_the_tokens_name() {
     .json();
     assert_eq!(p2["entries"][0]["action"], "session.start");
     assert!(p2["next"].is_null(), "{p2}");
-    let bad = send(&app, request("GET", "/api/v1/audit?limit=x", Some(TOKEN))).await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // Out of the documented range is refused, not clamped.
+    for q in [
+        "limit=x",
+        "limit=0",
+        "limit=501",
+        "before=-1",
+        "before=9223372036854775808",
+    ] {
+        let bad = send(
+            &app,
+            request("GET", &format!("/api/v1/audit?{q}"), Some(TOKEN)),
+        )
+        .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{q}");
+    }
     // On disk, for the next start.
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");

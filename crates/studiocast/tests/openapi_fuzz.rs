@@ -20,7 +20,12 @@ fn start(name: &str) -> (Daemon, PathBuf) {
     let d = Daemon::start_with(
         &data,
         &repo().join("pipelines"),
-        &[("STUDIOCAST_IMPORT_DIR", import.to_str().unwrap())],
+        &[
+            ("STUDIOCAST_IMPORT_DIR", import.to_str().unwrap()),
+            // Thousands of requests: the audit line of each would bury
+            // the test's own output.
+            ("STUDIOCAST_LOG", "warn"),
+        ],
     );
     (d, import)
 }
@@ -103,7 +108,12 @@ fn schemathesis_finds_nothing() {
     let (d, import) = start("openapi-fuzz");
     // A real ended session and a real finished job behind the ids.
     let session = start_live(&d, "demo");
-    let stop = api(&d, "POST", &format!("/api/v1/sessions/{session}/stop"), None);
+    let stop = api(
+        &d,
+        "POST",
+        &format!("/api/v1/sessions/{session}/stop"),
+        None,
+    );
     assert_eq!(stop.json()["state"], "ended", "{}", stop.text());
     write_foa(&import.join("foa.wav"), 1.0);
     let job = api(
@@ -132,7 +142,11 @@ fn schemathesis_finds_nothing() {
         // the few the config turns off, with reasons, for some operations.
         .args(["--no-color", "run", &url, "--no-shrink"])
         .args(["-n", &examples, "--max-time", &seconds, "--seed", &seed])
-        .args(["-w", "2"])
+        // One worker: with two, schemathesis 4.32.5's coverage phase raised
+        // an error inside its own generator on the job operation (a
+        // KeyError in hypothesis, reported as FlakyFailure), and never
+        // with one.
+        .args(["-w", "1"])
         .env("ST_TOKEN", TOKEN)
         .env("ST_SESSION", &session)
         .env("ST_JOB", &job)

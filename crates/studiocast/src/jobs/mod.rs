@@ -255,7 +255,9 @@ impl Jobs {
             .join(p)
             .canonicalize()
             // 404: a well-formed name for a file that is not there.
-            .map_err(|_| ControlError::NotFound(format!("\"{rel}\" is not in the import folder")))?;
+            .map_err(|_| {
+                ControlError::NotFound(format!("\"{rel}\" is not in the import folder"))
+            })?;
         if !full.starts_with(&root) {
             return Err(bad(format!("\"{rel}\" leads out of the import folder")));
         }
@@ -289,7 +291,9 @@ impl Jobs {
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                     .and_then(|v| v["state"].as_str().map(str::to_owned));
                 if !matches!(state.as_deref(), Some("ended" | "failed" | "interrupted")) {
-                    return Err(ControlError::Conflict(format!("session '{id}' has not ended")));
+                    return Err(ControlError::Conflict(format!(
+                        "session '{id}' has not ended"
+                    )));
                 }
                 Ok(master)
             }
