@@ -200,8 +200,9 @@ fn the_player_page_plays_a_private_lesson_for_the_campus_only() {
     );
     assert!(iframe.contains("title=\"Fugue &lt;/script&gt;"), "{iframe}");
     assert_eq!(oembed(&page_url, "&format=xml").status, 501);
-    assert_eq!(oembed(&page_url, "&format=").status, 200);
-    assert_eq!(oembed(&page_url, "&format=yaml").status, 400);
+    let with_token = format!("{page_url}?token={token}");
+    assert_eq!(oembed(&with_token, "&format=").status, 200, "empty is json");
+    assert_eq!(oembed(&with_token, "&format=yaml").status, 400);
     assert_eq!(oembed(&d.url("/embed/0123456789abcdef"), "").status, 404);
     assert_eq!(oembed("http://elsewhere.example/embed/x", "").status, 404);
 
