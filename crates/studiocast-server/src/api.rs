@@ -15,8 +15,8 @@ use crate::{AppState, ControlError, CreateSession, DiskUse, SessionInfo};
 pub struct ErrorBody {
     /// Stable and machine-readable: `bad_request`, `unauthorized`,
     /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`,
-    /// `payload_too_large`, `unsupported_media_type`, `unavailable`,
-    /// `timeout`, `internal`.
+    /// `payload_too_large`, `unsupported_media_type`, `upgrade_required`,
+    /// `unavailable`, `timeout`, `internal`.
     pub code: String,
     /// For people; its wording may change.
     pub message: String,

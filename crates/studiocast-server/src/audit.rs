@@ -227,8 +227,10 @@ pub async fn list(
         None => None,
     };
     let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit = {limit}: 1 to 500")));
+    if !(1..=MAX_PAGE as u32).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit = {limit}: 1 to {MAX_PAGE}"
+        )));
     }
     let (entries, next) = st.0.audit.page(before, limit as usize);
     Ok(Json(AuditPage { entries, next }))

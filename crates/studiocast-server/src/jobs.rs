@@ -106,7 +106,7 @@ pub enum JobState {
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// A file inside the import folder (`[jobs] import_dir`), relative.
-    /// This or `session`, not both. No leading `/`, no `.` or `..` step.
+    /// This or `session`, not both. No leading `/` or `./`, no `..` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(
         nullable = false,

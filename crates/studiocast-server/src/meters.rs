@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -39,6 +40,7 @@ pub struct TokenQuery {
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; each text message is a `MeterFrame`"),
+        (status = 400, description = "A WebSocket handshake without its `Sec-WebSocket-Key`", body = crate::api::ErrorBody),
         (status = 426, description = "Not a WebSocket upgrade (answered with `Upgrade: websocket`)", body = crate::api::ErrorBody),
         (status = 404, description = "No such session", body = crate::api::ErrorBody),
         (status = 409, description = "The session is not running", body = crate::api::ErrorBody),
@@ -48,7 +50,7 @@ pub async fn socket(
     Path(id): Path<String>,
     query: Result<Query<TokenQuery>, QueryRejection>,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let offered: Vec<String> = headers
         .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -85,8 +87,13 @@ pub async fn socket(
     }
     // 426, not 400: the request is fine except for the protocol, and
     // RFC 9110 has a status (with `Upgrade:`) that says which to use.
-    let ws =
-        ws.map_err(|e| ApiError::UpgradeRequired(format!("a WebSocket upgrade is needed: {e}")))?;
+    // A handshake begun without its key is malformed: 400 (RFC 6455 4.2.1).
+    let ws = ws.map_err(|e| match e {
+        WebSocketUpgradeRejection::WebSocketKeyHeaderMissing(_) => {
+            ApiError::BadRequest(format!("a WebSocket handshake needs its key: {e}"))
+        }
+        e => ApiError::UpgradeRequired(format!("a WebSocket upgrade is needed: {e}")),
+    })?;
     let source = st.0.control.meters(id).await?;
     // A browser that offered the subprotocol needs it confirmed.
     let ws = if by_protocol {

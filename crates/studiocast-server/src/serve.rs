@@ -130,7 +130,8 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds a listener like `TcpListener::bind`, with a deeper accept queue.
 ///
-/// Why: tokio's `bind` listens with a backlog of 1024. When a thousand
+/// Why: tokio's `bind` (mio 1.2) listens with a backlog of 128, as the
+/// standard library does. When a thousand
 /// clients reconnect at once (a slowloris wave cut by the header timeout,
 /// or viewers after a network blip) the queue overflows, the kernel drops
 /// SYNs, and every client behind them, health checks included, waits out

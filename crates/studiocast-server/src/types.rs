@@ -23,7 +23,8 @@ where
     };
     let whole = n.as_u64().or_else(|| {
         n.as_f64()
-            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            // `u64::MAX as f64` is 2^64 itself, one past the range.
+            .filter(|f| f.fract() == 0.0 && (0.0..u64::MAX as f64).contains(f))
             .map(|f| f as u64)
     });
     whole
@@ -224,7 +225,9 @@ pub struct CreateSession {
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        // Rust's white space (`char::is_whitespace`) spelled out: regex
+        // engines disagree on `\s` (JavaScript's has U+FEFF, Python's not).
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
     )]
     pub title: String,
     /// At most 200 characters, none of them control characters.
@@ -341,4 +344,36 @@ pub struct Health {
     /// Sessions running now, and the most that may.
     pub sessions: usize,
     pub max_sessions: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Deserialize)]
+    struct N {
+        #[serde(default, deserialize_with = "super::integral")]
+        n: Option<u64>,
+    }
+
+    fn n(json: &str) -> Option<Option<u64>> {
+        serde_json::from_str::<N>(json).ok().map(|v| v.n)
+    }
+
+    #[test]
+    fn integral_takes_whole_numbers_in_range_however_written() {
+        assert_eq!(n(r#"{"n": 412}"#), Some(Some(412)));
+        assert_eq!(n(r#"{"n": 412.0}"#), Some(Some(412)));
+        assert_eq!(n(r#"{"n": null}"#), Some(None));
+        assert_eq!(n(r#"{}"#), Some(None));
+        assert_eq!(n(r#"{"n": 18446744073709551615}"#), Some(Some(u64::MAX)));
+        for refused in [
+            "412.5",
+            "-1",
+            "-1.0",
+            "1e300",
+            "18446744073709551616.0",
+            "\"3\"",
+        ] {
+            assert_eq!(n(&format!(r#"{{"n": {refused}}}"#)), None, "{refused}");
+        }
+    }
 }

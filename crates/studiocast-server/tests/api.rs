@@ -171,6 +171,31 @@ async fn meters_take_the_token_from_a_subprotocol_or_the_query() {
 }
 
 #[tokio::test]
+async fn a_websocket_handshake_without_its_key_is_400() {
+    let dir = TempDir::new("ws-key");
+    let fake = Fake::new();
+    let app = app(&fake, dir.path());
+    let handshake = |key: Option<&str>| {
+        let mut r = Request::get("/api/v1/sessions/s1/meters")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13");
+        if let Some(k) = key {
+            r = r.header("sec-websocket-key", k);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let a = send(&app, handshake(None)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    assert!(a.text().contains("bad_request"), "{}", a.text());
+    // With its key the handshake is whole; in process there is still no
+    // connection to upgrade.
+    let a = send(&app, handshake(Some("dGhlIHNhbXBsZSBub25jZQ=="))).await;
+    assert_eq!(a.status, StatusCode::UPGRADE_REQUIRED, "{}", a.text());
+}
+
+#[tokio::test]
 async fn control_errors_map_to_statuses_and_stable_codes() {
     let dir = TempDir::new("errors");
     let fake = Fake::new();

@@ -340,7 +340,22 @@ async fn shutdown_over_http2_lets_a_waiting_request_finish() {
         srv.addr.port()
     );
     let pending = tokio::spawn(async move { curl(&["--http2"], &url).await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Shut down only once the request waits in the origin (a fixed sleep
+    // lost the race to a slow curl start under load: refused, not waiting).
+    let metrics = format!("https://127.0.0.1:{}/metrics", srv.addr.port());
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = curl(&["-H", &auth], &metrics).await;
+        if text.contains("\nstudiocast_blocking_requests_waiting 1") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never waiting:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let publish = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         tx.send_replace(Arc::new(VIDEO.at(12, 2)));

@@ -16,6 +16,8 @@ pub mod outbox;
 pub mod pg;
 pub mod runner;
 pub mod store;
+#[cfg(test)]
+mod tests;
 pub mod uploads;
 pub mod webhooks;
 
@@ -35,7 +37,7 @@ use store::{JobRecord, JobState, Store};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    #[serde(default = "default_preset")]
+    #[serde(default = "default_preset", deserialize_with = "preset_or_default")]
     pub preset: String,
     pub input_format: SpecFormat,
     #[serde(
@@ -62,6 +64,11 @@ pub struct JobSpec {
 
 fn default_preset() -> String {
     "lesson".into()
+}
+
+/// `"preset": null` means the default, as null does for every other field.
+fn preset_or_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(default_preset))
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -181,7 +188,8 @@ impl Jobs {
             (Some(_), Some(_)) => return Err(bad("give \"path\" or \"session\", not both")),
             _ => return Err(bad("\"path\" and \"session\" are strings")),
         };
-        let explicit = map.contains_key("visibility");
+        // `"visibility": null` is the same as leaving it out.
+        let explicit = map.get("visibility").is_some_and(|v| !v.is_null());
         let mut spec = self.parse_spec(serde_json::Value::Object(map))?;
         self.input_path(&source)?;
         // A session's re-render is as private as the session was.
@@ -212,6 +220,11 @@ impl Jobs {
         let max = studiocast_spatial::sh::MAX_ORDER;
         if spec.order.is_some_and(|o| !(1..=max).contains(&o)) {
             return Err(bad(format!("order must be between 1 and {max}")));
+        }
+        // The worker's FuMa conversion is first order only: refused here
+        // rather than queued to fail.
+        if spec.input_format == SpecFormat::Fuma && spec.order.is_some_and(|o| o != 1) {
+            return Err(bad("FuMa input is first order: order must be 1"));
         }
         if spec.loudness.is_some_and(|l| !(-70.0..=0.0).contains(&l)) {
             return Err(bad("loudness must be between -70 and 0 LUFS"));
@@ -254,9 +267,13 @@ impl Jobs {
         let full = root
             .join(p)
             .canonicalize()
-            // 404: a well-formed name for a file that is not there.
-            .map_err(|_| {
-                ControlError::NotFound(format!("\"{rel}\" is not in the import folder"))
+            // 404: a well-formed name for a file that is not there; 400 for
+            // one that cannot be read (permissions, a name too long, a NUL).
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    ControlError::NotFound(format!("\"{rel}\" is not in the import folder"))
+                }
+                _ => bad(format!("\"{rel}\" cannot be read: {e}")),
             })?;
         if !full.starts_with(&root) {
             return Err(bad(format!("\"{rel}\" leads out of the import folder")));
