@@ -1,10 +1,11 @@
 //! The scene-based evaluation (issue 12) on MIT KEMAR at 48 kHz: every row
 //! is measured, and for one source the parametric renderer beats linear
 //! first order on every metric and closes at least half the gap to third
-//! order on ILD and spectral error; with two sources it does too, but for
-//! the ideal-low-pass ITD at 30°, where the two tie (what the README's
-//! table shows; the diffuse scenes, where it does not, are reported, not
-//! pinned).
+//! order on ILD and spectral error; with two sources it does too. In the
+//! diffuse scenes it beats linear first order on ITD (both estimators),
+//! coherence, and keeps its artifact measure within 1 dB, but not on ILD
+//! or spectral error (what the README's table shows): those wins are
+//! pinned, the losses reported.
 
 use studiocast_spatial::scenes::{evaluate, Renderers, RENDERERS};
 use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet, DEFAULT_SOFA};
@@ -54,10 +55,40 @@ fn one_and_two_sources_parametric_beats_linear_first_order() {
     ] {
         check_scene(&rows, scene);
     }
+    for scene in [
+        "3: one source, diffuse, DRR 0 dB",
+        "3: one source, diffuse, DRR -6 dB",
+        "4: three sources, diffuse, DRR 0 dB",
+    ] {
+        check_diffuse_scene(&rows, scene);
+    }
 }
 
-/// Parametric beats linear first order on every metric of `scene` (the
-/// 30° scene's ideal-low-pass ITD excepted: a tie, within 1 µs) and
+/// In a diffuse field: parametric beats linear first order on ITD under
+/// both estimators and on coherence, and its artifact measure is within
+/// 1 dB of linear's.
+fn check_diffuse_scene(rows: &[studiocast_spatial::scenes::SceneRow], scene: &str) {
+    let get = |k: &str| {
+        rows.iter()
+            .find(|r| r.scene == scene && r.renderer == k)
+            .unwrap()
+    };
+    let (p, l) = (get("parametric FOA"), get("MagLS FOA"));
+    let m = |r: &studiocast_spatial::scenes::SceneRow| {
+        [r.itd_ideal.median, r.itd_bw8.median, r.coherence.median]
+    };
+    for (a, b) in m(p).iter().zip(m(l)) {
+        assert!(
+            *a < b,
+            "{scene}: parametric {:?} vs linear {:?}",
+            m(p),
+            m(l)
+        );
+    }
+    assert!(p.artifact.median <= l.artifact.median + 1.0, "{scene}");
+}
+
+/// Parametric beats linear first order on every metric of `scene` and
 /// closes half the gap to third order on ILD and spectral error; its
 /// artifact measure is within 1 dB of linear's.
 fn check_scene(rows: &[studiocast_spatial::scenes::SceneRow], scene: &str) {
@@ -81,10 +112,13 @@ fn check_scene(rows: &[studiocast_spatial::scenes::SceneRow], scene: &str) {
             r.coherence.median,
         ]
     };
-    for (i, (a, b)) in m(p).iter().zip(m(l)).enumerate() {
-        let tie = scene.contains("30°") && i == 1;
-        let ok = if tie { *a <= b + 1.0 } else { *a < b };
-        assert!(ok, "{scene}: parametric {:?} vs linear {:?}", m(p), m(l));
+    for (a, b) in m(p).iter().zip(m(l)) {
+        assert!(
+            *a < b,
+            "{scene}: parametric {:?} vs linear {:?}",
+            m(p),
+            m(l)
+        );
     }
     let half = |a: f64, b: f64, c: f64| a <= b - 0.5 * (b - c);
     assert!(half(p.ild.median, l.ild.median, o3.ild.median));

@@ -5,11 +5,13 @@
 //! carries. The direct part (the omni signal, weighted by √(1−ψ)) is
 //! rendered with the HRTF at that direction, interpolated from the SOFA
 //! set: each ear's magnitude and the set's interaural delay, so the ITD is
-//! the set's, not a first-order approximation of it. The diffuse part
-//! (weighted by √ψ) is the linear first-order MagLS rendering, whose design
-//! holds the set's diffuse-field coherence between the ears, delayed per
-//! band by 0.2–2.0 ms after the direct part so that the two neither comb
-//! nor let the diffuse part arrive first.
+//! the set's, not a first-order approximation of it. The diffuse part is
+//! the linear first-order MagLS rendering (whose design holds the set's
+//! diffuse-field coherence between the ears) of the residual, the input
+//! less the direct part's plane wave, brought to ψ times the power the
+//! linear rendering of the whole input has; it is delayed per band by
+//! 0.2–1.5 ms after the direct part so that the two neither comb nor let
+//! the diffuse part arrive first.
 //!
 //! Real time and allocation-free: every buffer is made in [`new`]
 //! (ParametricRenderer::new). Latency: [`ParametricRenderer::latency`].
@@ -97,6 +99,18 @@ pub struct BandParams {
 #[derive(Clone, Copy, Default)]
 struct BandState {
     intensity: [f64; 3],
+    /// The real part of the input's covariance (W Y Z X), smoothed with
+    /// the energy's constants.
+    cov: [[f64; 4]; 4],
+    /// How the linear filters turn a covariance into output power (both
+    /// ears, over the band): Re Σ Qᴴ Q, fixed.
+    gram: [[f64; 4]; 4],
+    /// What the diffuse part takes out of each input channel, times W:
+    /// the direct part's share of the plane wave at the direction.
+    takeout: [f64; 4],
+    /// The diffuse part's power gain: what brings the residual to the
+    /// diffuse share of the band's energy.
+    diffuse_gain: f64,
     /// The same, averaged over [`ParametricOptions::direction_ms`].
     heading: [f64; 3],
     energy: f64,
@@ -134,6 +148,8 @@ pub struct ParametricRenderer {
     /// This frame's gains of the direct and the diffuse part per bin.
     gain_d: Vec<f32>,
     gain_a: Vec<f32>,
+    /// Per bin, [`BandState::takeout`] (W Y Z X), spread like the gains.
+    takeout: [Vec<f32>; 4],
     bands: Vec<BandState>,
     table: DirectionTable,
     alpha: (f64, f64),
@@ -182,6 +198,10 @@ impl ParametricRenderer {
                 ..Default::default()
             })
             .collect();
+        let mut bands = bands;
+        for b in &mut bands {
+            b.gram = gram(&lin, b.params.bins);
+        }
         let decor = decorrelator(&bands, rate);
         let mut lin_re: [[Vec<f32>; 4]; 2] = Default::default();
         let mut lin_im: [[Vec<f32>; 4]; 2] = Default::default();
@@ -219,6 +239,7 @@ impl ParametricRenderer {
             amb_im: std::array::from_fn(|_| flat()),
             gain_d: flat(),
             gain_a: flat(),
+            takeout: std::array::from_fn(|_| flat()),
             bands,
             table: DirectionTable::new(hrtf, NFFT)?,
             alpha: (alpha(opts.attack_ms), alpha(opts.release_ms)),
@@ -264,6 +285,7 @@ impl ParametricRenderer {
             b.intensity = [0.0; 3];
             b.heading = [0.0; 3];
             b.energy = 0.0;
+            b.cov = [[0.0; 4]; 4];
         }
     }
 
@@ -359,16 +381,24 @@ impl ParametricRenderer {
         for b in &mut self.bands {
             let (lo, hi) = b.params.bins;
             let (mut i3, mut e) = ([0.0f64; 3], 0.0f64);
+            // The products the intensity leaves out, for the covariance.
+            let (mut yz, mut yx, mut zx) = (0.0f64, 0.0f64, 0.0f64);
+            let mut norms = [0.0f64; 4];
             for k in lo..hi {
+                let re = |a: Complex<f32>, b: Complex<f32>| f64::from(a.re * b.re + a.im * b.im);
+                yz += re(y[k], z[k]);
+                yx += re(y[k], x[k]);
+                zx += re(z[k], x[k]);
+                norms[0] += f64::from(w[k].norm_sqr());
+                norms[1] += f64::from(y[k].norm_sqr());
+                norms[2] += f64::from(z[k].norm_sqr());
+                norms[3] += f64::from(x[k].norm_sqr());
                 let wc = w[k].conj();
                 i3[0] += f64::from((wc * x[k]).re);
                 i3[1] += f64::from((wc * y[k]).re);
                 i3[2] += f64::from((wc * z[k]).re);
-                e += 0.5
-                    * f64::from(
-                        w[k].norm_sqr() + x[k].norm_sqr() + y[k].norm_sqr() + z[k].norm_sqr(),
-                    );
             }
+            e += 0.5 * norms.iter().sum::<f64>();
             // Only an onset (6 dB over the running energy) takes the fast
             // constant: a steady noisy band rises above its mean every
             // other frame, and averaging that short leaves the intensity
@@ -381,6 +411,18 @@ impl ParametricRenderer {
                 *h = ad * *h + (1.0 - ad) * v;
             }
             b.energy = a * b.energy + (1.0 - a) * e;
+            // W Y Z X; the intensity is (x, y, z).
+            let frame = [
+                [norms[0], i3[1], i3[2], i3[0]],
+                [i3[1], norms[1], yz, yx],
+                [i3[2], yz, norms[2], zx],
+                [i3[0], yx, zx, norms[3]],
+            ];
+            for (row, f) in b.cov.iter_mut().zip(frame) {
+                for (c, v) in row.iter_mut().zip(f) {
+                    *c = a * *c + (1.0 - a) * v;
+                }
+            }
             let norm = b.intensity.iter().map(|v| v * v).sum::<f64>().sqrt();
             let p = &mut b.params;
             p.energy = b.energy;
@@ -391,7 +433,8 @@ impl ParametricRenderer {
             } else {
                 p.diffuseness = 1.0;
             }
-            b.nb = self.table.neighbours(p.direction);
+            residual(b);
+            b.nb = self.table.neighbours(b.params.direction);
             let t = &self.table;
             let at = |d: &[f32]| -> f64 {
                 (0..3)
@@ -405,8 +448,10 @@ impl ParametricRenderer {
     /// Per bin: the direct part through the interpolated HRTF, plus the
     /// decorrelated linear rendering of the diffuse part.
     fn synthesise(&mut self) {
-        self.diffuse_part();
+        // The gains and take-outs first: the diffuse part uses this
+        // frame's.
         self.bin_gains();
+        self.diffuse_part();
         let t = &self.table;
         let tau0 = COMMON_DELAY as f64 / self.rate;
         let dw = std::f64::consts::TAU * self.rate / NFFT as f64;
@@ -458,52 +503,40 @@ impl ParametricRenderer {
         }
     }
 
-    /// Each bin's gains, √(1−ψ) and √ψ, with ψ moving linearly from one
-    /// band's centre to the next (interpolated as a share of energy, so
-    /// the two parts' energies still sum to the band's): gains that
-    /// stepped at band edges would make a response too long for the
+    /// Each bin's gains and the diffuse part's take-out, each moving
+    /// linearly from one band's centre to the next (ψ as a share of
+    /// energy, so the two parts' energies still sum to the band's): values
+    /// that stepped at band edges would make a response too long for the
     /// frame's padding (it wraps round, and the level errs by frame
     /// wherever the diffuseness differs from band to band).
     fn bin_gains(&mut self) {
-        // ψ per bin into `gain_a`: flat below the first centre and above
-        // the last, a straight line between consecutive centres.
-        let psi = &mut self.gain_a;
-        let mut k = 0usize;
-        let mut prev: Option<(f32, f32)> = None;
-        for b in &self.bands {
-            let c = 0.5 * (b.params.bins.0 + b.params.bins.1 - 1) as f32;
-            let p = b.params.diffuseness as f32;
-            let (c0, p0, slope) = match prev {
-                Some((c0, p0)) => (c0, p0, (p - p0) / (c - c0)),
-                None => (c, p, 0.0),
-            };
-            while k < BINS && k as f32 <= c {
-                psi[k] = p0 + slope * (k as f32 - c0);
-                k += 1;
-            }
-            prev = Some((c, p));
+        let bands = &self.bands;
+        spread(bands, |b| b.params.diffuseness, &mut self.gain_d);
+        spread(bands, |b| b.diffuse_gain, &mut self.gain_a);
+        for (c, t) in self.takeout.iter_mut().enumerate() {
+            spread(bands, |b| b.takeout[c], t);
         }
-        let last = prev.map_or(1.0, |(_, p)| p);
-        psi[k..].iter_mut().for_each(|v| *v = last);
         // Then the gains, in a loop the compiler vectorises.
         for (d, a) in self.gain_d.iter_mut().zip(self.gain_a.iter_mut()) {
-            let p = a.clamp(0.0, 1.0);
-            *d = (1.0 - p).sqrt();
-            *a = p.sqrt();
+            *d = (1.0 - d.clamp(0.0, 1.0)).sqrt();
+            *a = a.max(0.0).sqrt();
         }
     }
 
     /// The linear rendering of every bin (decorrelated), in split real and
     /// imaginary arrays: straight loops the compiler vectorises.
     fn diffuse_part(&mut self) {
+        // The residual: each channel less its take-out of W.
+        let w = &self.spec[0];
         for c in 0..4 {
-            for ((r, i), x) in self.spec_re[c]
+            for (((r, i), x), (t, w)) in self.spec_re[c]
                 .iter_mut()
                 .zip(self.spec_im[c].iter_mut())
                 .zip(&self.spec[c])
+                .zip(self.takeout[c].iter().zip(w))
             {
-                *r = x.re;
-                *i = x.im;
+                *r = x.re - t * w.re;
+                *i = x.im - t * w.im;
             }
         }
         for ear in 0..2 {
@@ -525,6 +558,82 @@ impl ParametricRenderer {
             }
         }
     }
+}
+
+/// Most the diffuse part's power may be raised to reach its share (6 dB).
+const MAX_DIFFUSE_GAIN: f64 = 4.0;
+
+/// The diffuse part renders the residual: the input less the direct
+/// part's plane wave (a share 1 − ψ of W along the direction), brought to
+/// the power the linear rendering of the whole input would have times ψ
+/// (the power through the linear filters, from the band's covariance).
+/// Rendering the whole input there instead renders the direct sound a
+/// second time, with first order's errors: two sources 30° apart then
+/// tied linear first order on ITD.
+fn residual(b: &mut BandState) {
+    let psi = b.params.diffuseness;
+    let u = b.params.direction;
+    let a = 1.0 - psi;
+    let t = [a, a * u[1], a * u[2], a * u[0]];
+    b.takeout = t;
+    // x' = x − t·W: R' = R − t·R₀ᵀ − R₀·tᵀ + t·tᵀ·R₀₀.
+    let r = &b.cov;
+    let (mut full, mut left) = (0.0, 0.0);
+    for i in 0..4 {
+        for j in 0..4 {
+            let g = b.gram[i][j];
+            full += g * r[i][j];
+            left += g * (r[i][j] - t[i] * r[0][j] - t[j] * r[i][0] + t[i] * t[j] * r[0][0]);
+        }
+    }
+    let want = psi * full;
+    b.diffuse_gain = if want <= 0.0 {
+        0.0
+    } else {
+        (want / left.max(1e-30)).min(MAX_DIFFUSE_GAIN)
+    };
+}
+
+/// Re Σ Qᴴ Q over a band's bins and both ears: a covariance R of the input
+/// comes out of the linear filters with power Σᵢⱼ gramᵢⱼ Rᵢⱼ.
+fn gram(lin: &[[Vec<Complex<f32>>; 4]; 2], (lo, hi): (usize, usize)) -> [[f64; 4]; 4] {
+    let mut g = [[0.0; 4]; 4];
+    for ear in lin {
+        for (i, row) in g.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                let (a, b) = (&ear[i][lo..hi], &ear[j][lo..hi]);
+                *v += a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| f64::from((x.conj() * y).re))
+                    .sum::<f64>();
+            }
+        }
+    }
+    let n = (hi - lo).max(1) as f64;
+    g.map(|row| row.map(|v| v / n))
+}
+
+/// Per bin, a value of each band at its centre bin, moving linearly from
+/// one centre to the next (flat below the first and above the last).
+fn spread(bands: &[BandState], value: impl Fn(&BandState) -> f64, out: &mut [f32]) {
+    let mut k = 0usize;
+    let mut prev: Option<(f32, f32)> = None;
+    for b in bands {
+        let c = 0.5 * (b.params.bins.0 + b.params.bins.1 - 1) as f32;
+        let p = value(b) as f32;
+        let (c0, p0, slope) = match prev {
+            Some((c0, p0)) => (c0, p0, (p - p0) / (c - c0)),
+            None => (c, p, 0.0),
+        };
+        while k < out.len() && k as f32 <= c {
+            out[k] = p0 + slope * (k as f32 - c0);
+            k += 1;
+        }
+        prev = Some((c, p));
+    }
+    let last = prev.map_or(0.0, |(_, p)| p);
+    out[k..].iter_mut().for_each(|v| *v = last);
 }
 
 /// Left and right impulse responses, one pair per direction.

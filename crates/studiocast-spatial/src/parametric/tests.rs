@@ -388,6 +388,6 @@ fn a_lone_partial_stays_direct() {
     let foa = encode(&sources, n);
     let mut r = ParametricRenderer::new(h, f, &ParametricOptions::default()).unwrap();
     run(&mut r, &foa, 480);
-    let psi = r.gain_a[k] * r.gain_a[k];
+    let psi = 1.0 - r.gain_d[k] * r.gain_d[k];
     assert!(psi <= 0.1, "bin {k}: ψ {psi}");
 }
