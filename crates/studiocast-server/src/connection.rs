@@ -52,6 +52,12 @@ pub(crate) struct Shared {
     pub(crate) graceful: CancellationToken,
 }
 
+/// Cancelled when the server's shutdown begins, in every request's
+/// extensions: a response that never ends by itself (the events stream)
+/// ends then, so that the graceful shutdown need not wait out its grace.
+#[derive(Clone)]
+pub(crate) struct Draining(pub(crate) CancellationToken);
+
 /// One connection, from accept to close.
 pub(crate) async fn connection(io: Tracked, shared: Arc<Shared>, peer: std::net::IpAddr) {
     let state = io.state().clone();
@@ -89,7 +95,9 @@ where
 {
     let app = shared.app.clone();
     let svc_state = state.clone();
-    let svc = service_fn(move |req| handle(app.clone(), svc_state.clone(), peer, req));
+    let draining = Draining(shared.graceful.clone());
+    let svc =
+        service_fn(move |req| handle(app.clone(), svc_state.clone(), peer, draining.clone(), req));
     // Upgrades on, or the meters WebSocket could never be answered.
     let conn = shared
         .http1
@@ -115,7 +123,9 @@ where
 {
     let app = shared.app.clone();
     let svc_state = state.clone();
-    let svc = service_fn(move |req| handle(app.clone(), svc_state.clone(), peer, req));
+    let draining = Draining(shared.graceful.clone());
+    let svc =
+        service_fn(move |req| handle(app.clone(), svc_state.clone(), peer, draining.clone(), req));
     let exec = StreamExec(shared.streams.clone());
     let limit = shared.header_timeout;
     let conn = http2::Builder::new(exec)
@@ -215,10 +225,12 @@ async fn handle(
     app: Router,
     state: Arc<ConnState>,
     peer: std::net::IpAddr,
+    draining: Draining,
     mut req: Request<Incoming>,
 ) -> Result<Response, Infallible> {
     // Who asked, for the viewer count of `/metrics`.
     req.extensions_mut().insert(crate::metrics::Peer(peer));
+    req.extensions_mut().insert(draining);
     let Some(busy) = Busy::enter(&state) else {
         // Evicted an instant ago; the socket closes right after this.
         return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());

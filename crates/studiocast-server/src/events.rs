@@ -107,8 +107,9 @@ impl EventBus {
         (status = 200, description = "The stream; a comment every 15 s keeps it open", content_type = "text/event-stream", body = String),
         (status = 503, description = "This daemon publishes no events", body = crate::api::ErrorBody),
     ))]
-pub async fn stream(
+pub(crate) async fn stream(
     State(st): State<AppState>,
+    draining: Option<axum::Extension<crate::connection::Draining>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let bus =
@@ -128,7 +129,18 @@ pub async fn stream(
         .chain(replay.iter().map(to_sse))
         .map(Ok)
         .collect::<Vec<_>>();
-    Ok(Sse::new(futures_util::stream::iter(head).chain(events(rx)))
+    // The stream ends when the server drains (a shutdown or restart): the
+    // client reconnects with Last-Event-ID, and the shutdown does not wait
+    // out its grace for a response that would never end. (In process,
+    // without the serve loop, there is no token: it ends with the bus.)
+    let end = match draining {
+        Some(axum::Extension(d)) => futures_util::future::Either::Left(d.0.cancelled_owned()),
+        None => futures_util::future::Either::Right(futures_util::future::pending()),
+    };
+    let body = futures_util::stream::iter(head)
+        .chain(events(rx))
+        .take_until(end);
+    Ok(Sse::new(body)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }

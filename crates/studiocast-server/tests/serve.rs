@@ -25,8 +25,15 @@ struct Server {
 
 impl Server {
     async fn start(opts: ServeOptions, tweak: impl FnOnce(&mut ServerConfig, &TempDir)) -> Server {
+        Server::start_with(Fake::new(), opts, tweak).await
+    }
+
+    async fn start_with(
+        fake: Arc<Fake>,
+        opts: ServeOptions,
+        tweak: impl FnOnce(&mut ServerConfig, &TempDir),
+    ) -> Server {
         let dir = TempDir::new("serve");
-        let fake = Fake::new();
         let mut cfg = common::config(dir.path());
         tweak(&mut cfg, &dir);
         let app = router(cfg, fake.clone());
@@ -289,6 +296,50 @@ async fn shutdown_ends_within_the_grace_despite_stalled_clients() {
     assert!(
         TcpStream::connect(srv.addr).await.is_err(),
         "still accepting"
+    );
+}
+
+/// The events stream never ends by itself: when the shutdown begins it
+/// ends (the client reconnects with Last-Event-ID), so the shutdown does
+/// not wait out its grace for it.
+#[tokio::test]
+async fn shutdown_ends_an_events_stream_at_once() {
+    let grace = Duration::from_secs(5);
+    let fake = Fake::with_events();
+    let mut srv =
+        Server::start_with(fake, opts(Duration::from_secs(60), 64, grace), |_, _| {}).await;
+    let mut sse = srv.connect().await;
+    let head =
+        format!("GET /api/v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    sse.write_all(head.as_bytes()).await.unwrap();
+    // The stream is open and delivers: an event sent now arrives.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let bus = srv.fake.bus.as_ref().unwrap();
+    while !String::from_utf8_lossy(&seen).contains("event: alarm") {
+        bus.send("alarm", serde_json::json!({"kind": "disk_low"}));
+        match tokio::time::timeout_at(deadline, sse.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            other => panic!("no event: {other:?}, {}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    let took = srv.shut_down(grace + Duration::from_secs(3)).await;
+    eprintln!("serve returned {took:?} after shutdown with an events stream open");
+    assert!(
+        took < Duration::from_secs(1),
+        "the stream held the shutdown: {took:?}"
+    );
+    // The body ends properly (the last chunk), then the connection closes.
+    let rest = read_until_closed(&mut sse, Duration::from_secs(2))
+        .await
+        .expect("the connection stayed open");
+    seen.extend_from_slice(&rest);
+    assert!(
+        String::from_utf8_lossy(&seen).ends_with("0\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
     );
 }
 

@@ -49,6 +49,8 @@ pub struct Fake {
     /// finished nor dropped (a request the server left behind).
     pub in_flight: Arc<AtomicUsize>,
     pub filters: FakeFilters,
+    /// The events stream's bus, when the test wants one.
+    pub bus: Option<studiocast_server::events::EventBus>,
 }
 
 /// The engine's filters for the player: counts designs; fails when told.
@@ -104,6 +106,17 @@ impl Drop for InFlight {
 
 impl Fake {
     pub fn new() -> Arc<Fake> {
+        Arc::new(Fake::unshared())
+    }
+
+    /// With an events bus.
+    pub fn with_events() -> Arc<Fake> {
+        let mut fake = Fake::unshared();
+        fake.bus = Some(studiocast_server::events::EventBus::default());
+        Arc::new(fake)
+    }
+
+    fn unshared() -> Fake {
         let fake = Fake::default();
         *fake.health.lock().unwrap() = Health {
             live: true,
@@ -112,7 +125,7 @@ impl Fake {
             sessions: 1,
             max_sessions: 4,
         };
-        Arc::new(fake)
+        fake
     }
 
     /// Registers a live rendition starting at `first`; the test publishes
@@ -181,6 +194,10 @@ pub fn session(id: &str) -> SessionInfo {
 }
 
 impl SessionControl for Fake {
+    fn events(&self) -> Option<&studiocast_server::events::EventBus> {
+        self.bus.as_ref()
+    }
+
     fn health(&self, deep: bool) -> BoxFuture<'_, Health> {
         self.calls
             .lock()
