@@ -28,6 +28,8 @@ try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on('pageerror', e => out.errors.push(`pageerror: ${e.message}`));
   page.on('console', m => { if (m.type() === 'error') out.errors.push(`console: ${m.text()}`); });
+  // Which resource failed: the console message does not say.
+  page.on('response', r => { if (r.status() >= 400) out.errors.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
 
   // Sign in, by keyboard.
   await page.goto(`${daemon}/console`);

@@ -1,8 +1,9 @@
 //! Low-latency HLS end to end, on a live demo session (720p and 360p
 //! video, binaural and stereo audio, parts of 1/3 s): playlists fetched
 //! over HTTP with blocking and delta requests and parsed back with m3u8-rs,
-//! the headers a CDN reads, the 400 and 503 of RFC 8216bis, and a session
-//! whose live views freeze (the fault hook) getting 503, never an
+//! the headers a CDN reads, the 400 and 503 of RFC 8216bis, the parts an
+//! ended playlist lists still served after the session settles, and a
+//! session whose live views freeze (the fault hook) getting 503, never an
 //! unchanged 200.
 
 mod support;
@@ -254,6 +255,50 @@ fn blocking_reload_parts_and_delta_updates_over_http() {
         (a["codec_name"].as_str(), a["channels"].as_u64()),
         (Some("opus"), Some(4)),
         "{a}"
+    );
+
+    // The end. A player that read the playlist just before the stop, and
+    // one that reads the ended playlist after it, fetch the parts these
+    // list once the session has settled: from memory (the disk holds no
+    // parts) for three target durations (6 s), then the disk's ended
+    // playlists, which list none.
+    let before = get(&d, &path("720p")).text();
+    let newest_uri = |text: &str| {
+        let l = text.lines().rfind(|l| l.starts_with("#EXT-X-PART:"));
+        attr(l.unwrap_or_else(|| panic!("no part: {text}")), "URI")
+            .unwrap()
+            .to_string()
+    };
+    let held = newest_uri(&before);
+    let stop = api(&d, "POST", &format!("/api/v1/sessions/{id}/stop"), None);
+    assert_eq!(stop.status, 200, "{}", stop.text());
+    // The stop answers once the session has settled.
+    let state = api(&d, "GET", &format!("/api/v1/sessions/{id}"), None).json();
+    assert_eq!(state["state"], "ended", "{state}");
+    let settled = Instant::now();
+    let part = |uri: &str| {
+        let res = get(&d, &format!("/live/{id}/720p/{uri}"));
+        assert_eq!(res.status, 200, "{uri} after the end: {}", res.text());
+    };
+    part(&held);
+    let ended = get(&d, &path("720p")).text();
+    assert!(ended.contains("#EXT-X-ENDLIST"), "{ended}");
+    parses(&ended);
+    part(&newest_uri(&ended));
+    assert!(
+        settled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        settled.elapsed()
+    );
+    wait_for("the disk's ended playlist", 15, || {
+        !get(&d, &path("720p")).text().contains("#EXT-X-PART:")
+    });
+    let disk = get(&d, &path("720p")).text();
+    assert!(disk.contains("#EXT-X-ENDLIST"), "{disk}");
+    assert!(
+        settled.elapsed() >= Duration::from_secs(5),
+        "the views went after {:?}",
+        settled.elapsed()
     );
     d.terminate();
 }

@@ -4,8 +4,9 @@
 //! read the latest one or wait for the next without asking any actor.
 //!
 //! A session's start adds its views (with its record, before the pipeline
-//! runs); the supervisor's actor removes them when the session settles.
-//! The HTTP layer only looks up, under a read lock held for one lookup.
+//! runs); the supervisor's actor removes them three target durations after
+//! the session settles ([`Retiring`]). The HTTP layer only looks up, under
+//! a read lock held for one lookup.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,8 @@ pub struct LiveSet {
     counts: HashMap<String, [AtomicU64; 2]>,
     /// Fault injection only: publications from then on are dropped.
     frozen_from: Option<Instant>,
+    /// How long the views outlive the session: see [`Retiring`].
+    linger: Duration,
 }
 
 impl LiveSet {
@@ -52,6 +55,7 @@ impl LiveSet {
             views,
             counts,
             frozen_from: after.map(|d| Instant::now() + d),
+            linger: Duration::from_secs(target.max(1).saturating_mul(LINGER_TARGETS)),
         })
     }
 
@@ -116,8 +120,76 @@ impl LiveRegistry {
         set.subscribe(rendition)
     }
 
+    /// How long a session's views should outlive it (`None`: it has none).
+    pub fn linger(&self, id: &str) -> Option<Duration> {
+        self.0.read().ok()?.get(id).map(|s| s.linger)
+    }
+
     pub fn published(&self, id: &str) -> Vec<studiocast_server::Published> {
         let set = self.0.read().ok().and_then(|m| m.get(id).cloned());
         set.map(|s| s.published()).unwrap_or_default()
+    }
+}
+
+/// Target durations a settled session's views are kept: as long as parts
+/// dropped from a live playlist are (see `studiocast_hls::LiveView`).
+const LINGER_TARGETS: u64 = 3;
+
+/// Settled sessions whose views are still served. The ended playlist in
+/// memory lists the newest parts, and the disk holds no parts: a player
+/// that read it just before the session settled (or a slower one, a few
+/// parts behind) would get 404 for what it was told to fetch. Sans-IO: the
+/// supervisor's actor drives it with its clock.
+#[derive(Default)]
+pub struct Retiring {
+    due: Vec<(Instant, String)>,
+}
+
+impl Retiring {
+    /// `id`'s views go at `now + linger`.
+    pub fn add(&mut self, now: Instant, id: String, linger: Duration) {
+        self.due.push((now + linger, id));
+    }
+
+    /// The next time something is due, if anything waits.
+    pub fn next(&self) -> Option<Instant> {
+        self.due.iter().map(|(t, _)| *t).min()
+    }
+
+    /// The sessions whose views are due by `now`, taken out.
+    pub fn take_due(&mut self, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        self.due.retain(|(t, id)| {
+            let keep = *t > now;
+            if !keep {
+                out.push(id.clone());
+            }
+            keep
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_go_when_due_and_not_before() {
+        let t0 = Instant::now();
+        let mut r = Retiring::default();
+        assert_eq!(r.next(), None);
+        r.add(t0, "a".into(), Duration::from_secs(6));
+        r.add(
+            t0 + Duration::from_secs(1),
+            "b".into(),
+            Duration::from_secs(3),
+        );
+        assert_eq!(r.next(), Some(t0 + Duration::from_secs(4)));
+        assert!(r.take_due(t0 + Duration::from_millis(3999)).is_empty());
+        assert_eq!(r.take_due(t0 + Duration::from_secs(4)), ["b"]);
+        assert_eq!(r.next(), Some(t0 + Duration::from_secs(6)));
+        assert_eq!(r.take_due(t0 + Duration::from_secs(60)), ["a"]);
+        assert_eq!(r.next(), None);
     }
 }

@@ -15,7 +15,7 @@ use studiocast_server::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::live::LiveRegistry;
+use super::live::{LiveRegistry, Retiring};
 use super::recording;
 use super::session::{self, SessionCtx, SessionHandle, Settled};
 use crate::config::RecordingConfig;
@@ -89,6 +89,8 @@ struct Actor {
     closed: bool,
     /// Every session's actor.
     tasks: tokio::task::JoinSet<()>,
+    /// Settled sessions' live views, removed when due.
+    retiring: Retiring,
 }
 
 /// 64 random bits, hex: session ids are unguessable (they are in URLs).
@@ -122,6 +124,7 @@ impl Supervisor {
             shutting_down: Vec::new(),
             closed: false,
             tasks: tokio::task::JoinSet::new(),
+            retiring: Retiring::default(),
         };
         tokio::spawn(actor.run(rx, settled_rx));
         Supervisor {
@@ -192,7 +195,17 @@ impl Actor {
                     let _ = r.send(());
                 }
             }
+            // Far off when nothing waits (the branch is disabled then).
+            let next = self.retiring.next();
+            let retire_at = tokio::time::Instant::from_std(
+                next.unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600)),
+            );
             tokio::select! {
+                _ = tokio::time::sleep_until(retire_at), if next.is_some() => {
+                    for id in self.retiring.take_due(std::time::Instant::now()) {
+                        self.ctx.live.remove(&id);
+                    }
+                }
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd).await,
                     None => return,
@@ -305,8 +318,12 @@ impl Actor {
     }
 
     fn on_settled(&mut self, s: Settled) {
-        // Viewers now get the files on disk (the ended playlists).
-        self.ctx.live.remove(&s.id);
+        // Viewers get the files on disk (the ended playlists) once the
+        // views go: not at once, for players holding the ended playlist.
+        if let Some(linger) = self.ctx.live.linger(&s.id) {
+            self.retiring
+                .add(std::time::Instant::now(), s.id.clone(), linger);
+        }
         match s.info {
             Some(info) => {
                 self.sessions.insert(s.id, Slot::Settled(Box::new(info)));
