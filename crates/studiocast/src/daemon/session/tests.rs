@@ -466,8 +466,24 @@ async fn shutdown_finalises_every_running_session() {
     tokio::time::timeout(Duration::from_secs(10), r.sup.shutdown())
         .await
         .expect("shutdown in time");
-    // Settled: the views are gone, the origin serves the disk.
-    assert!(r.sup.live(&b.id, "720p").is_none());
+    // Settled: the views carry the end, for players holding the ended
+    // playlist, then go after three target durations (6 s) and the
+    // origin serves the disk.
+    let view = r.sup.live(&b.id, "720p").expect("the ended view");
+    assert!(view.borrow().ended);
+    let settled = std::time::Instant::now();
+    while r.sup.live(&b.id, "720p").is_some() {
+        assert!(
+            settled.elapsed() < Duration::from_secs(10),
+            "the views stay"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        settled.elapsed() > Duration::from_secs(4),
+        "{:?}",
+        settled.elapsed()
+    );
     for id in [a.id, b.id] {
         let rec: SessionInfo =
             serde_json::from_slice(&std::fs::read(r.root.join(&id).join("session.json")).unwrap())
