@@ -217,10 +217,10 @@ fn designed_in_child(
 }
 
 /// What a live session with the parametric renderer needs: first-order
-/// MagLS filters (its diffuse part) and the set's responses, from the
+/// MagLS filters (the rendering it corrects) and the set's responses, from the
 /// cache or from the isolated designer, as [`filters_isolated`]. The
-/// headphone EQ is refused: the direct part does not go through filters
-/// it could be folded into.
+/// headphone EQ is refused: folded into the filters, it would be divided
+/// out again wherever the correction steers towards the HRTF.
 pub fn parametric_isolated(hrtf: &Path, rate: u32) -> Result<(ShFilters, HrtfSet)> {
     let req = FilterRequest {
         hrtf: hrtf.to_path_buf(),

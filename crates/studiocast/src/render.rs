@@ -219,7 +219,7 @@ fn make_filters(spatial: &SpatialConfig, a: &SpatialArgs, rate: u32) -> Result<S
         hrtf: a.hrtf.clone().unwrap_or_else(|| spatial.hrtf.clone()),
         rate,
         order: a.order,
-        // The parametric renderer's diffuse part is the MagLS rendering.
+        // The parametric renderer corrects a first-order MagLS rendering.
         method: if parametric {
             studiocast_spatial::DecoderMethod::MagLs
         } else {
@@ -319,8 +319,10 @@ impl Spatializer {
             if !(16..=8192).contains(&block) {
                 bail!("block size {block} is out of range (16..=8192)");
             }
-            // Both would reach only the diffuse part (the direct part is
-            // the HRTF set itself), so they are refused, not half applied.
+            // Both would be folded into the linear filters, which the
+            // parametric correction divides out wherever the field is
+            // direct (it steers towards the HRTF set itself): half
+            // applied, so refused.
             if a.headphone_eq.is_some()
                 || spatial.headphone_eq.is_some()
                 || a.max_re

@@ -322,8 +322,8 @@ pub struct AudioSpec {
 pub enum Renderer {
     #[default]
     Linear,
-    /// The parametric first-order renderer, its diffuse part the MagLS
-    /// first-order filters.
+    /// The parametric first-order renderer: the MagLS first-order
+    /// rendering, corrected towards the HRTF where the field is direct.
     Parametric,
 }
 

@@ -129,7 +129,7 @@ fn session_filters(
         if spatial.headphone_eq.is_some() || spatial.max_re {
             anyhow::bail!(
                 "the preset's parametric renderer takes neither [spatial] headphone_eq nor max_re \
-                 (its direct part is not a filter either could shape); unset them or use the \
+                 (its correction towards the HRTF would undo either where the field is direct); unset them or use the \
                  linear renderer"
             );
         }
