@@ -26,7 +26,7 @@ fn one_and_two_sources_parametric_beats_linear_first_order() {
     assert_eq!(rows.len(), 6 * RENDERERS.len());
     for r in &rows {
         eprintln!(
-            "{:40} {:16} ild {:.2} itd {:.1}/{:.1} spec {:.2} coh {:.4} art {:.2}",
+            "{:40} {:16} ild {:.2} itd {:.1}/{:.1} spec {:.3} coh {:.4} art {:.2}",
             r.scene,
             r.renderer,
             r.ild.median,

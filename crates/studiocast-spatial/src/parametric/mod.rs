@@ -67,7 +67,11 @@ const COMMON_DELAY: usize = 96;
 /// Largest correction of the linear rendering's magnitude, either way
 /// (18 dB): where Q·a nearly vanishes, G would be unbounded.
 const MAX_CORRECTION: f32 = 8.0;
-/// Largest power gain of the energy normalisation, either way (6 dB).
+/// Largest power gain of the energy normalisation (6 dB). It only ever
+/// raises: what the correction takes from the diffuse part of a mixed band
+/// is what it restores. Where the model asks for less than the output has,
+/// that is the model's own error (its ψ and direction in a diffuse field);
+/// following it down cost the diffuse scenes 0.05 dB of spectral error.
 const MAX_NORM: f64 = 4.0;
 
 /// A frame this many times the band's running energy is an onset.
@@ -602,7 +606,7 @@ impl ParametricRenderer {
                 .sum();
             let have: f64 = b.out_pow.iter().sum();
             b.norm = if have > 1e-30 && want > 1e-30 {
-                (want / have).clamp(1.0 / MAX_NORM, MAX_NORM)
+                (want / have).clamp(1.0, MAX_NORM)
             } else {
                 1.0
             };

@@ -120,9 +120,15 @@ impl LiveRegistry {
         set.subscribe(rendition)
     }
 
-    /// How long a session's views should outlive it (`None`: it has none).
+    /// How long a session's views should outlive it: three target
+    /// durations when every rendition's stream ended (its playlists list
+    /// parts the disk does not have), none when one did not (a failed
+    /// session: requests waiting on it must hear at once that nothing more
+    /// comes, and the disk serves the rest). `None`: it has no views.
     pub fn linger(&self, id: &str) -> Option<Duration> {
-        self.0.read().ok()?.get(id).map(|s| s.linger)
+        let set = self.0.read().ok()?.get(id).cloned()?;
+        let ended = set.views.values().all(|tx| tx.borrow().ended);
+        Some(if ended { set.linger } else { Duration::ZERO })
     }
 
     pub fn published(&self, id: &str) -> Vec<studiocast_server::Published> {
@@ -173,6 +179,26 @@ impl Retiring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ended_views_linger() {
+        let view = LiveView::empty("720p", 2, Some(0.334));
+        let set = Arc::new(LiveSet {
+            views: HashMap::from([("720p".to_string(), watch::channel(Arc::new(view)).0)]),
+            counts: HashMap::new(),
+            frozen_from: None,
+            linger: Duration::from_secs(6),
+        });
+        let reg = LiveRegistry::default();
+        reg.insert("s", set.clone());
+        assert_eq!(reg.linger("nope"), None);
+        // A stream that never ended (a failed session): no linger.
+        assert_eq!(reg.linger("s"), Some(Duration::ZERO));
+        let mut ended = LiveView::empty("720p", 2, Some(0.334));
+        ended.ended = true;
+        set.publish("720p", ended);
+        assert_eq!(reg.linger("s"), Some(Duration::from_secs(6)));
+    }
 
     #[test]
     fn views_go_when_due_and_not_before() {

@@ -196,13 +196,17 @@ impl Actor {
                 }
             }
             // Far off when nothing waits (the branch is disabled then).
+            // One clock for both (tokio's, which tests may pause).
+            let now = tokio::time::Instant::now();
             let next = self.retiring.next();
-            let retire_at = tokio::time::Instant::from_std(
-                next.unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600)),
+            let retire_at = next.map_or(
+                now + Duration::from_secs(3600),
+                tokio::time::Instant::from_std,
             );
             tokio::select! {
                 _ = tokio::time::sleep_until(retire_at), if next.is_some() => {
-                    for id in self.retiring.take_due(std::time::Instant::now()) {
+                    let now = tokio::time::Instant::now().into_std();
+                    for id in self.retiring.take_due(now) {
                         self.ctx.live.remove(&id);
                     }
                 }
@@ -320,9 +324,12 @@ impl Actor {
     fn on_settled(&mut self, s: Settled) {
         // Viewers get the files on disk (the ended playlists) once the
         // views go: not at once, for players holding the ended playlist.
-        if let Some(linger) = self.ctx.live.linger(&s.id) {
-            self.retiring
-                .add(std::time::Instant::now(), s.id.clone(), linger);
+        match self.ctx.live.linger(&s.id) {
+            Some(linger) if !linger.is_zero() => {
+                let now = tokio::time::Instant::now().into_std();
+                self.retiring.add(now, s.id.clone(), linger);
+            }
+            _ => self.ctx.live.remove(&s.id),
         }
         match s.info {
             Some(info) => {

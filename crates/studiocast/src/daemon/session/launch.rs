@@ -102,7 +102,9 @@ pub fn run(job: Job) -> Result<Launched, LaunchError> {
     });
     let (spec, updates, span) = (job.spec.clone(), job.updates.clone(), job.span.clone());
     // Viewers reach the session's live views from now on (they wait for
-    // the first part); the supervisor drops them when the session settles.
+    // the first part); the supervisor drops them once the session has
+    // settled: three target durations later if the stream ended, at once
+    // if it did not (see `live::Retiring`).
     let freeze = job
         .ctx
         .freeze_live
