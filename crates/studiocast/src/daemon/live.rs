@@ -4,9 +4,10 @@
 //! read the latest one or wait for the next without asking any actor.
 //!
 //! A session's start adds its views (with its record, before the pipeline
-//! runs); the supervisor's actor removes them three target durations after
-//! the session settles ([`Retiring`]). The HTTP layer only looks up, under
-//! a read lock held for one lookup.
+//! runs); the supervisor's actor removes them once the session settles:
+//! three target durations later if its streams ended ([`Retiring`]), at
+//! once if they did not. The HTTP layer only looks up, under a read lock
+//! held for one lookup.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
