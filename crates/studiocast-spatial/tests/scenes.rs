@@ -3,11 +3,11 @@
 //! first order on every metric and closes at least half the gap to third
 //! order on ILD and spectral error; with two sources it does too. In the
 //! diffuse scenes it beats linear first order on ILD, ITD (both
-//! estimators) and coherence, and keeps its artifact measure within 1 dB,
-//! but not on spectral error (what the README's table shows): those wins
-//! are pinned, and the spectral error may not drift more than 0.1 dB
-//! above linear's (the design before the corrected linear rendering was
-//! 0.4–0.5 dB above).
+//! estimators), spectral error and coherence, and keeps its artifact
+//! measure within 1 dB. (Before the set's common phase was in the
+//! correction's HRTF, the three-source scene lost on spectral error by
+//! 0.06 dB and one source at DRR 0 dB on ILD; the margins now are
+//! 0.01–0.08 dB.)
 
 use studiocast_spatial::scenes::{evaluate, Renderers, RENDERERS};
 use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet, DEFAULT_SOFA};
@@ -26,7 +26,7 @@ fn one_and_two_sources_parametric_beats_linear_first_order() {
     assert_eq!(rows.len(), 6 * RENDERERS.len());
     for r in &rows {
         eprintln!(
-            "{:40} {:16} ild {:.2} itd {:.1}/{:.1} spec {:.3} coh {:.4} art {:.2}",
+            "{:40} {:16} ild {:.3} itd {:.1}/{:.1} spec {:.3} coh {:.4} art {:.2}",
             r.scene,
             r.renderer,
             r.ild.median,
@@ -67,8 +67,8 @@ fn one_and_two_sources_parametric_beats_linear_first_order() {
 }
 
 /// In a diffuse field: parametric beats linear first order on ILD, on ITD
-/// under both estimators and on coherence; its artifact measure is within
-/// 1 dB of linear's, its spectral error within 0.1 dB.
+/// under both estimators, on spectral error and on coherence; its artifact
+/// measure is within 1 dB of linear's.
 fn check_diffuse_scene(rows: &[studiocast_spatial::scenes::SceneRow], scene: &str) {
     let get = |k: &str| {
         rows.iter()
@@ -81,6 +81,7 @@ fn check_diffuse_scene(rows: &[studiocast_spatial::scenes::SceneRow], scene: &st
             r.ild.median,
             r.itd_ideal.median,
             r.itd_bw8.median,
+            r.spectral.median,
             r.coherence.median,
         ]
     };
@@ -93,12 +94,6 @@ fn check_diffuse_scene(rows: &[studiocast_spatial::scenes::SceneRow], scene: &st
         );
     }
     assert!(p.artifact.median <= l.artifact.median + 1.0, "{scene}");
-    assert!(
-        p.spectral.median <= l.spectral.median + 0.1,
-        "{scene}: spectral {} vs {}",
-        p.spectral.median,
-        l.spectral.median
-    );
 }
 
 /// Parametric beats linear first order on every metric of `scene` and

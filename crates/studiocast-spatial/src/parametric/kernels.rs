@@ -8,25 +8,27 @@ use super::fastmath::{fast_exp2, fast_log2};
 use super::MAX_CORRECTION;
 
 /// One ear's output: the linear rendering `lin` times G^(1−ψ), G = h/(Q·a)
-/// (see the module's notes). Branch-free arithmetic over whole arrays, so
-/// the compiler vectorises it.
+/// (see the module's notes). `share`: per bin, the directness 1 − ψ (whose
+/// square is the magnitude's share) and the phase's share. Branch-free
+/// arithmetic over whole arrays, so the compiler vectorises it.
 #[inline(always)]
 pub(super) fn correct(
     lin: [&[f32]; 2],
     h: [&[f32]; 2],
     qa: [&[f32]; 2],
-    directness: &[f32],
+    share: [&[f32]; 2],
     out: &mut [Complex<f32>],
 ) {
     let n = out.len();
-    let (lr, li, hr, hi, qr, qi, d) = (
+    let (lr, li, hr, hi, qr, qi, d, dp) = (
         &lin[0][..n],
         &lin[1][..n],
         &h[0][..n],
         &h[1][..n],
         &qa[0][..n],
         &qa[1][..n],
-        &directness[..n],
+        &share[0][..n],
+        &share[1][..n],
     );
     let (lo, hi_lim) = (
         1.0 / (MAX_CORRECTION * MAX_CORRECTION),
@@ -42,11 +44,12 @@ pub(super) fn correct(
         // |G|^((1−ψ)²): the magnitude's share, geometric (in dB).
         let e = d[k];
         let mag = fast_exp2(0.5 * e * e * l2);
-        // The phase: the unit phasor blended from 1 towards G's by 1 − ψ,
-        // then normalised (with the magnitude in the same step). Where the
-        // blend vanishes (G's phase half a turn and ψ one half), no turn:
-        // `keep` is 0 or 1, arithmetic rather than a branch so that the
-        // loop vectorises.
+        // The phase: the unit phasor blended from 1 towards G's by its
+        // share, then normalised (with the magnitude in the same step).
+        // Where the blend vanishes (G's phase half a turn and the share
+        // one half), no turn: `keep` is 0 or 1, arithmetic rather than a
+        // branch so that the loop vectorises.
+        let e = dp[k];
         let inv = 1.0 / (pr * pr + pi * pi).max(1e-30).sqrt();
         let (vr, vi) = (1.0 - e + e * pr * inv, e * pi * inv);
         let v2 = vr * vr + vi * vi;
