@@ -261,11 +261,11 @@ fn energy_is_kept_within_half_a_db() {
     );
     // Half and half (ψ about 0.5): the correction scales the diffuse part
     // of the band too (without the energy gain this lost 1.0 dB). Judged on
-    // both ears together: each ear alone is off by up to 2.6 dB, because
-    // the measured grid's field is not isotropic (nothing below -40°) and
-    // its net intensity pulls the estimated direction off the source, so
-    // the level goes to the wrong ear (the diffuse scenes' ILD error, in
-    // the README).
+    // both ears together: each ear alone is off by more (measured +0.04 /
+    // -0.25 dB; 2.6 dB in an earlier build), because the measured grid's
+    // field is not isotropic (nothing below -40°) and its net intensity
+    // pulls the estimated direction off the source, so the level goes to
+    // the wrong ear (the diffuse scenes' ILD error, in the README).
     let mut mixed = diffuse_sources(h, n);
     let scale = (1.0 / mixed.len() as f32).sqrt();
     for (s, _) in &mut mixed {
@@ -325,12 +325,15 @@ fn plane_waves_keep_the_sets_itd_and_ild() {
         let a = evaluate_irs(h, &pl, &pr, est);
         let lin = crate::metrics::evaluate_with(h, f, est);
         eprintln!("{est:?}: parametric {a:?}\nlinear {lin:?}");
-        // Measured: ILD 0.11 dB, ITD 2.4 µs (ideal) / 8.8 µs (BW8),
-        // spectral 0.21 dB; linear first order 2.98, 55 / 74, 2.33.
+        // Measured: ILD 0.10 dB, ITD 4.0 µs (ideal) / 9.9 µs (BW8),
+        // spectral 0.17 dB; linear first order 2.98, 55 / 74, 2.33. (The
+        // ideal ITD was 2.7 µs while the model's phase reached down to DC;
+        // below 300 Hz it is now the linear rendering's, which the scenes
+        // judge better.)
         assert!(a.ild.median <= 0.2, "{a:?}");
         assert!(a.spectral.median <= 0.3, "{a:?}");
         let bound = match est {
-            ItdLowpass::Ideal => 4.0,
+            ItdLowpass::Ideal => 6.0,
             ItdLowpass::Butterworth8 => 12.0,
         };
         assert!(a.itd.median <= bound, "{est:?}: {a:?}");
@@ -340,7 +343,7 @@ fn plane_waves_keep_the_sets_itd_and_ild() {
 /// At 88.2 kHz (the highest rate at which this set's responses fit the
 /// frame; at 96 kHz they are 1115 taps and the renderer refuses them) the
 /// same sample budget holds: a diffuse field from the measured directions
-/// keeps its energy (measured -0.16 / -0.07 dB).
+/// keeps its energy (measured -0.08 / +0.02 dB).
 #[test]
 fn a_diffuse_field_keeps_its_energy_at_88k2() {
     let h = HrtfSet::from_sofa(std::path::Path::new(DEFAULT_SOFA), 88_200).unwrap();
