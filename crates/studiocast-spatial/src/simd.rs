@@ -67,6 +67,17 @@ impl Kernel {
         Kernel::scalar()
     }
 
+    /// Whether this is the AVX2 + FMA kernel: code compiled for those
+    /// features (the parametric renderer's synthesis) may run when it is,
+    /// since such a kernel exists only after the run-time check.
+    pub(crate) fn is_avx2_fma(self) -> bool {
+        match self.0 {
+            Isa::Scalar => false,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => true,
+        }
+    }
+
     /// All kernels usable on this CPU (for tests and benches).
     pub fn available() -> Vec<Kernel> {
         let mut v = vec![Kernel::scalar()];

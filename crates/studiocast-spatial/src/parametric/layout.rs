@@ -1,12 +1,13 @@
 //! Fixed layouts of the renderer, made once in `ParametricRenderer::new`:
-//! its bands, the per-bin phase ramp, and the linear filters' spectra.
+//! its bands (and how a band's value spreads over bins), the per-bin
+//! phase ramp, and the linear filters' spectra.
 
 use std::sync::Arc;
 
 use realfft::num_complex::Complex;
 use realfft::RealToComplex;
 
-use super::{BINS, COMMON_DELAY, LIN_TAPS, MIN_BAND_BINS, NFFT, PHASE_RAMP_HZ};
+use super::{BandState, BINS, COMMON_DELAY, LIN_TAPS, MIN_BAND_BINS, NFFT, PHASE_RAMP_HZ};
 use crate::design::ShFilters;
 use crate::error::{Result, SpatialError};
 
@@ -76,4 +77,26 @@ pub(super) fn linear_spectra(
         }
     }
     Ok(out)
+}
+
+/// Per bin, a value of each band at its centre bin, moving linearly from
+/// one centre to the next (flat below the first and above the last).
+pub(super) fn spread(bands: &[BandState], value: impl Fn(&BandState) -> f64, out: &mut [f32]) {
+    let mut k = 0usize;
+    let mut prev: Option<(f32, f32)> = None;
+    for b in bands {
+        let c = 0.5 * (b.params.bins.0 + b.params.bins.1 - 1) as f32;
+        let p = value(b) as f32;
+        let (c0, p0, slope) = match prev {
+            Some((c0, p0)) => (c0, p0, (p - p0) / (c - c0)),
+            None => (c, p, 0.0),
+        };
+        while k < out.len() && k as f32 <= c {
+            out[k] = p0 + slope * (k as f32 - c0);
+            k += 1;
+        }
+        prev = Some((c, p));
+    }
+    let last = prev.map_or(0.0, |(_, p)| p);
+    out[k..].iter_mut().for_each(|v| *v = last);
 }

@@ -50,9 +50,10 @@ use crate::design::ShFilters;
 use crate::error::{Result, SpatialError};
 use crate::hrtf::HrtfSet;
 use crate::rotation::{Quat, SceneRotator};
+use crate::simd::Kernel;
 use fastmath::fast_sincos;
 use kernels::{band_sum, correct};
-use layout::{band_edges, common_delay, linear_spectra, phase_ramp};
+use layout::{band_edges, common_delay, linear_spectra, phase_ramp, spread};
 use table::{DirectionTable, Neighbours};
 
 /// Analysis window (Hann), samples.
@@ -202,6 +203,13 @@ pub struct ParametricRenderer {
     phase_ramp: Vec<f32>,
     /// This frame's power gain per bin from [`BandState::norm`].
     norm: Vec<f32>,
+    /// Per ear and bin, this frame's power: of the linear rendering, of
+    /// the corrected output, and of W through h.
+    pow_lin: [Vec<f32>; 2],
+    pow_out: [Vec<f32>; 2],
+    pow_dir: [Vec<f32>; 2],
+    /// Whether the synthesis runs its AVX2 + FMA build (detected once).
+    kernel: Kernel,
     bands: Vec<BandState>,
     table: DirectionTable,
     alpha: (f64, f64),
@@ -293,6 +301,10 @@ impl ParametricRenderer {
             gain_p: flat(),
             phase_ramp: phase_ramp(rate),
             norm: flat(),
+            pow_lin: std::array::from_fn(|_| flat()),
+            pow_out: std::array::from_fn(|_| flat()),
+            pow_dir: std::array::from_fn(|_| flat()),
+            kernel: Kernel::detect(),
             bands,
             table: DirectionTable::new(hrtf, NFFT)?,
             alpha: (alpha(opts.attack_ms), alpha(opts.release_ms)),
@@ -371,6 +383,14 @@ impl ParametricRenderer {
             let share = (i + m) as f64 / n as f64;
             self.rotator
                 .set_target(self.rot_now.slerp(self.rot_target, share));
+            // A non-finite sample (a damaged float file) is silence: once
+            // in the smoothed intensity and powers, a NaN would stay there,
+            // leaving every band diffuse until a reset.
+            for v in &mut self.rotated[..4 * m] {
+                if !v.is_finite() {
+                    *v = 0.0;
+                }
+            }
             self.rotator.process(&mut self.rotated[..4 * m], m);
             let at = FRAME - HOP + self.fill;
             for c in 0..4 {
@@ -495,13 +515,21 @@ impl ParametricRenderer {
     /// band's direction as far as the band is direct.
     fn synthesise(&mut self) {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the processor has AVX2 and FMA, as checked just
-            // above, which is all `synthesise_avx2` requires.
+        if self.kernel.is_avx2_fma() {
+            // SAFETY: an AVX2 + FMA kernel exists only once the processor
+            // was found to have both (`Kernel::detect`), which is all
+            // `synthesise_avx2` requires.
             unsafe { self.synthesise_avx2() };
             return;
         }
         self.synthesise_body();
+    }
+
+    /// The synthesis on `kernel` (tests: the portable build against the
+    /// AVX2 one).
+    #[cfg(test)]
+    pub(crate) fn set_kernel(&mut self, kernel: Kernel) {
+        self.kernel = kernel;
     }
 
     /// [`Self::synthesise`] compiled for AVX2 and FMA: its loops over bins
@@ -609,14 +637,16 @@ impl ParametricRenderer {
     /// own fluctuations stay the linear rendering's.
     #[inline(always)]
     fn normalise(&mut self) {
-        // Per bin first, in whole-array loops that vectorise, into arrays
-        // free by now: Q·a's hold the linear and the output powers, h's
-        // the power of W through h.
+        // Per bin first, in whole-array loops that vectorise.
         let w = &self.spec[0];
         for ear in 0..2 {
             let n = BINS;
-            let (pl, po) = (&mut self.qa_re[ear][..n], &mut self.qa_im[ear][..n]);
-            let (hr, hi) = (&mut self.h_re[ear][..n], &self.h_im[ear][..n]);
+            let (pl, po, pd) = (
+                &mut self.pow_lin[ear][..n],
+                &mut self.pow_out[ear][..n],
+                &mut self.pow_dir[ear][..n],
+            );
+            let (hr, hi) = (&self.h_re[ear][..n], &self.h_im[ear][..n]);
             let (ar, ai, out) = (
                 &self.amb_re[ear][..n],
                 &self.amb_im[ear][..n],
@@ -625,8 +655,7 @@ impl ParametricRenderer {
             for k in 0..n {
                 pl[k] = ar[k] * ar[k] + ai[k] * ai[k];
                 po[k] = out[k].norm_sqr();
-                hr[k] *= hr[k];
-                hr[k] = w[k].norm_sqr() * (hr[k] + hi[k] * hi[k]);
+                pd[k] = w[k].norm_sqr() * (hr[k] * hr[k] + hi[k] * hi[k]);
             }
         }
         for b in &mut self.bands {
@@ -636,9 +665,9 @@ impl ParametricRenderer {
                 let smooth = |s: &mut f64, v: &[f32]| {
                     *s = a * *s + (1.0 - a) * f64::from(band_sum(&v[lo..hi]));
                 };
-                smooth(&mut b.lin_pow[ear], &self.qa_re[ear]);
-                smooth(&mut b.out_pow[ear], &self.qa_im[ear]);
-                smooth(&mut b.dir_pow[ear], &self.h_re[ear]);
+                smooth(&mut b.lin_pow[ear], &self.pow_lin[ear]);
+                smooth(&mut b.out_pow[ear], &self.pow_out[ear]);
+                smooth(&mut b.dir_pow[ear], &self.pow_dir[ear]);
             }
             // Both ears together: the correction's ILD is what the scenes
             // judge better than the model's (per ear, the diffuse scenes'
@@ -718,28 +747,6 @@ impl ParametricRenderer {
             }
         }
     }
-}
-
-/// Per bin, a value of each band at its centre bin, moving linearly from
-/// one centre to the next (flat below the first and above the last).
-fn spread(bands: &[BandState], value: impl Fn(&BandState) -> f64, out: &mut [f32]) {
-    let mut k = 0usize;
-    let mut prev: Option<(f32, f32)> = None;
-    for b in bands {
-        let c = 0.5 * (b.params.bins.0 + b.params.bins.1 - 1) as f32;
-        let p = value(b) as f32;
-        let (c0, p0, slope) = match prev {
-            Some((c0, p0)) => (c0, p0, (p - p0) / (c - c0)),
-            None => (c, p, 0.0),
-        };
-        while k < out.len() && k as f32 <= c {
-            out[k] = p0 + slope * (k as f32 - c0);
-            k += 1;
-        }
-        prev = Some((c, p));
-    }
-    let last = prev.map_or(0.0, |(_, p)| p);
-    out[k..].iter_mut().for_each(|v| *v = last);
 }
 
 /// Left and right impulse responses, one pair per direction.
