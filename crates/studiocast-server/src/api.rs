@@ -131,9 +131,16 @@ impl IntoResponse for ApiError {
             );
         }
         if status == StatusCode::UPGRADE_REQUIRED {
+            // The only upgrade offered is the meters' WebSocket, version 13:
+            // a client that asked with another version learns which to use
+            // (RFC 6455 4.4).
             r.headers_mut().insert(
                 header::UPGRADE,
                 header::HeaderValue::from_static("websocket"),
+            );
+            r.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                header::HeaderValue::from_static("13"),
             );
         }
         r

@@ -40,8 +40,8 @@ pub struct TokenQuery {
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; each text message is a `MeterFrame`"),
-        (status = 400, description = "A WebSocket handshake without its `Sec-WebSocket-Key`", body = crate::api::ErrorBody),
-        (status = 426, description = "Not a WebSocket upgrade (answered with `Upgrade: websocket`)", body = crate::api::ErrorBody),
+        (status = 400, description = "A WebSocket handshake without its `Sec-WebSocket-Key` or `Sec-WebSocket-Version`", body = crate::api::ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade, or a version other than 13 (answered with `Upgrade: websocket` and `Sec-WebSocket-Version: 13`)", body = crate::api::ErrorBody),
         (status = 404, description = "No such session", body = crate::api::ErrorBody),
         (status = 409, description = "The session is not running", body = crate::api::ErrorBody),
     ))]
@@ -86,11 +86,19 @@ pub async fn socket(
         return Err(ApiError::NotFound(format!("session '{id}' not found")));
     }
     // 426, not 400: the request is fine except for the protocol, and
-    // RFC 9110 has a status (with `Upgrade:`) that says which to use.
-    // A handshake begun without its key is malformed: 400 (RFC 6455 4.2.1).
+    // RFC 9110 has a status (with `Upgrade:`) that says which to use; so
+    // is a version other than 13 (RFC 6455 4.4: the answer names the one
+    // spoken). A handshake begun without its key or its version is
+    // malformed: 400 (RFC 6455 4.2.1).
+    let versioned = headers.contains_key(axum::http::header::SEC_WEBSOCKET_VERSION);
     let ws = ws.map_err(|e| match e {
         WebSocketUpgradeRejection::WebSocketKeyHeaderMissing(_) => {
             ApiError::BadRequest(format!("a WebSocket handshake needs its key: {e}"))
+        }
+        WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_) if !versioned => {
+            ApiError::BadRequest(format!(
+                "a WebSocket handshake needs Sec-WebSocket-Version: 13: {e}"
+            ))
         }
         e => ApiError::UpgradeRequired(format!("a WebSocket upgrade is needed: {e}")),
     })?;

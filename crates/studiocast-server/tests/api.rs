@@ -195,6 +195,34 @@ async fn a_websocket_handshake_without_its_key_is_400() {
     assert_eq!(a.status, StatusCode::UPGRADE_REQUIRED, "{}", a.text());
 }
 
+/// RFC 6455 4.2.1 and 4.4: a handshake without `Sec-WebSocket-Version` is
+/// malformed (400); one with another version gets 426 naming version 13.
+#[tokio::test]
+async fn a_websocket_handshake_needs_version_13() {
+    let dir = TempDir::new("ws-version");
+    let fake = Fake::new();
+    let app = app(&fake, dir.path());
+    let handshake = |version: Option<&str>| {
+        let mut r = Request::get("/api/v1/sessions/s1/meters")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        if let Some(v) = version {
+            r = r.header("sec-websocket-version", v);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let a = send(&app, handshake(None)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    assert!(a.text().contains("Sec-WebSocket-Version"), "{}", a.text());
+    let a = send(&app, handshake(Some("8"))).await;
+    assert_eq!(a.status, StatusCode::UPGRADE_REQUIRED, "{}", a.text());
+    assert_eq!(a.headers["sec-websocket-version"], "13");
+    assert_eq!(a.headers["upgrade"], "websocket");
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
 #[tokio::test]
 async fn control_errors_map_to_statuses_and_stable_codes() {
     let dir = TempDir::new("errors");

@@ -67,17 +67,6 @@ impl Kernel {
         Kernel::scalar()
     }
 
-    /// Whether this is the AVX2 + FMA kernel: code compiled for those
-    /// features (the parametric renderer's synthesis) may run when it is,
-    /// since such a kernel exists only after the run-time check.
-    pub(crate) fn is_avx2_fma(self) -> bool {
-        match self.0 {
-            Isa::Scalar => false,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => true,
-        }
-    }
-
     /// All kernels usable on this CPU (for tests and benches).
     pub fn available() -> Vec<Kernel> {
         let mut v = vec![Kernel::scalar()];
@@ -98,7 +87,9 @@ impl Kernel {
     }
 
     /// True when this kernel runs the AVX2 code paths (the convolver then
-    /// compiles its whole block loop with AVX2 enabled).
+    /// compiles its whole block loop with AVX2 enabled, the parametric
+    /// renderer its synthesis): such a kernel exists only after the
+    /// run-time check.
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn is_avx2(self) -> bool {
         self.0 == Isa::Avx2Fma

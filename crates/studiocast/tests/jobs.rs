@@ -330,6 +330,10 @@ fn bad_jobs_are_refused_and_a_bad_file_fails_alone() {
             r#"{"path": "ok.wav", "input_format": "ambix", "loudness": 12}"#,
             "loudness",
         ),
+        (
+            r#"{"session": "../x", "input_format": "ambix"}"#,
+            "not a session id",
+        ),
     ] {
         let r = submit(&d, body);
         assert_eq!(r.status, 400, "{body}: {}", r.text());
@@ -339,6 +343,10 @@ fn bad_jobs_are_refused_and_a_bad_file_fails_alone() {
     for (body, why) in [
         (
             r#"{"path": "nope.wav", "input_format": "ambix"}"#,
+            "not in the import folder",
+        ),
+        (
+            r#"{"path": "ok.wav/x", "input_format": "ambix"}"#,
             "not in the import folder",
         ),
         (

@@ -7,9 +7,10 @@ use realfft::num_complex::Complex;
 use super::fastmath::{fast_exp2, fast_log2};
 use super::MAX_CORRECTION;
 
-/// One ear's output: the linear rendering `lin` times G^(1−ψ), G = h/(Q·a)
+/// One ear's output: the linear rendering `lin` corrected by G = h/(Q·a)
 /// (see the module's notes). `share`: per bin, the directness 1 − ψ (whose
-/// square is the magnitude's share) and the phase's share. Branch-free
+/// square is the share of G's magnitude, in dB) and the share of G's
+/// phase (the directness, faded out below 1 kHz). Branch-free
 /// arithmetic over whole arrays, so the compiler vectorises it.
 #[inline(always)]
 pub(super) fn correct(

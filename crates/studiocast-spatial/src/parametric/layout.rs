@@ -39,7 +39,7 @@ pub(super) fn phase_ramp(rate: f64) -> Vec<f32> {
 }
 
 /// [`COMMON_DELAY`] as a phasor per bin, for the linear filters.
-pub(super) fn common_delay() -> Vec<Complex<f32>> {
+fn common_delay() -> Vec<Complex<f32>> {
     (0..BINS)
         .map(|k| {
             let phase = -std::f64::consts::TAU / NFFT as f64 * (k * COMMON_DELAY) as f64;
@@ -47,6 +47,25 @@ pub(super) fn common_delay() -> Vec<Complex<f32>> {
             Complex::new(c as f32, s as f32)
         })
         .collect()
+}
+
+/// Split real and imaginary parts per ear and channel.
+pub(super) type Split = [[Vec<f32>; 4]; 2];
+
+/// The linear filters' spectra with [`COMMON_DELAY`] folded in, split into
+/// real and imaginary parts (`[ear][channel]`) so the per-bin sums
+/// vectorise.
+pub(super) fn split_delayed(lin: &[[Vec<Complex<f32>>; 4]; 2]) -> (Split, Split) {
+    let delay = common_delay();
+    let (mut re, mut im): (Split, Split) = Default::default();
+    for ear in 0..2 {
+        for c in 0..4 {
+            let l: Vec<Complex<f32>> = lin[ear][c].iter().zip(&delay).map(|(a, d)| a * d).collect();
+            re[ear][c] = l.iter().map(|x| x.re).collect();
+            im[ear][c] = l.iter().map(|x| x.im).collect();
+        }
+    }
+    (re, im)
 }
 
 /// The linear filters' spectra at [`NFFT`], cut to [`LIN_TAPS`] with a

@@ -53,7 +53,7 @@ use crate::rotation::{Quat, SceneRotator};
 use crate::simd::Kernel;
 use fastmath::fast_sincos;
 use kernels::{band_sum, correct};
-use layout::{band_edges, common_delay, linear_spectra, phase_ramp, spread};
+use layout::{band_edges, linear_spectra, phase_ramp, split_delayed, spread};
 use table::{DirectionTable, Neighbours};
 
 /// Analysis window (Hann), samples.
@@ -70,8 +70,9 @@ const BINS: usize = NFFT / 2 + 1;
 /// of their energy past 320 taps, and cutting it there cost the diffuse
 /// scenes 0.01–0.02 dB of spectral error.
 const LIN_TAPS: usize = 384;
-/// Delay added to both ears, beyond each ear's own (the zero-phase HRTF
-/// magnitudes spread a little either side of it); the linear filters get
+/// Delay added to both ears, beyond each ear's own (the HRTF magnitudes,
+/// zero-phase but for the set's common phase, spread a little either side
+/// of it); the linear filters get
 /// it too, so that G compares like with like.
 const COMMON_DELAY: usize = 96;
 /// Largest correction of the linear rendering's magnitude, either way
@@ -83,6 +84,10 @@ const MAX_CORRECTION: f32 = 8.0;
 /// that is the model's own error (its ψ and direction in a diffuse field);
 /// following it down cost the diffuse scenes 0.05 dB of spectral error.
 const MAX_NORM: f64 = 4.0;
+
+/// Largest input sample magnitude taken as it is (120 dB over full
+/// scale): the band powers of anything larger could overflow `f32`.
+const MAX_SAMPLE: f32 = 1e6;
 
 /// A frame this many times the band's running energy is an onset.
 const ONSET: f64 = 4.0;
@@ -142,7 +147,8 @@ pub struct BandParams {
 #[derive(Clone, Copy, Default)]
 struct BandState {
     intensity: [f64; 3],
-    /// The same, averaged over [`ParametricOptions::direction_ms`].
+    /// The same, averaged over [`ParametricOptions::direction_ms`] when
+    /// the band is direct, longer as it grows diffuse.
     heading: [f64; 3],
     energy: f64,
     params: BandParams,
@@ -209,6 +215,7 @@ pub struct ParametricRenderer {
     pow_out: [Vec<f32>; 2],
     pow_dir: [Vec<f32>; 2],
     /// Whether the synthesis runs its AVX2 + FMA build (detected once).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     kernel: Kernel,
     bands: Vec<BandState>,
     table: DirectionTable,
@@ -258,17 +265,7 @@ impl ParametricRenderer {
                 ..Default::default()
             })
             .collect();
-        let decor = common_delay();
-        let mut lin_re: [[Vec<f32>; 4]; 2] = Default::default();
-        let mut lin_im: [[Vec<f32>; 4]; 2] = Default::default();
-        for ear in 0..2 {
-            for c in 0..4 {
-                let l: Vec<Complex<f32>> =
-                    lin[ear][c].iter().zip(&decor).map(|(a, d)| a * d).collect();
-                lin_re[ear][c] = l.iter().map(|x| x.re).collect();
-                lin_im[ear][c] = l.iter().map(|x| x.im).collect();
-            }
-        }
+        let (lin_re, lin_im) = split_delayed(&lin);
         let zeros = || vec![Complex::<f32>::default(); BINS];
         let flat = || vec![0.0f32; BINS];
         Ok(ParametricRenderer {
@@ -383,13 +380,17 @@ impl ParametricRenderer {
             let share = (i + m) as f64 / n as f64;
             self.rotator
                 .set_target(self.rot_now.slerp(self.rot_target, share));
-            // A non-finite sample (a damaged float file) is silence: once
-            // in the smoothed intensity and powers, a NaN would stay there,
-            // leaving every band diffuse until a reset.
+            // A non-finite sample (a damaged float file) is silence, and
+            // an absurd one is held at 120 dB over full scale: once in the
+            // smoothed intensity and powers, a NaN (or a power overflowing
+            // single precision) would stay there, leaving every band
+            // diffuse until a reset.
             for v in &mut self.rotated[..4 * m] {
-                if !v.is_finite() {
-                    *v = 0.0;
-                }
+                *v = if v.is_finite() {
+                    v.clamp(-MAX_SAMPLE, MAX_SAMPLE)
+                } else {
+                    0.0
+                };
             }
             self.rotator.process(&mut self.rotated[..4 * m], m);
             let at = FRAME - HOP + self.fill;
@@ -478,7 +479,10 @@ impl ParametricRenderer {
             // to `release_ms` when diffuse: there a frame's intensity is
             // mostly the field's random net flow, and a short average
             // makes the direction, and the correction with it, wander
-            // (the diffuse scenes' ILD error: 1.82 → 1.79 dB at DRR 0).
+            // (the diffuse scenes' ILD error: 1.82 → 1.80 dB at DRR 0).
+            // The smoothing constants themselves are interpolated, so the
+            // time constant grows faster near ψ = 1 (about 20 ms at ψ = ½,
+            // 50 ms at 0.9): a half-diffuse band still follows a source.
             let psi = b.params.diffuseness.clamp(0.0, 1.0);
             let ad = if onset {
                 self.alpha.0
@@ -515,7 +519,7 @@ impl ParametricRenderer {
     /// band's direction as far as the band is direct.
     fn synthesise(&mut self) {
         #[cfg(target_arch = "x86_64")]
-        if self.kernel.is_avx2_fma() {
+        if self.kernel.is_avx2() {
             // SAFETY: an AVX2 + FMA kernel exists only once the processor
             // was found to have both (`Kernel::detect`), which is all
             // `synthesise_avx2` requires.

@@ -68,6 +68,7 @@ impl DirectionTable {
         let (mut delay_l, mut delay_r) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let df = hrtf.sample_rate as f64 / nfft as f64;
         let mut common = vec![Complex::<f64>::default(); bins];
+        let mut total = vec![0.0f64; bins];
         for i in 0..n {
             spectrum(&fft, &hrtf.left[i], &mut buf, &mut spec_l)?;
             spectrum(&fft, &hrtf.right[i], &mut buf, &mut spec_r)?;
@@ -86,19 +87,13 @@ impl DirectionTable {
             let (tl, tr) = (mean - 0.5 * itd, mean + 0.5 * itd);
             delay_l.push(tl as f32);
             delay_r.push(tr as f32);
-            add_undelayed(&mut common, &spec_l, tl, df);
-            add_undelayed(&mut common, &spec_r, tr, df);
+            add_undelayed(&mut common, &mut total, &spec_l, tl, df);
+            add_undelayed(&mut common, &mut total, &spec_r, tr, df);
         }
         let common = common
             .iter()
-            .map(|c| {
-                let m = c.norm();
-                if m > 0.0 {
-                    Complex::new((c.re / m) as f32, (c.im / m) as f32)
-                } else {
-                    Complex::new(1.0, 0.0)
-                }
-            })
+            .zip(&total)
+            .map(|(c, t)| shared_phase(*c, *t))
             .collect();
         Ok(DirectionTable {
             bins,
@@ -135,14 +130,42 @@ fn spectrum(
         .map_err(|e| SpatialError::Design(e.to_string()))
 }
 
-/// Adds to `acc` the response `spec` with its delay `tau` (s) taken out:
-/// summed over every direction and ear (the louder weighing more), what
-/// remains is the phase they share.
-fn add_undelayed(acc: &mut [Complex<f64>], spec: &[Complex<f64>], tau: f64, df: f64) {
-    for (k, (a, h)) in acc.iter_mut().zip(spec).enumerate() {
+/// Adds to `acc` the response `spec` with its delay `tau` (s) taken out,
+/// and to `total` its magnitude: summed over every direction and ear (the
+/// louder weighing more), what remains in `acc` is the phase they share.
+fn add_undelayed(
+    acc: &mut [Complex<f64>],
+    total: &mut [f64],
+    spec: &[Complex<f64>],
+    tau: f64,
+    df: f64,
+) {
+    for (k, ((a, t), h)) in acc.iter_mut().zip(total.iter_mut()).zip(spec).enumerate() {
         let w = std::f64::consts::TAU * k as f64 * df;
         *a += h * Complex::from_polar(1.0, w * tau);
+        *t += h.norm();
     }
+}
+
+/// One bin's shared phase from the sum `c` of the undelayed responses and
+/// the sum `total` of their magnitudes: the phase of `c`, as far as the
+/// responses agree on it (|c| / total, their coherence), blended towards
+/// none as they stop agreeing. MIT KEMAR's agree to 0.98 up to 2 kHz, 0.82
+/// at 3 kHz, 0.56 at 4 kHz and 0.1–0.3 above 5 kHz, where the phase of `c`
+/// is a different accident in every bin, and taking it whole would give
+/// the correction a response spread over the frame.
+fn shared_phase(c: Complex<f64>, total: f64) -> Complex<f32> {
+    let m = c.norm();
+    if m <= 0.0 || total <= 0.0 {
+        return Complex::new(1.0, 0.0);
+    }
+    let rho = (m / total).min(1.0);
+    let v = Complex::new(1.0 - rho, 0.0) + c / total;
+    let n = v.norm();
+    if n < 1e-9 {
+        return Complex::new(1.0, 0.0);
+    }
+    Complex::new((v.re / n) as f32, (v.im / n) as f32)
 }
 
 /// Magnitude averaged over ±2 bins (about ±100 Hz at 48 kHz and 1024

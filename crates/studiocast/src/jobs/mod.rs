@@ -267,10 +267,11 @@ impl Jobs {
         let full = root
             .join(p)
             .canonicalize()
-            // 404: a well-formed name for a file that is not there; 400 for
-            // one that cannot be read (permissions, a name too long, a NUL).
+            // 404: a well-formed name for a file that is not there (also
+            // under a name that is a file, `take.wav/x`); 400 for one that
+            // cannot be read (permissions, a name too long, a NUL).
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
                     ControlError::NotFound(format!("\"{rel}\" is not in the import folder"))
                 }
                 _ => bad(format!("\"{rel}\" cannot be read: {e}")),
@@ -294,9 +295,14 @@ impl Jobs {
                     && id
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                // 400 for what cannot be a session id (`../x`), 404 for
+                // one that names no recording.
+                if !safe {
+                    return Err(bad(format!("\"{id}\" is not a session id")));
+                }
                 let dir = self.config.data_dir.join("sessions").join(id);
                 let master = dir.join("master.wav");
-                if !safe || !master.is_file() {
+                if !master.is_file() {
                     return Err(ControlError::NotFound(format!(
                         "session '{id}' has no master recording"
                     )));
