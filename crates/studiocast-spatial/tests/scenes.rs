@@ -7,7 +7,7 @@
 //! measure within 1 dB. (Before the set's common phase was in the
 //! correction's HRTF, the three-source scene lost on spectral error by
 //! 0.06 dB and DRR −6 dB tied; the margins now are 0.01–0.08 dB on ILD and
-//! spectral error, 0.002–0.017 on coherence.)
+//! spectral error, 0.0015–0.017 on coherence.)
 
 use studiocast_spatial::scenes::{evaluate, Renderers, RENDERERS};
 use studiocast_spatial::{design, DecoderMethod, DesignOptions, HrtfSet, DEFAULT_SOFA};

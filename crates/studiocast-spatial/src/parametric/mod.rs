@@ -100,8 +100,9 @@ const MIN_BAND_BINS: usize = 4;
 /// within about 20° of zero from 140 to 600 Hz), and the model's single
 /// delay per ear is not (its slope is fitted over 100–1500 Hz); above,
 /// first order's phase departs from the set's and the correction carries
-/// the ITD. Measured on the scenes: ITD error with two sources 90° apart
-/// 50 → 32 µs, spectral error of one source 0.31 → 0.29 dB.
+/// the ITD. Measured on the scenes when it came: ITD error with two
+/// sources 90° apart 50 → 32 µs, spectral error of one source 0.31 →
+/// 0.29 dB.
 const PHASE_RAMP_HZ: (f64, f64) = (300.0, 1000.0);
 
 /// Time constants of the parameter smoothing.
