@@ -72,8 +72,8 @@ const BINS: usize = NFFT / 2 + 1;
 const LIN_TAPS: usize = 384;
 /// Delay added to both ears, beyond each ear's own (the HRTF magnitudes,
 /// zero-phase but for the set's common phase, spread a little either side
-/// of it); the linear filters get
-/// it too, so that G compares like with like.
+/// of it); the linear filters get it too, so that G compares like with
+/// like.
 const COMMON_DELAY: usize = 96;
 /// Largest correction of the linear rendering's magnitude, either way
 /// (18 dB): where Q·a nearly vanishes, G would be unbounded.

@@ -39,8 +39,9 @@ pub(crate) struct DirectionTable {
     pub(crate) delay_l: Vec<f32>,
     pub(crate) delay_r: Vec<f32>,
     /// Per bin, the set's phase beyond each ear's delay that every
-    /// direction shares (a unit phasor): the measurement chain's own
-    /// response. MIT KEMAR's is about half a turn below 300 Hz (its
+    /// direction shares (a unit phasor; blended towards none where the
+    /// directions stop agreeing on it, above about 3 kHz): the measurement
+    /// chain's own response. MIT KEMAR's is about half a turn below 300 Hz (its
     /// loudspeaker's high-pass), which the linear filters, fitted to the
     /// measured responses, carry. Without it, h and Q·a differed by that
     /// half turn, and the correction turned the direct sound against the
