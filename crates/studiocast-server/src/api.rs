@@ -63,8 +63,9 @@ pub enum ApiError {
     /// 415 `unsupported_media_type`.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 426 `upgrade_required`: a WebSocket route asked over plain HTTP
-    /// (answered with `Upgrade: websocket`).
+    /// 426 `upgrade_required`: a WebSocket route asked over plain HTTP,
+    /// or with a WebSocket version other than 13 (answered with `Upgrade:
+    /// websocket` and `Sec-WebSocket-Version: 13`).
     #[error("{0}")]
     UpgradeRequired(String),
     /// 503 `unavailable`.

@@ -96,8 +96,8 @@ const ONSET: f64 = 4.0;
 const MIN_BAND_BINS: usize = 4;
 /// The correction's phase share rises from none to all of 1 − ψ between
 /// these frequencies (raised cosine). Below, the linear rendering's phase
-/// is already the set's (first order is accurate there: G's phase is
-/// within about 20° of zero from 140 to 600 Hz), and the model's single
+/// is already the set's (first order is accurate there: G turns the phase
+/// by at most 25° from 140 to 500 Hz, tested), and the model's single
 /// delay per ear is not (its slope is fitted over 100–1500 Hz); above,
 /// first order's phase departs from the set's and the correction carries
 /// the ITD. Measured on the scenes when it came: ITD error with two

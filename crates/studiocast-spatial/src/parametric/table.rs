@@ -154,7 +154,10 @@ fn add_undelayed(
 /// none as they stop agreeing. MIT KEMAR's agree to 0.98 up to 2 kHz, 0.82
 /// at 3 kHz, 0.56 at 4 kHz and 0.1–0.3 above 5 kHz, where the phase of `c`
 /// is a different accident in every bin, and taking it whole would give
-/// the correction a response spread over the frame.
+/// the correction a response spread over the frame. (A straight blend of
+/// the phasors: where the phase nears half a turn and the agreement one
+/// half, it keeps or drops the phase more abruptly than a blend of angles
+/// would; those are bins where the directions disagree anyway.)
 fn shared_phase(c: Complex<f64>, total: f64) -> Complex<f32> {
     let m = c.norm();
     if m <= 0.0 || total <= 0.0 {

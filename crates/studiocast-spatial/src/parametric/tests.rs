@@ -472,7 +472,9 @@ fn the_correction_barely_turns_the_phase_where_first_order_is_accurate() {
             for k in (140.0 / df).ceil() as usize..=(500.0 / df) as usize {
                 let hk = Complex::new(r.h_re[ear][k], r.h_im[ear][k]);
                 let qa = Complex::new(r.qa_re[ear][k], r.qa_im[ear][k]);
-                worst = worst.max((hk / qa).arg().abs().to_degrees());
+                let turn = (hk / qa).arg().abs().to_degrees();
+                assert!(turn.is_finite(), "bin {k}: h {hk}, Q·a {qa}");
+                worst = worst.max(turn);
             }
         }
     }
