@@ -170,28 +170,37 @@ async fn meters_take_the_token_from_a_subprotocol_or_the_query() {
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
 }
 
+/// RFC 6455's sample key.
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// A WebSocket handshake for the meters route, with or without its key
+/// and its version.
+fn ws_handshake(key: Option<&str>, version: Option<&str>) -> Request<Body> {
+    let mut r = Request::get("/api/v1/sessions/s1/meters")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket");
+    if let Some(k) = key {
+        r = r.header("sec-websocket-key", k);
+    }
+    if let Some(v) = version {
+        r = r.header("sec-websocket-version", v);
+    }
+    r.body(Body::empty()).unwrap()
+}
+
 #[tokio::test]
 async fn a_websocket_handshake_without_its_key_is_400() {
     let dir = TempDir::new("ws-key");
     let fake = Fake::new();
     let app = app(&fake, dir.path());
-    let handshake = |key: Option<&str>| {
-        let mut r = Request::get("/api/v1/sessions/s1/meters")
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("connection", "upgrade")
-            .header("upgrade", "websocket")
-            .header("sec-websocket-version", "13");
-        if let Some(k) = key {
-            r = r.header("sec-websocket-key", k);
-        }
-        r.body(Body::empty()).unwrap()
-    };
+    let handshake = |key| ws_handshake(key, Some("13"));
     let a = send(&app, handshake(None)).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
     assert!(a.text().contains("bad_request"), "{}", a.text());
     // With its key the handshake is whole; in process there is still no
     // connection to upgrade.
-    let a = send(&app, handshake(Some("dGhlIHNhbXBsZSBub25jZQ=="))).await;
+    let a = send(&app, handshake(Some(WS_KEY))).await;
     assert_eq!(a.status, StatusCode::UPGRADE_REQUIRED, "{}", a.text());
 }
 
@@ -202,17 +211,7 @@ async fn a_websocket_handshake_needs_version_13() {
     let dir = TempDir::new("ws-version");
     let fake = Fake::new();
     let app = app(&fake, dir.path());
-    let handshake = |version: Option<&str>| {
-        let mut r = Request::get("/api/v1/sessions/s1/meters")
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("connection", "upgrade")
-            .header("upgrade", "websocket")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
-        if let Some(v) = version {
-            r = r.header("sec-websocket-version", v);
-        }
-        r.body(Body::empty()).unwrap()
-    };
+    let handshake = |version| ws_handshake(Some(WS_KEY), version);
     let a = send(&app, handshake(None)).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
     assert!(a.text().contains("Sec-WebSocket-Version"), "{}", a.text());

@@ -32,10 +32,14 @@ pub(super) fn phase_ramp(rate: f64) -> Vec<f32> {
     (0..BINS)
         .map(|k| {
             let f = k as f64 * rate / NFFT as f64;
-            let t = ((f - f0) / (f1 - f0)).clamp(0.0, 1.0);
-            (0.5 - 0.5 * (std::f64::consts::PI * t).cos()) as f32
+            raised_cosine(((f - f0) / (f1 - f0)).clamp(0.0, 1.0))
         })
         .collect()
+}
+
+/// 0 at `t` = 0 rising to 1 at `t` = 1, flat at both ends.
+fn raised_cosine(t: f64) -> f32 {
+    (0.5 - 0.5 * (std::f64::consts::PI * t).cos()) as f32
 }
 
 /// [`COMMON_DELAY`] as a phasor per bin, for the linear filters.
@@ -84,8 +88,7 @@ pub(super) fn linear_spectra(
             let n = ir.len().min(LIN_TAPS);
             for (i, (b, x)) in buf.iter_mut().zip(ir).take(n).enumerate() {
                 let g = if i + fade >= n {
-                    let t = (n - i) as f64 / fade as f64;
-                    (0.5 - 0.5 * (std::f64::consts::PI * t).cos()) as f32
+                    raised_cosine((n - i) as f64 / fade as f64)
                 } else {
                     1.0
                 };
